@@ -1,0 +1,5 @@
+import sys
+
+from deepdip.cli import main
+
+sys.exit(main())

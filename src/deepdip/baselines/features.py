@@ -1,0 +1,65 @@
+"""Colour-magnitude features shared by the machine-learning baselines.
+
+Features are extinction-corrected asinh magnitudes ("luptitudes", Lupton, Gunn & Szalay 1999, as
+in the SDSS catalogue): they equal ordinary magnitudes for bright galaxies and stay finite and
+ordered for faint, zero or negative fluxes, so non-detections need no special value. Unobserved
+bands (NaN flux) get the luptitude of zero flux, the natural "nothing seen" value. The feature
+vector is the reference-band magnitude, the colours of adjacent bands (Beck et al. 2016 use colours
++ r), then any extra measured columns.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deepdip.baselines.photometry import Photometry
+
+ZERO_POINT = 22.5  # nanomaggies
+_POGSON = 2.5 / np.log(10.0)
+
+
+def luptitude(flux: np.ndarray, softening: np.ndarray) -> np.ndarray:
+    """Asinh magnitude of ``flux`` (nanomaggies) with softening ``b`` (nanomaggies, per band)."""
+    b = np.asarray(softening, dtype=np.float64)
+    return ZERO_POINT - _POGSON * (np.arcsinh(flux / (2.0 * b)) + np.log(b))
+
+
+class ColourFeatures:
+    """Turns :class:`Photometry` into ``[ref_mag, colours..., extras...]``; ``fit`` learns the softening.
+
+    The softening of each band is 1.042 x the median flux error of the training set, Lupton's
+    choice that makes the asinh magnitude's noise minimal near the detection limit.
+    """
+
+    def __init__(self, ref_band: str):
+        self.ref_band = ref_band
+
+    def fit(self, phot: Photometry) -> "ColourFeatures":
+        if self.ref_band not in phot.bands:
+            raise ValueError(f"reference band {self.ref_band!r} is not one of the bands {phot.bands}")
+        _, err = phot.dereddened()
+        med = np.nanmedian(err, axis=0)
+        # A band never observed in training still needs a positive, finite softening.
+        self.softening_ = np.where(np.isfinite(med) & (med > 0), 1.042 * med, 1.0)
+        self.bands_ = tuple(phot.bands)
+        self.extra_names_ = tuple(phot.extra_names)
+        return self
+
+    def magnitudes(self, phot: Photometry) -> np.ndarray:
+        flux, _ = phot.dereddened()
+        return luptitude(np.nan_to_num(flux, nan=0.0), self.softening_)
+
+    def transform(self, phot: Photometry) -> np.ndarray:
+        if tuple(phot.bands) != self.bands_ or tuple(phot.extra_names) != self.extra_names_:
+            raise ValueError("photometry bands/extra columns differ from those the features were fitted on")
+        mag = self.magnitudes(phot)
+        ref = mag[:, [self.bands_.index(self.ref_band)]]
+        parts = [ref, mag[:, :-1] - mag[:, 1:]]
+        if phot.extra is not None:
+            parts.append(np.nan_to_num(phot.extra, nan=0.0))
+        return np.concatenate(parts, axis=1)
+
+    @property
+    def names(self) -> list[str]:
+        b = self.bands_
+        return [self.ref_band] + [f"{b[i]}-{b[i + 1]}" for i in range(len(b) - 1)] + list(self.extra_names_)

@@ -1,0 +1,155 @@
+"""Measured photometry for the catalogue baselines, from a cutout store or from plain arrays.
+
+Baselines see only what a survey measures: fluxes with errors (nanomaggies), Galactic reddening,
+and optionally a measured size. Truth columns of mocks (``z_true``, ``mag_<band>``...) are refused
+so that a baseline can never be better than the photometry allows.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from deepdip.errors import DeepdipError
+
+#: R_V = 3.1 extinction law used for A_b / E(B-V); O'Donnell (1994) is what the SDSS pipeline uses.
+EXTINCTION_LAW = "odonnell94"
+R_V = 3.1
+
+# Columns that hold the answer (or the noiseless inputs) in a mock and must never be features.
+_TRUTH = re.compile(r"^(id|fold|z_spec|z_true|z|redshift|mag_.*|.*true.*|ebv)$", re.IGNORECASE)
+
+
+@lru_cache(maxsize=None)
+def _coefficient(filter_name: str, law: str, r_v: float) -> float:
+    import extinction
+    import speclite.filters
+
+    filt = speclite.filters.load_filter(filter_name)
+    wave = np.asarray(filt.wavelength, dtype=np.float64)  # Angstrom
+    resp = np.asarray(filt.response, dtype=np.float64)
+    ebv = 0.01  # small, so the coefficient is the linear (low-reddening) one
+    a_lambda = getattr(extinction, law)(wave, r_v * ebv, r_v)
+    # Photon-counting detector, source flat in f_nu (AB): weights S(lambda) / lambda.
+    w = resp / wave
+    ratio = np.trapezoid(w * 10 ** (-0.4 * a_lambda), wave) / np.trapezoid(w, wave)
+    return float(-2.5 * np.log10(ratio) / ebv)
+
+
+def extinction_coefficients(filters, law: str = EXTINCTION_LAW, r_v: float = R_V) -> np.ndarray:
+    """A_b / E(B-V) for each speclite filter name (R_V = 3.1 law integrated over the filter curve).
+
+    For ``sdss2010-ugriz`` this gives 4.88, 3.82, 2.71, 2.12, 1.54 (SDSS pipeline: 5.16, 3.79, 2.75,
+    2.09, 1.48; the u difference is the source SED assumed).
+    """
+    return np.array([_coefficient(f, law, r_v) for f in filters])
+
+
+@dataclass
+class Photometry:
+    """Measured fluxes of ``n`` galaxies in ``B`` bands.
+
+    Attributes
+    ----------
+    flux, flux_err : float64 [n, B]
+        Observed (not dereddened) fluxes and 1-sigma errors in nanomaggies
+        (mag = 22.5 - 2.5 log10 flux). NaN flux or non-positive/NaN error = band not observed.
+    extinction : float64 [n, B]
+        Galactic extinction A_b in magnitudes.
+    bands, filters : tuple of str
+        Band names and their speclite filter names.
+    extra : float64 [n, E] or None
+        Extra measured features (e.g. a size), already in the scale they should be used in.
+    """
+
+    flux: np.ndarray
+    flux_err: np.ndarray
+    extinction: np.ndarray
+    bands: tuple
+    filters: tuple
+    extra: np.ndarray | None = None
+    extra_names: tuple = field(default_factory=tuple)
+
+    def __post_init__(self):
+        self.flux = np.asarray(self.flux, dtype=np.float64)
+        self.flux_err = np.asarray(self.flux_err, dtype=np.float64)
+        self.extinction = np.broadcast_to(np.asarray(self.extinction, dtype=np.float64), self.flux.shape)
+        if self.flux.ndim != 2 or self.flux.shape != self.flux_err.shape or self.flux.shape[1] != len(self.bands):
+            raise ValueError("flux and flux_err must be [n, n_bands] with one column per band")
+        if len(self.filters) != len(self.bands):
+            raise ValueError("one speclite filter name per band is needed")
+
+    def __len__(self) -> int:
+        return self.flux.shape[0]
+
+    @property
+    def observed(self) -> np.ndarray:
+        """bool [n, B]: the band has a usable measurement (finite flux, positive finite error)."""
+        return np.isfinite(self.flux) & np.isfinite(self.flux_err) & (self.flux_err > 0)
+
+    def dereddened(self) -> tuple[np.ndarray, np.ndarray]:
+        """Extinction-corrected flux and error; unobserved bands come back as NaN."""
+        factor = 10 ** (0.4 * self.extinction)
+        ok = self.observed
+        return np.where(ok, self.flux * factor, np.nan), np.where(ok, self.flux_err * factor, np.nan)
+
+    def subset(self, rows) -> "Photometry":
+        return Photometry(self.flux[rows], self.flux_err[rows], self.extinction[rows], self.bands,
+                          self.filters, None if self.extra is None else self.extra[rows], self.extra_names)
+
+    @classmethod
+    def from_ebv(cls, flux, flux_err, ebv, bands, filters, extra=None, extra_names=()) -> "Photometry":
+        """Build from E(B-V) per galaxy, converted with :func:`extinction_coefficients`."""
+        a_b = np.asarray(ebv, dtype=np.float64)[:, None] * extinction_coefficients(tuple(filters))[None, :]
+        return cls(flux, flux_err, a_b, tuple(bands), tuple(filters), extra, tuple(extra_names))
+
+    @classmethod
+    def from_store(cls, store, rows=None, extra_columns=()) -> "Photometry":
+        """Read ``flux_<band>``, ``flux_err_<band>``, ``ebv`` (and ``extra_columns``) of a store's rows."""
+        bands = tuple(store.bands)
+        filters = store_filters(store)
+        extra_columns = tuple(c for c in extra_columns if c)
+        for c in extra_columns:
+            if _TRUTH.match(c):
+                raise DeepdipError(f"column {c!r} is a label or truth column; baselines use measured columns only")
+        needed = [f"flux_{b}" for b in bands] + [f"flux_err_{b}" for b in bands] + ["ebv", *extra_columns]
+        missing = [c for c in needed if c not in store.columns]
+        if missing:
+            raise DeepdipError(
+                f"store {getattr(store, 'path', '')} lacks the measured photometry column(s) {', '.join(missing)} "
+                "that catalogue baselines need"
+            )
+        cat = store.catalog(needed, rows=rows)
+        flux = np.stack([cat[f"flux_{b}"] for b in bands], axis=1)
+        err = np.stack([cat[f"flux_err_{b}"] for b in bands], axis=1)
+        extra = None
+        if extra_columns:
+            extra = np.stack([_feature_scale(np.asarray(cat[c], dtype=np.float64)) for c in extra_columns], axis=1)
+        return cls.from_ebv(flux, err, cat["ebv"], bands, filters, extra, extra_columns)
+
+
+def _feature_scale(values: np.ndarray) -> np.ndarray:
+    # Sizes and other positive quantities span decades: their log is the useful feature.
+    finite = values[np.isfinite(values)]
+    if finite.size and np.all(finite > 0):
+        return np.log10(values)
+    return values
+
+
+def store_filters(store) -> tuple:
+    """Speclite filter names of a store's bands: from its attrs, else from its survey preset."""
+    attrs = getattr(store, "attrs", {}) or {}
+    if "filters" in attrs:
+        filters = attrs["filters"]
+        return tuple(filters.split(",")) if isinstance(filters, str) else tuple(str(f) for f in filters)
+    from deepdip.surveys import load_survey
+
+    survey = load_survey(store.survey)
+    by_band = dict(zip(survey.bands, survey.filters))
+    try:
+        return tuple(by_band[b] for b in store.bands)
+    except KeyError as exc:
+        raise DeepdipError(f"band {exc.args[0]!r} of the store is not in the {survey.name!r} preset") from None

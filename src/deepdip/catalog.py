@@ -1,0 +1,300 @@
+"""The photo-z catalogue: the one prediction format every estimator writes (DESIGN.md).
+
+A Parquet file with one row per galaxy: ``id``, optional ``z_spec`` and ``fold``, the point
+estimates of :func:`deepdip.metrics.point_estimates`, any extra 1-D columns (``mag_r``, ``ra``...),
+and ``pdf``, a fixed-length float32 list of probabilities per redshift bin (each row sums to 1).
+The redshift grid, producing method, its configuration and the deepdip version are stored as
+JSON under the ``deepdip`` key of the Parquet schema metadata.
+
+Files are written under a temporary name and renamed when complete, so a crash never leaves a
+half-written catalogue. Exports: LSST DESC ``qp`` ensembles (:func:`to_qp`, :func:`write_qp`)
+and FITS tables (:func:`to_fits`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from deepdip import __version__
+from deepdip.atomic import atomic_path
+from deepdip.errors import DeepdipError
+from deepdip.metrics import normalise, point_estimates
+from deepdip.zgrid import ZGrid
+
+FORMAT_VERSION = 1
+METADATA_KEY = b"deepdip"
+POINT_COLUMNS = ("z_mean", "z_median", "z_mode", "z_std", "z_lo68", "z_hi68")
+RESERVED = ("id", "z_spec", "fold", *POINT_COLUMNS, "pdf")
+
+
+@dataclass
+class PhotozCatalog:
+    """A photo-z catalogue in memory.
+
+    Attributes
+    ----------
+    ids : ndarray of int64, shape (N,)
+    pdf : ndarray of float32, shape (N, nbins)
+        Probability per redshift bin; rows sum to 1.
+    zgrid : ZGrid
+    method : str
+        Name of the estimator that produced it.
+    config : dict
+        Its configuration, as written.
+    table : pandas.DataFrame
+        Every scalar column (``id``, ``z_spec``, ``fold``, point estimates, extras).
+    metadata : dict
+        The whole ``deepdip`` metadata record (includes ``deepdip_version``).
+    """
+
+    ids: np.ndarray
+    pdf: np.ndarray
+    zgrid: ZGrid
+    method: str
+    config: dict = field(default_factory=dict)
+    table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    metadata: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def _metadata(zgrid: ZGrid, method: str, config: dict | None) -> dict:
+    return {
+        "format_version": FORMAT_VERSION,
+        "method": method,
+        "config": config or {},
+        "zgrid": zgrid.to_dict(),
+        "bin_edges": zgrid.edges.tolist(),
+        "pdf": "probability per redshift bin, each row sums to 1",
+        "deepdip_version": __version__,
+    }
+
+
+def _column(name: str, values, n: int, dtype) -> np.ndarray:
+    arr = np.asarray(values, dtype=dtype)
+    if arr.shape != (n,):
+        raise DeepdipError(f"catalogue column '{name}' has shape {arr.shape}; expected ({n},)")
+    return arr
+
+
+class CatalogWriter:
+    """Write a photo-z catalogue chunk by chunk (for predictors that stream over a store).
+
+    Use as a context manager; the file appears at ``path`` only when the block succeeds::
+
+        with CatalogWriter("cnn.parquet", zgrid, method="cnn", config=cfg) as w:
+            for ids, pdf, z_spec in chunks:
+                w.write(ids, pdf, z_spec=z_spec)
+
+    Every chunk must carry the same optional columns as the first one. Ids are checked for
+    uniqueness within a chunk only (a global check would hold every id in memory).
+    """
+
+    def __init__(self, path, zgrid: ZGrid, *, method: str, config: dict | None = None):
+        self.path = Path(path)
+        self.zgrid = zgrid
+        self._meta = json.dumps(_metadata(zgrid, method, config), default=str).encode()
+        self._stack = contextlib.ExitStack()
+        self._tmp: Path | None = None
+        self._writer: pq.ParquetWriter | None = None
+        self.n_rows = 0
+
+    def __enter__(self) -> "CatalogWriter":
+        self._tmp = self._stack.enter_context(atomic_path(self.path, suffix=".parquet"))
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None and self._writer is None:
+            try:  # nothing written: still produce a valid, empty catalogue
+                self._open(self._table([], np.zeros((0, self.zgrid.nbins))).schema)
+            except BaseException:
+                if not self._stack.__exit__(*sys.exc_info()):
+                    raise
+        # Closes the Parquet writer, then renames the file on success or deletes it on failure.
+        return self._stack.__exit__(exc_type, exc, tb)
+
+    def _open(self, schema: pa.Schema) -> None:
+        schema = schema.with_metadata({METADATA_KEY: self._meta})
+        self._writer = pq.ParquetWriter(os.fspath(self._tmp), schema)
+        self._stack.callback(self._writer.close)
+
+    def _table(self, ids, pdf, *, z_spec=None, fold=None, extra=None) -> pa.Table:
+        ids = np.asarray(ids)
+        n = ids.shape[0] if ids.ndim == 1 else -1
+        ids = _column("id", ids, n, np.int64)
+        pdf = np.asarray(pdf)
+        if pdf.shape != (n, self.zgrid.nbins):
+            raise DeepdipError(f"pdf has shape {pdf.shape}; expected ({n}, {self.zgrid.nbins}) for {n} ids")
+        if np.unique(ids).size != n:
+            raise DeepdipError(f"duplicate ids in catalogue chunk ({n - np.unique(ids).size} repeated)")
+        prob = normalise(pdf)
+        cols = {"id": ids}
+        if z_spec is not None:
+            cols["z_spec"] = _column("z_spec", z_spec, n, np.float64)
+        if fold is not None:
+            cols["fold"] = _column("fold", fold, n, np.int8)
+        cols.update(point_estimates(prob, self.zgrid))
+        for name, values in (extra or {}).items():
+            if name in RESERVED:
+                raise DeepdipError(f"extra column '{name}' clashes with a standard catalogue column")
+            cols[name] = _column(name, values, n, np.asarray(values).dtype)
+        flat = pa.array(prob.astype(np.float32).ravel())
+        cols["pdf"] = pa.FixedSizeListArray.from_arrays(flat, self.zgrid.nbins)
+        return pa.table(cols)
+
+    def write(self, ids, pdf, *, z_spec=None, fold=None, extra: dict | None = None) -> None:
+        """Append rows: ``ids`` (N,), ``pdf`` (N, nbins) non-negative weights, optional columns.
+
+        PDFs are normalised and the point estimates computed here, so every estimator's
+        catalogue is summarised the same way.
+        """
+        if self._tmp is None:
+            raise RuntimeError("CatalogWriter.write called outside its 'with' block")
+        table = self._table(ids, pdf, z_spec=z_spec, fold=fold, extra=extra)
+        if self._writer is None:
+            self._open(table.schema)
+        elif table.schema.names != self._writer.schema.names:
+            raise DeepdipError(
+                f"catalogue chunk has columns {table.schema.names}; earlier chunks had {self._writer.schema.names}"
+            )
+        self._writer.write_table(table.cast(self._writer.schema))
+        self.n_rows += table.num_rows
+
+
+def write_catalog(path, ids, pdf, zgrid: ZGrid, *, z_spec=None, fold=None, method: str,
+                  config: dict | None = None, extra: dict | None = None) -> Path:
+    """Write a whole photo-z catalogue at once (see :class:`CatalogWriter` for chunks).
+
+    Parameters
+    ----------
+    path : path-like
+        Destination ``.parquet`` file; written atomically.
+    ids : array_like of int, shape (N,)
+        Unique galaxy ids (the store's ``id``).
+    pdf : array_like, shape (N, nbins)
+        Non-negative weights per redshift bin of ``zgrid``; normalised here.
+    zgrid : ZGrid
+    z_spec : array_like, shape (N,), optional
+        Spectroscopic redshifts, NaN where unknown.
+    fold : array_like of int, shape (N,), optional
+    method : str
+        Estimator name; becomes the method's name in reports.
+    config : dict, optional
+        JSON-serialisable estimator configuration, kept for provenance.
+    extra : dict of str to array_like, optional
+        More 1-D columns (magnitudes, coordinates...).
+
+    Returns
+    -------
+    Path
+    """
+    with CatalogWriter(path, zgrid, method=method, config=config) as writer:
+        writer.write(ids, pdf, z_spec=z_spec, fold=fold, extra=extra)
+    return Path(path)
+
+
+def read_catalog(path) -> PhotozCatalog:
+    """Read a photo-z catalogue written by :func:`write_catalog` or :class:`CatalogWriter`.
+
+    Raises
+    ------
+    DeepdipError
+        If the file is missing, is not Parquet, lacks the deepdip metadata or a required column,
+        or its PDFs do not match its redshift grid.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DeepdipError(f"photo-z catalogue not found: {path}")
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DeepdipError(f"{path} is not a Parquet file ({exc})") from None
+    raw = (pf.schema_arrow.metadata or {}).get(METADATA_KEY)
+    if raw is None:
+        raise DeepdipError(f"{path} is not a deepdip photo-z catalogue (no '{METADATA_KEY.decode()}' metadata)")
+    meta = json.loads(raw)
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise DeepdipError(f"{path}: unsupported catalogue format_version {meta.get('format_version')!r}")
+    missing = [c for c in ("id", *POINT_COLUMNS, "pdf") if c not in pf.schema_arrow.names]
+    if missing:
+        raise DeepdipError(f"{path} lacks required column(s): {', '.join(missing)}")
+    zgrid = ZGrid(**meta["zgrid"])
+    table = pf.read()
+    pdf_col = table.column("pdf").combine_chunks()
+    width = getattr(pdf_col.type, "list_size", None)
+    if width != zgrid.nbins:
+        raise DeepdipError(f"{path}: pdf column holds {width} values per row; its grid has {zgrid.nbins} bins")
+    pdf = pdf_col.flatten().to_numpy().reshape(len(table), zgrid.nbins)
+    scalars = table.drop_columns(["pdf"]).to_pandas()
+    return PhotozCatalog(
+        ids=scalars["id"].to_numpy(np.int64),
+        pdf=pdf,
+        zgrid=zgrid,
+        method=meta["method"],
+        config=meta.get("config", {}),
+        table=scalars,
+        metadata=meta,
+    )
+
+
+def to_qp(cat: PhotozCatalog):
+    """The catalogue as a ``qp.hist`` ensemble, with ids and point estimates in ``ancil``.
+
+    ``ancil`` uses RAIL's names (``zmean``, ``zmedian``, ``zmode``) plus ``ids``, ``zstd``,
+    ``zlo68``, ``zhi68`` and ``z_spec`` when known.
+    """
+    import qp  # heavy import, only needed for this export
+
+    ancil = {"ids": cat.ids}
+    for col in POINT_COLUMNS:
+        ancil[col.replace("_", "")] = cat.table[col].to_numpy(np.float64)
+    if "z_spec" in cat.table:
+        ancil["z_spec"] = cat.table["z_spec"].to_numpy(np.float64)
+    density = cat.pdf.astype(np.float64) / cat.zgrid.width  # qp.hist wants densities
+    return qp.hist.create_ensemble(bins=cat.zgrid.edges, pdfs=density, ancil=ancil)
+
+
+def write_qp(cat: PhotozCatalog, path) -> Path:
+    """Write the catalogue as a qp ensemble file (``.hdf5``/``.h5`` or ``.fits``), atomically."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".hdf5", ".h5", ".hf5", ".hd5", ".fits", ".fit"):
+        raise DeepdipError(f"qp output must end in .hdf5, .h5 or .fits, not '{path.name}'")
+    with atomic_path(path, suffix=suffix) as tmp:
+        to_qp(cat).write_to(os.fspath(tmp))
+    return path
+
+
+def to_fits(cat: PhotozCatalog, path) -> Path:
+    """Write the catalogue as a FITS binary table (``PDF`` as a vector column), atomically.
+
+    The header carries ``METHOD``, ``ZMIN``, ``ZMAX``, ``NBINS``, ``DDVERS`` (deepdip version)
+    and ``CONFIG`` (JSON).
+    """
+    from astropy.table import Table
+
+    table = Table.from_pandas(cat.table)
+    table["pdf"] = cat.pdf.astype(np.float32)
+    table.meta.update(
+        METHOD=cat.method,
+        ZMIN=cat.zgrid.zmin,
+        ZMAX=cat.zgrid.zmax,
+        NBINS=cat.zgrid.nbins,
+        DDVERS=cat.metadata.get("deepdip_version", __version__),
+        CONFIG=json.dumps(cat.config, default=str),
+    )
+    path = Path(path)
+    with atomic_path(path, suffix=".fits") as tmp:
+        table.write(tmp, format="fits")
+    return path

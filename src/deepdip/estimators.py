@@ -1,0 +1,54 @@
+"""One interface for every photo-z estimator (the CNN and all baselines).
+
+An estimator is fitted on the training folds of a cutout store and predicts redshift PDFs on a
+fixed grid for any rows of a store; :meth:`predict_catalog` turns those into the photo-z
+catalogue every evaluation reads, streaming rows in chunks so catalogue size never matters.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from deepdip.zgrid import ZGrid
+
+DEFAULT_CHUNK = 4096
+
+
+class PhotozEstimator(ABC):
+    """Base class: subclasses set ``name`` and ``zgrid`` and implement :meth:`fit` and :meth:`predict_pdf`."""
+
+    name: str = "estimator"
+    zgrid: ZGrid
+
+    @abstractmethod
+    def fit(self, store, fold: int) -> "PhotozEstimator":
+        """Fit on the rows of ``store`` with ``fold != fold`` (never the test fold); return self."""
+
+    @abstractmethod
+    def predict_pdf(self, store, rows) -> np.ndarray:
+        """PDFs ``[len(rows), zgrid.nbins]`` (rows sum to 1) for ``rows`` of ``store``."""
+
+    def config(self) -> dict:
+        """Settings recorded in the catalogue's metadata (override to add more)."""
+        return {"estimator": type(self).__name__}
+
+    def predict_catalog(self, store, rows, out, chunk_size: int = DEFAULT_CHUNK, progress: bool = True):
+        """Predict ``rows`` of ``store`` chunk by chunk into the photo-z catalogue at ``out``."""
+        from tqdm.auto import tqdm
+
+        from deepdip.catalog import CatalogWriter
+
+        rows = np.asarray(rows, dtype=np.int64)
+        extra_cols = [c for c in store.columns if c.startswith("mag_") or c == "z_true"]
+        with CatalogWriter(out, self.zgrid, method=self.name, config=self.config()) as writer:
+            bar = tqdm(total=len(rows), desc=f"predict {self.name}", unit="gal", disable=not progress)
+            for start in range(0, len(rows), chunk_size):
+                chunk = rows[start:start + chunk_size]
+                cat = store.catalog(["id", "z_spec", "fold", *extra_cols], rows=chunk)
+                writer.write(cat["id"], self.predict_pdf(store, chunk), z_spec=cat["z_spec"], fold=cat["fold"],
+                             extra={c: cat[c] for c in extra_cols})
+                bar.update(len(chunk))
+            bar.close()
+        return out

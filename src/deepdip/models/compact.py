@@ -1,0 +1,81 @@
+"""A compact photo-z CNN for CPUs (and cheap inference at survey scale).
+
+Same contract as :mod:`deepdip.models.pasquet19` (bands in, logits over redshift bins out, extra
+scalars such as E(B-V) joined before the dense layers) at a small fraction of its FLOPs. Choices,
+each made by measurement on a 2-core AVX-512 CPU (``benchmarks/bench_cnn.py``, docs/benchmarks.md):
+
+- A strided 4x4 stem: SDSS stamps oversample the PSF (FWHM ~3.3 px), so halving the resolution in a
+  learned convolution loses little and removes the costly full-resolution layers.
+- Plain 3x3 convolutions with batch norm: dense convolutions run near the machine's matmul rate in
+  oneDNN, while depthwise ones are memory bound on CPUs; batch norm lets a high learning rate
+  converge in the few epochs a CPU budget allows.
+- Spatial position kept to the end (flatten of an 8x8 map, not global pooling): the galaxy is
+  centred, and its size and profile are what redshift information beyond colour comes from.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def conv_bn(in_chans: int, out_chans: int, kernel_size: int = 3, stride: int = 1) -> nn.Sequential:
+    """Convolution + batch norm + ReLU; 'same' padding for odd kernels, halving for stride 2."""
+    padding = (kernel_size - stride + 1) // 2
+    return nn.Sequential(
+        nn.Conv2d(in_chans, out_chans, kernel_size, stride=stride, padding=padding, bias=False),
+        nn.BatchNorm2d(out_chans),
+        nn.ReLU(inplace=True),
+    )
+
+
+class Compact(nn.Module):
+    """Compact CNN.
+
+    Parameters
+    ----------
+    in_chans, num_bins, img_size, n_extra :
+        As for every deepdip model.
+    widths : tuple of int
+        Channels of the stem and of the stages at 1/2, 1/4 and 1/8 resolution.
+    hidden : int
+        Width of the dense layers.
+    drop_rate : float
+        Dropout before the dense layers.
+    """
+
+    def __init__(self, in_chans: int = 5, num_bins: int = 180, img_size: int = 64, n_extra: int = 1,
+                 widths: tuple[int, ...] = (32, 64, 96, 128), hidden: int = 256, drop_rate: float = 0.1):
+        super().__init__()
+        self.in_chans, self.num_bins, self.img_size, self.n_extra = in_chans, num_bins, img_size, n_extra
+        w0, w1, w2, w3 = widths
+        self.features = nn.Sequential(
+            conv_bn(in_chans, w0, 4, stride=2),   # N x w0 x 32 x 32
+            conv_bn(w0, w1),                      # N x w1 x 32 x 32
+            nn.AvgPool2d(2),                      # N x w1 x 16 x 16
+            conv_bn(w1, w2),                      # N x w2 x 16 x 16
+            conv_bn(w2, w2),                      # N x w2 x 16 x 16
+            nn.AvgPool2d(2),                      # N x w2 x 8 x 8
+            conv_bn(w2, w3),                      # N x w3 x 8 x 8
+            conv_bn(w3, w3 // 4, 1),              # N x w3/4 x 8 x 8: cheap bottleneck before flatten
+        )
+        side = img_size // 8
+        self.num_features = (w3 // 4) * side * side
+        self.head = nn.Sequential(
+            nn.Dropout(drop_rate), nn.Linear(self.num_features + n_extra, hidden), nn.ReLU(inplace=True),
+            nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
+            nn.Linear(hidden, num_bins),
+        )
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, B, H, W]`` normalised images -> ``[N, num_features]``."""
+        return torch.flatten(self.features(x), 1)
+
+    def forward_head(self, features: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """Features ``[N, F]`` and extra scalars ``[N, n_extra]`` -> logits ``[N, num_bins]``."""
+        if self.n_extra:
+            features = torch.cat([features, extra.to(features.dtype)], dim=1)
+        return self.head(features)
+
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x), extra)

@@ -1,0 +1,242 @@
+"""Create cutout stores: stream galaxies in, never hold the whole image array in memory.
+
+The store is written under a temporary name beside its destination and renamed only when the
+writer closes without error, so a crash or Ctrl-C never leaves a half-written store behind.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from deepdip import __version__
+from deepdip.errors import StoreError
+from deepdip.store.folds import assign_folds
+from deepdip.store.format import (
+    CATALOG,
+    FORMAT_VERSION,
+    IMAGE_DTYPE,
+    IMAGES,
+    REQUIRED_COLUMNS,
+)
+
+# Rows per HDF5 chunk of `images`: a DataLoader batch reads a few chunks, and a chunk of 64
+# SDSS stamps (64*5*64*64*4 B = 5 MB) keeps h5py's per-chunk overhead small.
+CHUNK_ROWS = 64
+
+
+class StoreWriter:
+    """Write a cutout store incrementally.
+
+    Parameters
+    ----------
+    path : str or Path
+        Destination: a ``.h5`` file, or a folder when ``shard_size`` is given.
+    bands : sequence of str
+        Band names in image-plane order.
+    image_shape : (int, int)
+        Stamp height and width in pixels.
+    survey, pixel_scale, flux_unit :
+        Stored as file attributes (pixel scale in arcsec/pixel).
+    n_folds, seed :
+        Cross-validation folds assigned from a hash of (id, seed) when ``fold`` is not given.
+    attrs : dict, optional
+        Extra provenance stored as JSON text in ``attrs["provenance"]``.
+    shard_size : int, optional
+        Write a folder of shard files with at most this many galaxies each.
+    """
+
+    def __init__(self, path, *, bands, image_shape, survey: str, pixel_scale: float,
+                 flux_unit: str = "nanomaggy", n_folds: int = 5, seed: int = 0,
+                 attrs: dict | None = None, shard_size: int | None = None):
+        self.path = Path(path)
+        self.bands = [str(b) for b in bands]
+        self.image_shape = tuple(int(s) for s in image_shape)
+        if len(self.image_shape) != 2:
+            raise ValueError(f"image_shape must be (H, W), got {image_shape}")
+        self.n_folds = int(n_folds)
+        self.seed = int(seed)
+        self.shard_size = None if shard_size is None else int(shard_size)
+        self._attrs = {
+            "format_version": FORMAT_VERSION,
+            "survey": str(survey),
+            "bands": self.bands,
+            "pixel_scale": float(pixel_scale),
+            "flux_unit": str(flux_unit),
+            "n_folds": self.n_folds,
+            "fold_seed": self.seed,
+            "provenance": json.dumps(attrs or {}, sort_keys=True, default=str),
+            "deepdip_version": __version__,
+        }
+        self._tmp = self.path.with_name(f".{self.path.name}.tmp")
+        self._file: h5py.File | None = None
+        self._shard_index = -1
+        self._columns: list[str] | None = None
+        self._ids_seen: set[int] = set()
+        self.n_written = 0
+        self._closed = False
+        self._start()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def _start(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._remove(self._tmp)
+        if self.shard_size is not None:
+            self._tmp.mkdir()
+        else:
+            self._file = self._open_file(self._tmp)
+
+    def _open_file(self, path: Path) -> h5py.File:
+        f = h5py.File(path, "w")
+        for key, value in self._attrs.items():
+            f.attrs[key] = value
+        n_bands = len(self.bands)
+        f.create_dataset(IMAGES, shape=(0, n_bands, *self.image_shape), maxshape=(None, n_bands, *self.image_shape),
+                         dtype=IMAGE_DTYPE, chunks=(CHUNK_ROWS, n_bands, *self.image_shape))
+        f.create_group(CATALOG)
+        return f
+
+    def _next_shard(self):
+        if self._file is not None:
+            self._file.close()
+        self._shard_index += 1
+        self._file = self._open_file(self._tmp / f"part-{self._shard_index:05d}.h5")
+
+    @staticmethod
+    def _remove(path: Path):
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+    def close(self):
+        """Finish the store and move it to its final name."""
+        if self._closed:
+            return
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self.n_written == 0:
+            self._remove(self._tmp)
+            self._closed = True
+            raise StoreError(f"no galaxies were written to {self.path}")
+        self._remove(self.path)
+        self._tmp.replace(self.path)
+        self._closed = True
+
+    def abort(self):
+        """Drop everything written so far; the destination is left untouched."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._remove(self._tmp)
+        self._closed = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+        return False
+
+    # -- writing -------------------------------------------------------------------------------
+    def append(self, images, catalog: dict):
+        """Append galaxies: ``images`` float ``[n, B, H, W]`` and 1-D catalogue columns of length n."""
+        images = np.asarray(images)
+        n = images.shape[0] if images.ndim else 0
+        expected = (len(self.bands), *self.image_shape)
+        if images.ndim != 4 or images.shape[1:] != expected:
+            raise StoreError(f"images must have shape [n, {', '.join(map(str, expected))}], got {list(images.shape)}")
+        columns = self._prepare_columns(catalog, n)
+        if self.shard_size is None:
+            self._write(images, columns)
+            return
+        start = 0
+        while start < n:
+            if self._file is None or self._file[IMAGES].shape[0] >= self.shard_size:
+                self._next_shard()
+            room = self.shard_size - self._file[IMAGES].shape[0]
+            stop = min(n, start + room)
+            self._write(images[start:stop], {k: v[start:stop] for k, v in columns.items()})
+            start = stop
+
+    def _prepare_columns(self, catalog: dict, n: int) -> dict[str, np.ndarray]:
+        columns = {str(k): np.asarray(v) for k, v in catalog.items()}
+        for name in ("id", "z_spec", "ebv"):
+            if name not in columns:
+                raise StoreError(f"catalogue column {name!r} is required")
+        if "fold" not in columns:
+            columns["fold"] = assign_folds(columns["id"], self.n_folds, self.seed)
+        for name, values in columns.items():
+            if values.ndim != 1 or len(values) != n:
+                raise StoreError(f"catalogue column {name!r} must be 1-D of length {n}, got shape {list(values.shape)}")
+        for name, dtype in REQUIRED_COLUMNS.items():
+            columns[name] = columns[name].astype(dtype)
+        unique, counts = np.unique(columns["id"], return_counts=True)
+        dup = set(unique[counts > 1].tolist()) | self._ids_seen.intersection(unique.tolist())
+        if dup:
+            raise StoreError(f"duplicate galaxy ids ({len(dup)}): {sorted(dup)[:10]}")
+        if self._columns is None:
+            self._columns = sorted(columns)
+        elif sorted(columns) != self._columns:
+            raise StoreError(f"catalogue columns changed between appends: {sorted(columns)} vs {self._columns}")
+        self._ids_seen.update(unique.tolist())
+        return columns
+
+    def _write(self, images: np.ndarray, columns: dict[str, np.ndarray]):
+        f = self._file
+        n0, n = f[IMAGES].shape[0], images.shape[0]
+        f[IMAGES].resize(n0 + n, axis=0)
+        f[IMAGES][n0:n0 + n] = images.astype(IMAGE_DTYPE, copy=False)
+        group = f[CATALOG]
+        for name, values in columns.items():
+            if values.dtype.kind in "OU":
+                values = values.astype("S")  # HDF5 has no variable-width unicode numpy dtype
+            if name not in group:
+                group.create_dataset(name, shape=(0,), maxshape=(None,), dtype=values.dtype,
+                                     chunks=(max(1024, CHUNK_ROWS),))
+            group[name].resize(n0 + n, axis=0)
+            group[name][n0:n0 + n] = values
+        self.n_written += n
+
+
+def create_store(path, images, catalog: dict, **kwargs) -> Path:
+    """Write a whole store in one call (small stores, tests). ``kwargs`` go to :class:`StoreWriter`."""
+    images = np.asarray(images)
+    kwargs.setdefault("image_shape", images.shape[2:])
+    with StoreWriter(path, **kwargs) as writer:
+        writer.append(images, catalog)
+    return Path(path)
+
+
+def add_columns(path, columns: dict) -> None:
+    """Add (or replace) catalogue columns of an existing single-file store, e.g. measured photometry.
+
+    Written into a copy that replaces the original only when complete.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise StoreError("add_columns on a sharded store: add the columns to each shard with add_columns(shard, ...)")
+    tmp = path.with_name(f".{path.name}.tmp")
+    shutil.copyfile(path, tmp)
+    try:
+        with h5py.File(tmp, "r+") as f:
+            n = f[IMAGES].shape[0]
+            for name, values in columns.items():
+                values = np.asarray(values)
+                if values.ndim != 1 or len(values) != n:
+                    raise StoreError(f"column {name!r} must be 1-D of length {n}, got shape {list(values.shape)}")
+                if name in f[CATALOG]:
+                    del f[CATALOG][name]
+                f[CATALOG].create_dataset(name, data=values)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,131 @@
+import pickle
+from concurrent.futures import ProcessPoolExecutor
+
+import h5py
+import numpy as np
+import pytest
+
+from deepdip.errors import StoreError
+from deepdip.store import CutoutStore, StoreWriter, add_columns, assign_folds, create_store
+from tests.conftest import make_catalog
+
+
+def _write(path, n=50, shard_size=None, seed=1, chunks=1):
+    rng = np.random.default_rng(7)
+    images = rng.normal(size=(n, 3, 6, 6)).astype(np.float32)
+    cat = make_catalog(n, rng)
+    cat["mag_r"] = rng.uniform(14, 18, n)
+    with StoreWriter(path, bands="gri", image_shape=(6, 6), survey="test", pixel_scale=0.2, seed=seed,
+                     shard_size=shard_size) as w:
+        for part in np.array_split(np.arange(n), chunks):
+            w.append(images[part], {k: v[part] for k, v in cat.items()})
+    return images, cat
+
+
+def test_round_trip_single_file(tmp_path):
+    images, cat = _write(tmp_path / "s.h5", chunks=3)
+    store = CutoutStore(tmp_path / "s.h5")
+    assert len(store) == 50 and store.bands == ["g", "r", "i"] and store.image_shape == (6, 6)
+    assert store.survey == "test" and store.pixel_scale == 0.2 and store.flux_unit == "nanomaggy"
+    rows = np.array([7, 2, 2, 49, 0])  # any order, repeats allowed
+    np.testing.assert_array_equal(store.images(rows), images[rows])
+    np.testing.assert_array_equal(store.column("id", rows), cat["id"][rows])
+    assert store.column("z_spec").dtype == np.float32 and store.column("fold").dtype == np.int8
+    np.testing.assert_allclose(store.column("mag_r"), cat["mag_r"])
+
+
+def test_sharded_store_reads_as_one(tmp_path):
+    images, cat = _write(tmp_path / "one.h5")
+    _write(tmp_path / "many", shard_size=12)
+    assert len(list((tmp_path / "many").glob("*.h5"))) == 5
+    one, many = CutoutStore(tmp_path / "one.h5"), CutoutStore(tmp_path / "many")
+    rows = np.array([49, 11, 12, 0, 30])
+    np.testing.assert_array_equal(many.images(rows), images[rows])
+    np.testing.assert_array_equal(many.column("fold"), one.column("fold"))
+    chunks = list(many.iter_chunks(chunk_size=16))
+    assert [len(r) for r, _ in chunks] == [16, 16, 16, 2]
+    np.testing.assert_array_equal(np.concatenate([im for _, im in chunks]), images)
+
+
+def test_folds_deterministic_balanced_and_order_free():
+    ids = np.arange(20000)
+    folds = assign_folds(ids, 5, seed=1)
+    assert set(np.unique(folds)) == {0, 1, 2, 3, 4}
+    assert np.abs(np.bincount(folds) / len(ids) - 0.2).max() < 0.01
+    np.testing.assert_array_equal(assign_folds(ids[::-1], 5, seed=1), folds[::-1])
+    assert (assign_folds(ids, 5, seed=2) != folds).mean() > 0.7
+
+
+def test_split_rows(tiny_store):
+    store = CutoutStore(tiny_store)
+    test, train = store.split_rows("test", 2), store.split_rows("train", 2)
+    assert len(test) + len(train) == len(store) and not set(test) & set(train)
+    assert (store.column("fold", test) == 2).all()
+    with pytest.raises(StoreError, match="fold must be in 0..4"):
+        store.split_rows("test", 9)
+
+
+def _read_in_worker(store):
+    return store.images([3, 1]).sum()
+
+
+def test_store_is_picklable_and_safe_in_worker_processes(tiny_store):
+    store = CutoutStore(tiny_store)
+    expected = store.images([3, 1]).sum()  # opens a handle in this process first
+    clone = pickle.loads(pickle.dumps(store))
+    assert clone.images([3, 1]).sum() == expected
+    with ProcessPoolExecutor(2) as pool:
+        assert list(pool.map(_read_in_worker, [store, store])) == [expected, expected]
+
+
+def test_writer_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "s.h5"
+    with pytest.raises(RuntimeError):
+        with StoreWriter(target, bands="gri", image_shape=(6, 6), survey="t", pixel_scale=0.2) as w:
+            w.append(np.zeros((2, 3, 6, 6)), make_catalog(2, np.random.default_rng(0)))
+            raise RuntimeError("simulated crash")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_writer_rejects_bad_input(tmp_path):
+    rng = np.random.default_rng(0)
+    with StoreWriter(tmp_path / "s.h5", bands="gri", image_shape=(6, 6), survey="t", pixel_scale=0.2) as w:
+        with pytest.raises(StoreError, match=r"images must have shape \[n, 3, 6, 6\]"):
+            w.append(np.zeros((2, 4, 6, 6)), make_catalog(2, rng))
+        cat = make_catalog(2, rng)
+        del cat["ebv"]
+        with pytest.raises(StoreError, match="'ebv' is required"):
+            w.append(np.zeros((2, 3, 6, 6)), cat)
+        w.append(np.zeros((2, 3, 6, 6)), make_catalog(2, rng))
+        with pytest.raises(StoreError, match="duplicate galaxy ids"):
+            w.append(np.zeros((2, 3, 6, 6)), make_catalog(2, rng))
+
+
+def test_add_columns(tiny_store):
+    add_columns(tiny_store, {"flux_r": np.arange(60.0)})
+    store = CutoutStore(tiny_store)
+    np.testing.assert_array_equal(store.column("flux_r"), np.arange(60.0))
+    with pytest.raises(StoreError, match="length 60"):
+        add_columns(tiny_store, {"flux_g": np.arange(5.0)})
+    assert "flux_g" not in CutoutStore(tiny_store).columns
+
+
+def test_reader_errors(tmp_path, tiny_store):
+    with pytest.raises(StoreError, match="no such store"):
+        CutoutStore(tmp_path / "missing.h5")
+    (tmp_path / "text.h5").write_text("not hdf5")
+    with pytest.raises(StoreError, match="not an HDF5 file"):
+        CutoutStore(tmp_path / "text.h5")
+    with pytest.raises(StoreError, match="no catalogue column 'nope'"):
+        CutoutStore(tiny_store).column("nope")
+    with h5py.File(tiny_store, "r+") as f:
+        f.attrs["format_version"] = 99
+    with pytest.raises(StoreError, match="unknown format_version 99"):
+        CutoutStore(tiny_store)
+
+
+def test_create_store_infers_shape(tmp_path):
+    rng = np.random.default_rng(1)
+    path = create_store(tmp_path / "c.h5", np.ones((4, 2, 5, 7), np.float32), make_catalog(4, rng),
+                        bands=["a", "b"], survey="x", pixel_scale=1.0)
+    assert CutoutStore(path).image_shape == (5, 7)
