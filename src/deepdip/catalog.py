@@ -119,8 +119,8 @@ class CatalogWriter:
             try:  # nothing written: still produce a valid, empty catalogue
                 self._open(self._table([], np.zeros((0, self.zgrid.nbins))).schema)
             except BaseException:
-                if not self._stack.__exit__(*sys.exc_info()):
-                    raise
+                self._stack.__exit__(*sys.exc_info())  # removes the temporary file
+                raise
         # Closes the Parquet writer, then renames the file on success or deletes it on failure.
         return self._stack.__exit__(exc_type, exc, tb)
 
@@ -130,14 +130,16 @@ class CatalogWriter:
         self._stack.callback(self._writer.close)
 
     def _table(self, ids, pdf, *, z_spec=None, fold=None, extra=None) -> pa.Table:
-        ids = np.asarray(ids)
-        n = ids.shape[0] if ids.ndim == 1 else -1
-        ids = _column("id", ids, n, np.int64)
+        ids = np.asarray(ids, dtype=np.int64)
+        if ids.ndim != 1:
+            raise DeepdipError(f"ids must be 1-D, got shape {ids.shape}")
+        n = len(ids)
         pdf = np.asarray(pdf)
         if pdf.shape != (n, self.zgrid.nbins):
             raise DeepdipError(f"pdf has shape {pdf.shape}; expected ({n}, {self.zgrid.nbins}) for {n} ids")
-        if np.unique(ids).size != n:
-            raise DeepdipError(f"duplicate ids in catalogue chunk ({n - np.unique(ids).size} repeated)")
+        n_repeated = n - np.unique(ids).size
+        if n_repeated:
+            raise DeepdipError(f"duplicate ids in catalogue chunk ({n_repeated} repeated)")
         prob = normalise(pdf)
         cols = {"id": ids}
         if z_spec is not None:
@@ -223,13 +225,18 @@ def read_catalog(path) -> PhotozCatalog:
     raw = (pf.schema_arrow.metadata or {}).get(METADATA_KEY)
     if raw is None:
         raise DeepdipError(f"{path} is not a deepdip photo-z catalogue (no '{METADATA_KEY.decode()}' metadata)")
-    meta = json.loads(raw)
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise DeepdipError(f"{path}: unsupported catalogue format_version {meta.get('format_version')!r}")
+    try:
+        meta = json.loads(raw)
+        version = meta.get("format_version")
+        zgrid = ZGrid(**meta["zgrid"])
+        method = str(meta["method"])
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise DeepdipError(f"{path}: corrupt deepdip metadata ({type(exc).__name__}: {exc})") from None
+    if version != FORMAT_VERSION:
+        raise DeepdipError(f"{path}: unsupported catalogue format_version {version!r}")
     missing = [c for c in ("id", *POINT_COLUMNS, "pdf") if c not in pf.schema_arrow.names]
     if missing:
         raise DeepdipError(f"{path} lacks required column(s): {', '.join(missing)}")
-    zgrid = ZGrid(**meta["zgrid"])
     table = pf.read()
     pdf_col = table.column("pdf").combine_chunks()
     width = getattr(pdf_col.type, "list_size", None)
@@ -241,7 +248,7 @@ def read_catalog(path) -> PhotozCatalog:
         ids=scalars["id"].to_numpy(np.int64),
         pdf=pdf,
         zgrid=zgrid,
-        method=meta["method"],
+        method=method,
         config=meta.get("config", {}),
         table=scalars,
         metadata=meta,

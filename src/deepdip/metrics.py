@@ -22,7 +22,7 @@ from scipy import stats
 from deepdip.errors import DeepdipError
 from deepdip.zgrid import ZGrid
 
-CHUNK_SIZE = 65536
+CHUNK_SIZE = 16384  # rows per chunk: ~25 MB per float64 [chunk, 181] temporary
 # Central intervals: the quantile pairs bounding z_lo68/z_hi68 and the 95 % interval.
 INTERVALS = {68: (0.16, 0.84), 95: (0.025, 0.975)}
 MAD_TO_SIGMA = 1.4826  # 1 / Phi^-1(3/4): sigma_mad equals sigma for a Gaussian
@@ -254,7 +254,8 @@ def coverage(pit, level: int) -> float:
 
 
 # --------------------------------------------------------------------------- summaries
-def compute_metrics(z_phot, z_spec, pdf=None, zgrid: ZGrid | None = None, outlier_threshold: float = 0.05) -> dict:
+def compute_metrics(z_phot, z_spec, pdf=None, zgrid: ZGrid | None = None,
+                    outlier_threshold: float = 0.05) -> dict:
     """All metrics of one set of estimates, over the rows whose ``z_spec`` is finite.
 
     Parameters
@@ -304,7 +305,8 @@ def compute_metrics(z_phot, z_spec, pdf=None, zgrid: ZGrid | None = None, outlie
     return out
 
 
-def binned_metrics(z_phot, z_spec, by, bins, pdf=None, zgrid: ZGrid | None = None, outlier_threshold: float = 0.05) -> list[dict]:
+def binned_metrics(z_phot, z_spec, by, bins, pdf=None, zgrid: ZGrid | None = None,
+                   outlier_threshold: float = 0.05) -> list[dict]:
     """:func:`compute_metrics` in bins of another quantity (``z_spec`` itself, a magnitude...).
 
     Parameters

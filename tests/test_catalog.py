@@ -1,0 +1,162 @@
+"""Photo-z catalogue: Parquet round trip, streaming writer, atomicity, qp and FITS exports, errors."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import deepdip
+from deepdip import catalog, metrics
+from deepdip.errors import DeepdipError
+from deepdip.zgrid import ZGrid
+
+GRID = ZGrid(0.0, 0.4, 40)
+
+
+@pytest.fixture()
+def rows():
+    rng = np.random.default_rng(11)
+    n = 60
+    z_spec = rng.uniform(0, 0.4, n)
+    z_spec[::7] = np.nan
+    return {
+        "ids": rng.permutation(1000)[:n].astype(np.int64),
+        "pdf": rng.random((n, GRID.nbins)) * 3.0,  # unnormalised: the writer normalises
+        "z_spec": z_spec,
+        "fold": np.arange(n) % 5,
+        "extra": {"mag_r": rng.uniform(14, 17.8, n)},
+    }
+
+
+def write(path, rows, **kwargs):
+    return catalog.write_catalog(path, rows["ids"], rows["pdf"], GRID, z_spec=rows["z_spec"], fold=rows["fold"],
+                                 method="knn", config={"k": 7, "bands": ["g", "r"]}, extra=rows["extra"], **kwargs)
+
+
+def test_round_trip(tmp_path, rows):
+    path = write(tmp_path / "cat.parquet", rows)
+    cat = catalog.read_catalog(path)
+    prob = rows["pdf"] / rows["pdf"].sum(axis=1, keepdims=True)
+    np.testing.assert_array_equal(cat.ids, rows["ids"])
+    assert cat.pdf.dtype == np.float32 and cat.pdf.shape == prob.shape
+    np.testing.assert_allclose(cat.pdf, prob, rtol=1e-6)
+    np.testing.assert_array_equal(cat.table["z_spec"], rows["z_spec"])  # NaN kept as NaN
+    assert cat.table["fold"].dtype == np.int8
+    np.testing.assert_array_equal(cat.table["mag_r"], rows["extra"]["mag_r"])
+    for key, values in metrics.point_estimates(rows["pdf"], GRID).items():
+        np.testing.assert_allclose(cat.table[key], values, rtol=1e-12)
+    assert cat.zgrid == GRID and cat.method == "knn" and cat.config == {"k": 7, "bands": ["g", "r"]}
+    assert cat.metadata["deepdip_version"] == deepdip.__version__
+    schema = pq.read_schema(path)
+    assert schema.field("pdf").type == pa.list_(pa.float32(), GRID.nbins)
+    meta = json.loads(schema.metadata[b"deepdip"])
+    np.testing.assert_allclose(meta["bin_edges"], GRID.edges)
+
+
+def test_streaming_writer_matches_one_shot(tmp_path, rows):
+    write(tmp_path / "whole.parquet", rows)
+    with catalog.CatalogWriter(tmp_path / "chunks.parquet", GRID, method="knn",
+                               config={"k": 7, "bands": ["g", "r"]}) as writer:
+        for s in (slice(0, 25), slice(25, 26), slice(26, 60)):
+            writer.write(rows["ids"][s], rows["pdf"][s], z_spec=rows["z_spec"][s], fold=rows["fold"][s],
+                         extra={"mag_r": rows["extra"]["mag_r"][s]})
+    assert writer.n_rows == 60
+    chunks, whole = pq.read_table(tmp_path / "chunks.parquet"), pq.read_table(tmp_path / "whole.parquet")
+    assert chunks.schema.equals(whole.schema, check_metadata=True)
+    assert chunks.column("pdf").combine_chunks().flatten().equals(whole.column("pdf").combine_chunks().flatten())
+    # Point estimates may differ in the last bit: BLAS sums a chunk in a different order.
+    pd.testing.assert_frame_equal(chunks.to_pandas(), whole.to_pandas(), check_exact=False, rtol=1e-14)
+
+
+def test_failed_write_leaves_nothing(tmp_path, rows):
+    with pytest.raises(RuntimeError, match="predictor crashed"):
+        with catalog.CatalogWriter(tmp_path / "cat.parquet", GRID, method="cnn") as writer:
+            writer.write(rows["ids"][:10], rows["pdf"][:10])
+            raise RuntimeError("predictor crashed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_empty_writer_gives_a_valid_empty_catalogue(tmp_path):
+    with catalog.CatalogWriter(tmp_path / "empty.parquet", GRID, method="cnn"):
+        pass
+    cat = catalog.read_catalog(tmp_path / "empty.parquet")
+    assert len(cat) == 0 and cat.pdf.shape == (0, GRID.nbins)
+
+
+def test_chunks_must_share_columns(tmp_path, rows):
+    with pytest.raises(DeepdipError, match="earlier chunks had"):
+        with catalog.CatalogWriter(tmp_path / "cat.parquet", GRID, method="cnn") as writer:
+            writer.write(rows["ids"][:10], rows["pdf"][:10], z_spec=rows["z_spec"][:10])
+            writer.write(rows["ids"][10:20], rows["pdf"][10:20])
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda r: r.update(ids=np.zeros_like(r["ids"])), "duplicate ids"),
+        (lambda r: r.update(pdf=r["pdf"][:, :-1]), r"expected \(60, 40\)"),
+        (lambda r: r.update(z_spec=r["z_spec"][:-1]), "'z_spec' has shape"),
+        (lambda r: r["extra"].update(z_mean=np.zeros(60)), "clashes with a standard"),
+        (lambda r: r["pdf"].__setitem__((3, 0), -1.0), "not valid"),
+    ],
+)
+def test_write_errors(tmp_path, rows, change, message):
+    change(rows)
+    with pytest.raises(DeepdipError, match=message):
+        write(tmp_path / "cat.parquet", rows)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_read_errors(tmp_path, rows):
+    with pytest.raises(DeepdipError, match="not found"):
+        catalog.read_catalog(tmp_path / "missing.parquet")
+    (tmp_path / "text.parquet").write_text("id,z\n1,0.1\n")
+    with pytest.raises(DeepdipError, match="is not a Parquet file"):
+        catalog.read_catalog(tmp_path / "text.parquet")
+    pq.write_table(pa.table({"id": [1, 2]}), tmp_path / "plain.parquet")
+    with pytest.raises(DeepdipError, match="not a deepdip photo-z catalogue"):
+        catalog.read_catalog(tmp_path / "plain.parquet")
+    table = pq.read_table(write(tmp_path / "cat.parquet", rows))
+    pq.write_table(table.drop_columns(["z_median"]), tmp_path / "cut.parquet")
+    with pytest.raises(DeepdipError, match="lacks required column.*z_median"):
+        catalog.read_catalog(tmp_path / "cut.parquet")
+    pq.write_table(table.replace_schema_metadata({"deepdip": '{"method": "knn"}'}), tmp_path / "nogrid.parquet")
+    with pytest.raises(DeepdipError, match="corrupt deepdip metadata.*zgrid"):
+        catalog.read_catalog(tmp_path / "nogrid.parquet")
+
+
+def test_qp_export(tmp_path, rows):
+    qp = pytest.importorskip("qp")
+    cat = catalog.read_catalog(write(tmp_path / "cat.parquet", rows))
+    ens = catalog.to_qp(cat)
+    assert ens.npdf == len(cat)
+    np.testing.assert_array_equal(ens.ancil["ids"], cat.ids)
+    np.testing.assert_array_equal(ens.ancil["zmean"], cat.table["z_mean"])
+    np.testing.assert_array_equal(ens.ancil["zmode"], cat.table["z_mode"])
+    z = np.full(len(cat), 0.123)
+    np.testing.assert_allclose(ens.cdf(z[:, None]).ravel(), metrics.cdf_at(cat.pdf, cat.zgrid, z), atol=1e-6)
+    np.testing.assert_allclose(ens.mean().ravel(), cat.table["z_mean"], atol=1e-6)
+
+    path = catalog.write_qp(cat, tmp_path / "cat.hdf5")
+    back = qp.read(str(path))
+    np.testing.assert_allclose(back.objdata["pdfs"], ens.objdata["pdfs"])
+    np.testing.assert_array_equal(back.ancil["zmedian"], cat.table["z_median"])
+    with pytest.raises(DeepdipError, match="must end in"):
+        catalog.write_qp(cat, tmp_path / "cat.csv")
+
+
+def test_fits_export(tmp_path, rows):
+    from astropy.table import Table
+
+    cat = catalog.read_catalog(write(tmp_path / "cat.parquet", rows))
+    table = Table.read(catalog.to_fits(cat, tmp_path / "cat.fits"))
+    np.testing.assert_array_equal(table["id"], cat.ids)
+    np.testing.assert_array_equal(table["pdf"], cat.pdf)
+    np.testing.assert_array_equal(table["z_lo68"], cat.table["z_lo68"])
+    assert table.meta["METHOD"] == "knn" and table.meta["NBINS"] == GRID.nbins
+    assert json.loads(table.meta["CONFIG"]) == cat.config
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cat.fits", "cat.parquet"]

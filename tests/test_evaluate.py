@@ -1,0 +1,156 @@
+"""`deepdip evaluate`: metrics of catalogues with known values, matching by id, report files, errors."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import deepdip
+from deepdip.catalog import write_catalog
+from deepdip.cli import main
+from deepdip.errors import DeepdipError
+from deepdip.report import match_catalogs, score
+from deepdip.zgrid import ZGrid
+
+GRID = ZGrid(0.0, 0.4, 80)
+
+
+@pytest.fixture(scope="module")
+def catalogues(tmp_path_factory):
+    """Two catalogues with partly overlapping ids, and each one's z_phot computed here by hand."""
+    tmp = tmp_path_factory.mktemp("cats")
+    rng = np.random.default_rng(2024)
+    n = 300
+    ids = rng.permutation(10 * n)[:n].astype(np.int64)
+    z_spec = rng.uniform(0.01, 0.39, n)
+    z_spec[:25] = np.nan  # no spectroscopy: must not enter the metrics
+    mag_r = rng.uniform(14.0, 17.8, n)
+    truth_bin = np.clip(np.nan_to_num(z_spec, nan=0.2) // GRID.width, 0, GRID.nbins - 1).astype(int)
+
+    # "cnn": all probability in one bin, so z_phot is exactly that bin's centre.
+    k = np.clip(truth_bin + rng.integers(-2, 3, n), 0, GRID.nbins - 1)
+    k[30:45] = rng.integers(0, GRID.nbins, 15)  # catastrophic outliers
+    cnn_pdf = np.zeros((n, GRID.nbins))
+    cnn_pdf[np.arange(n), k] = 1.0
+    cnn_zphot = GRID.zmin + (k + 0.5) * (GRID.zmax - GRID.zmin) / GRID.nbins
+    write_catalog(tmp / "cnn.parquet", ids, cnn_pdf, GRID, z_spec=z_spec, method="cnn",
+                  extra={"mag_u": mag_r + 2.0, "mag_r": mag_r})
+
+    # "knn": broad lumpy PDFs over a shuffled subset of the ids; z_phot = sum_k p_k centre_k.
+    keep = rng.permutation(n)[: n - 40]
+    bump = np.exp(-0.5 * ((np.arange(GRID.nbins) - truth_bin[:, None]) / 3.0) ** 2)
+    knn_pdf = rng.random((n, GRID.nbins)) ** 8 + bump
+    prob = knn_pdf / knn_pdf.sum(axis=1, keepdims=True)
+    centres = (np.arange(GRID.nbins) + 0.5) * 0.4 / GRID.nbins
+    knn_zphot = prob @ centres
+    write_catalog(tmp / "knn.parquet", ids[keep], knn_pdf[keep], GRID, z_spec=z_spec[keep], method="knn")
+
+    common = np.isin(ids, ids[keep])
+    return {"dir": tmp, "ids": ids, "z_spec": z_spec, "common": common, "mag_r": mag_r,
+            "zphot": {"cnn": cnn_zphot, "knn": knn_zphot}}
+
+
+def independent(z_phot, z_spec, threshold=0.05):
+    known = np.isfinite(z_spec)
+    dz = (z_phot[known] - z_spec[known]) / (1 + z_spec[known])
+    return {"n": int(known.sum()), "sigma_mad": 1.4826 * np.median(np.abs(dz - np.median(dz))),
+            "outlier_frac": np.mean(np.abs(dz) > threshold), "bias": np.mean(dz), "bias_median": np.median(dz)}
+
+
+def check_against_independent(got, cats, threshold=0.05):
+    common = cats["common"]
+    for name in ("cnn", "knn"):
+        want = independent(cats["zphot"][name][common], cats["z_spec"][common], threshold)
+        assert got[name]["n"] == want["n"]
+        for key in ("sigma_mad", "outlier_frac", "bias", "bias_median"):
+            assert abs(got[name][key] - want[key]) < 1e-6, (name, key)
+
+
+@pytest.fixture(scope="module")
+def report(catalogues):
+    out = catalogues["dir"] / "report"
+    code = main(["evaluate", str(catalogues["dir"] / "cnn.parquet"), str(catalogues["dir"] / "knn.parquet"),
+                 "--out", str(out)])
+    assert code == 0
+    return out
+
+
+def test_metrics_json_matches_independent_computation(report, catalogues):
+    got = json.loads((report / "metrics.json").read_text())
+    assert list(got) == ["cnn", "knn"]
+    check_against_independent(got, catalogues)
+    assert catalogues["zphot"]["cnn"][catalogues["common"]].size == got["cnn"]["n_common"] == 260
+    assert got["cnn"]["n_catalog"] == 300 and got["knn"]["n_catalog"] == 260
+    for key in ("pit_ks", "crps", "coverage_68", "coverage_95", "cde_loss"):
+        assert np.isfinite(got["knn"][key])
+    assert sum(row["n"] for row in got["cnn"]["by_z_spec"]) == got["cnn"]["n"]
+    assert got["cnn"]["magnitude"] == "mag_r"  # preferred to mag_u, which comes first
+    scored = catalogues["common"] & np.isfinite(catalogues["z_spec"])
+    assert got["cnn"]["by_magnitude"][0]["lo"] == pytest.approx(catalogues["mag_r"][scored].min())
+    assert sum(row["n"] for row in got["cnn"]["by_magnitude"]) == got["cnn"]["n"]
+
+
+def test_html_report(report, catalogues):
+    page = (report / "index.html").read_text()
+    n_known = int(np.isfinite(catalogues["z_spec"][catalogues["common"]]).sum())
+    assert f"260 rows common to all (cnn: 300, knn: 260); {n_known} of them" in page
+    assert "<th>cnn</th><th>knn</th>" in page
+    images = re.findall(r'<img src="([^"]+)"', page)
+    assert len(images) >= 8 and all((report / src).stat().st_size > 1000 for src in images)
+    assert not [p for p in report.iterdir() if ".tmp" in p.name]
+
+
+def test_outlier_threshold_and_library_api(catalogues):
+    paths = [catalogues["dir"] / "cnn.parquet", catalogues["dir"] / "knn.parquet"]
+    got = score(match_catalogs(paths), outlier_threshold=0.02)
+    check_against_independent(got, catalogues, threshold=0.02)
+    assert got["cnn"]["outlier_frac"] != score(match_catalogs(paths))["cnn"]["outlier_frac"]
+
+
+def test_cli_subprocess(catalogues, tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(Path(deepdip.__file__).parents[1]))
+    proc = subprocess.run([sys.executable, "-m", "deepdip", "evaluate", str(catalogues["dir"] / "knn.parquet"),
+                           "--out", str(tmp_path / "rep"), "--names", "kNN"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    want = independent(catalogues["zphot"]["knn"][catalogues["common"]], catalogues["z_spec"][catalogues["common"]])
+    assert list(got) == ["kNN"] and abs(got["kNN"]["sigma_mad"] - want["sigma_mad"]) < 1e-6
+    assert "kNN: n=" in proc.stdout
+
+
+def test_bad_inputs_exit_2_with_one_line_message(catalogues, tmp_path, capsys):
+    cnn = str(catalogues["dir"] / "cnn.parquet")
+    (tmp_path / "notes.parquet").write_text("not parquet")
+    out = tmp_path / "rep"
+    cases = [
+        ([str(tmp_path / "notes.parquet")], "is not a Parquet file"),
+        ([str(tmp_path / "absent.parquet")], "not found"),
+        ([cnn, "--names", "a", "b"], "2 name(s) given for 1 catalogue(s)"),
+        ([cnn, "--magnitude", "mag_y"], "no catalogue has a 'mag_y' column"),
+    ]
+    for args, message in cases:
+        assert main(["evaluate", *args, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("deepdip evaluate: error:") and message in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_unmatched_or_unlabelled_catalogues_are_rejected(tmp_path):
+    pdf = np.ones((3, GRID.nbins))
+    write_catalog(tmp_path / "a.parquet", [1, 2, 3], pdf, GRID, z_spec=[0.1, 0.2, 0.3], method="a")
+    write_catalog(tmp_path / "b.parquet", [4, 5, 6], pdf, GRID, z_spec=[0.1, 0.2, 0.3], method="b")
+    write_catalog(tmp_path / "c.parquet", [1, 2, 3], pdf, GRID, method="c")
+    write_catalog(tmp_path / "d.parquet", [1, 2, 3], pdf, GRID, z_spec=[0.1, 0.25, 0.3], method="d")
+    with pytest.raises(DeepdipError, match="no id in common"):
+        match_catalogs([tmp_path / "a.parquet", tmp_path / "b.parquet"])
+    with pytest.raises(DeepdipError, match="no catalogue has a z_spec column"):
+        match_catalogs([tmp_path / "c.parquet"])
+    with pytest.raises(DeepdipError, match="z_spec of 'd' differs from that of 'a'"):
+        match_catalogs([tmp_path / "a.parquet", tmp_path / "d.parquet"])
+    same_method = match_catalogs([tmp_path / "a.parquet", tmp_path / "a.parquet"])
+    assert list(same_method.catalogs) == ["a (a) #1", "a (a) #2"]

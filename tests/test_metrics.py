@@ -1,0 +1,185 @@
+"""Metrics against closed forms (Gaussian PDFs, one-bin PDFs) and against plain numpy."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from deepdip import metrics
+from deepdip.errors import DeepdipError
+from deepdip.zgrid import ZGrid
+
+
+def binned_gaussians(grid, mu, sigma):
+    """Exact bin probabilities of N(mu_i, sigma) on the grid."""
+    return np.diff(stats.norm.cdf((grid.edges[None, :] - mu[:, None]) / sigma), axis=1)
+
+
+@pytest.fixture(scope="module")
+def gaussian_case():
+    grid = ZGrid(0.2, 1.8, 1000)  # bins 30x narrower than sigma; mu is 6 sigma inside the grid
+    rng = np.random.default_rng(42)
+    n, sigma = 2500, 0.05
+    mu = rng.uniform(0.5, 1.5, n)
+    z_spec = rng.normal(mu, sigma)  # drawn from the PDFs themselves: perfectly calibrated
+    return grid, mu, sigma, z_spec, binned_gaussians(grid, mu, sigma)
+
+
+def test_gaussian_point_estimates(gaussian_case):
+    grid, mu, sigma, _, pdf = gaussian_case
+    pe = metrics.point_estimates(pdf, grid)
+    np.testing.assert_allclose(pe["z_mean"], mu, atol=1e-9)
+    np.testing.assert_allclose(pe["z_median"], mu, atol=1e-6)
+    np.testing.assert_allclose(pe["z_std"], sigma, rtol=1e-4)
+    np.testing.assert_allclose(pe["z_mode"], mu, atol=grid.width)
+    half_width = sigma * stats.norm.ppf(0.84)
+    np.testing.assert_allclose(pe["z_lo68"], mu - half_width, atol=1e-5)
+    np.testing.assert_allclose(pe["z_hi68"], mu + half_width, atol=1e-5)
+
+
+def test_gaussian_pit_is_uniform_and_coverage_nominal(gaussian_case):
+    grid, mu, sigma, z_spec, pdf = gaussian_case
+    pit = metrics.pit_values(pdf, grid, z_spec)
+    # Linear interpolation of the CDF inside a bin errs by at most w^2 max|f'| / 8, f' <= phi(1)/sigma^2.
+    interpolation_error = grid.width**2 / 8 * stats.norm.pdf(1.0) / sigma**2
+    np.testing.assert_allclose(pit, stats.norm.cdf((z_spec - mu) / sigma), rtol=0, atol=1.01 * interpolation_error)
+    assert stats.kstest(pit, "uniform").pvalue > 1e-3
+    assert metrics.pit_ks(pit) == pytest.approx(stats.kstest(pit, "uniform").statistic)
+    n = len(pit)
+    for level, nominal in ((68, 0.68), (95, 0.95)):
+        binomial_sd = np.sqrt(nominal * (1 - nominal) / n)
+        assert abs(metrics.coverage(pit, level) - nominal) < 4 * binomial_sd
+
+
+def test_gaussian_crps_closed_form(gaussian_case):
+    grid, mu, sigma, z_spec, pdf = gaussian_case
+    x = (z_spec - mu) / sigma
+    expected = sigma * (x * (2 * stats.norm.cdf(x) - 1) + 2 * stats.norm.pdf(x) - 1 / np.sqrt(np.pi))
+    np.testing.assert_allclose(metrics.crps(pdf, grid, z_spec), expected, rtol=1e-4)  # binning effects only
+
+
+def test_gaussian_cde_loss_closed_form(gaussian_case):
+    """For calibrated Gaussians both CDE terms equal 1/(2 sqrt(pi) sigma): loss = -1/(2 sqrt(pi) sigma)."""
+    grid, mu, sigma, z_spec, pdf = gaussian_case
+    density_at_z = stats.norm.pdf(z_spec, mu, sigma)
+    expected = 1 / (2 * np.sqrt(np.pi) * sigma) - 2 * density_at_z.mean()
+    assert metrics.cde_loss(pdf, grid, z_spec) == pytest.approx(expected, rel=1e-3)
+
+
+def test_one_bin_pdf_uses_bin_centres():
+    grid = ZGrid(0.0, 0.4, 8)
+    k = np.array([0, 3, 7])
+    pdf = np.eye(grid.nbins)[k] * 5.0  # unnormalised on purpose
+    pe = metrics.point_estimates(pdf, grid)
+    lower = grid.edges[k]
+    np.testing.assert_allclose(pe["z_mean"], lower + grid.width / 2)  # centres, not left edges
+    np.testing.assert_allclose(pe["z_median"], lower + grid.width / 2)
+    np.testing.assert_allclose(pe["z_mode"], lower + grid.width / 2)
+    np.testing.assert_allclose(pe["z_std"], grid.width / np.sqrt(12))
+    np.testing.assert_allclose(pe["z_lo68"], lower + 0.16 * grid.width)
+    np.testing.assert_allclose(pe["z_hi68"], lower + 0.84 * grid.width)
+    # Uniform density on [a, a + w] scored at its lower edge: integral of (u/w - 1)^2 = w / 3.
+    np.testing.assert_allclose(metrics.crps(pdf, grid, lower), grid.width / 3)
+
+
+def independent_scores(pdf, grid, z):
+    """PIT, CRPS, quantiles and CDE terms by plain numpy: np.interp and numerical integration."""
+    prob = pdf / pdf.sum()
+    cum = np.concatenate([[0.0], np.cumsum(prob)])
+    pit = np.interp(z, grid.edges, cum)
+    # Integrate either side of the step at z separately so the trapezoid rule stays accurate.
+    below = np.linspace(min(grid.zmin, z) - 0.1, z, 200001)
+    above = np.linspace(z, max(grid.zmax, z) + 0.1, 200001)
+    crps = np.trapezoid(np.interp(below, grid.edges, cum) ** 2, below) + np.trapezoid(
+        (np.interp(above, grid.edges, cum) - 1) ** 2, above)
+    quantiles = {q: np.interp(q, cum, grid.edges) for q in (0.16, 0.3, 0.5, 0.84)}
+    inside = grid.zmin <= z < grid.zmax
+    f_at_z = prob[int((z - grid.zmin) // grid.width)] / grid.width if inside else 0.0
+    return pit, crps, quantiles, np.sum(prob**2) / grid.width, f_at_z
+
+
+def test_against_independent_numpy():
+    grid = ZGrid(0.1, 1.3, 24)
+    rng = np.random.default_rng(7)
+    n = 40
+    pdf = rng.gamma(0.5, size=(n, grid.nbins)) + 1e-3  # lumpy but strictly positive
+    z = rng.uniform(0.0, 1.45, n)  # some below and above the grid
+    ref = [independent_scores(pdf[i], grid, z[i]) for i in range(n)]
+    np.testing.assert_allclose(metrics.pit_values(pdf, grid, z), [r[0] for r in ref], atol=1e-12)
+    np.testing.assert_allclose(metrics.crps(pdf, grid, z), [r[1] for r in ref], rtol=1e-6, atol=1e-9)
+    pe = metrics.point_estimates(pdf, grid)
+    for key, q in (("z_lo68", 0.16), ("z_median", 0.5), ("z_hi68", 0.84)):
+        np.testing.assert_allclose(pe[key], [r[2][q] for r in ref], atol=1e-12)
+    np.testing.assert_allclose(metrics.quantile(pdf, grid, 0.3), [r[2][0.3] for r in ref], atol=1e-12)
+    prob = pdf / pdf.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(pe["z_mean"], prob @ grid.centres)
+    expected_cde = np.mean([r[3] for r in ref]) - 2 * np.mean([r[4] for r in ref])
+    assert metrics.cde_loss(pdf, grid, z) == pytest.approx(expected_cde, rel=1e-12)
+
+
+def test_chunking_does_not_change_results():
+    grid = ZGrid(0.0, 1.0, 30)
+    rng = np.random.default_rng(3)
+    pdf, z = rng.random((101, 30)), rng.uniform(0, 1, 101)
+    for func in (metrics.pit_values, metrics.crps):
+        np.testing.assert_array_equal(func(pdf, grid, z, chunk_size=7), func(pdf, grid, z))
+    small, whole = metrics.point_estimates(pdf, grid, chunk_size=7), metrics.point_estimates(pdf, grid)
+    for key in whole:
+        np.testing.assert_allclose(small[key], whole[key], rtol=1e-14)  # BLAS summation order
+
+
+def test_point_metrics_by_hand():
+    z_spec = np.array([0.0, 0.0, 1.0, 1.0, 0.5])
+    dz = np.array([0.01, 0.06, -0.07, 0.02, 0.0])  # two outliers beyond 0.05
+    z_phot = z_spec + dz * (1 + z_spec)
+    np.testing.assert_allclose(metrics.delta_z(z_phot, z_spec), dz, atol=1e-15)
+    assert metrics.outlier_frac(z_phot, z_spec) == pytest.approx(0.4)
+    assert metrics.outlier_frac(z_phot, z_spec, threshold=0.065) == pytest.approx(0.2)
+    assert metrics.bias(z_phot, z_spec) == pytest.approx(np.mean(dz))
+    assert metrics.bias_median(z_phot, z_spec) == pytest.approx(0.01)
+    # median 0.01; |dz - 0.01| = .00 .05 .08 .01 .01 -> median 0.01
+    assert metrics.sigma_mad(z_phot, z_spec) == pytest.approx(1.4826 * 0.01)
+
+
+def test_compute_metrics_skips_unknown_z_spec():
+    grid = ZGrid(0.0, 1.0, 20)
+    rng = np.random.default_rng(5)
+    pdf, z_spec = rng.random((60, 20)), rng.uniform(0, 1, 60)
+    z_phot = metrics.point_estimates(pdf, grid)["z_mean"]
+    z_spec_missing = z_spec.copy()
+    z_spec_missing[::3] = np.nan
+    keep = np.isfinite(z_spec_missing)
+    got = metrics.compute_metrics(z_phot, z_spec_missing, pdf, grid)
+    want = metrics.compute_metrics(z_phot[keep], z_spec[keep], pdf[keep], grid)
+    assert got == want
+    assert got["n"] == 40
+    assert got["crps"] == pytest.approx(np.mean(metrics.crps(pdf[keep], grid, z_spec[keep])))
+
+
+def test_binned_metrics_partition_the_sample():
+    grid = ZGrid(0.0, 1.0, 20)
+    rng = np.random.default_rng(6)
+    pdf, z_spec = rng.random((90, 20)), rng.uniform(0, 1, 90)
+    z_phot = metrics.point_estimates(pdf, grid)["z_mean"]
+    mag = rng.uniform(18, 22, 90)
+    mag[0] = np.nan  # unusable for magnitude bins
+    edges = np.array([18.0, 19.5, 21.0, mag[1:].max()])
+    table = metrics.binned_metrics(z_phot, z_spec, mag, edges, pdf=pdf, zgrid=grid)
+    assert [row["lo"] for row in table] == list(edges[:-1])
+    assert sum(row["n"] for row in table) == 89  # the maximum falls in the closed last bin
+    sel = (mag >= 19.5) & (mag < 21.0)
+    assert {k: v for k, v in table[1].items() if k not in ("lo", "hi")} == metrics.compute_metrics(
+        z_phot[sel], z_spec[sel], pdf[sel], grid)
+
+
+def test_invalid_pdfs_are_rejected():
+    grid = ZGrid(0.0, 1.0, 4)
+    with pytest.raises(DeepdipError, match="not valid"):
+        metrics.point_estimates(np.array([[0.5, -0.1, 0.3, 0.3]]), grid)
+    with pytest.raises(DeepdipError, match="not valid"):
+        metrics.crps(np.zeros((1, 4)), grid, np.array([0.5]))
+    with pytest.raises(DeepdipError, match=r"expected \[N, 4\]"):
+        metrics.point_estimates(np.ones((2, 5)), grid)
+    with pytest.raises(DeepdipError, match="2 PDFs but 3 redshifts"):
+        metrics.pit_values(np.ones((2, 4)), grid, np.zeros(3))
+    with pytest.raises(DeepdipError, match="NaN or infinite"):
+        metrics.compute_metrics([np.nan, 0.1], [0.2, 0.1])
