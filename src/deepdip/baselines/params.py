@@ -23,13 +23,13 @@ class Param:
 SHARED_PARAMS: dict[str, Param] = {
     "ref_band": Param(
         str, None,
-        "band whose magnitude joins the colours as a feature and sets the BPZ prior "
+        "band whose magnitude joins the colours as a feature "
         "(default: the survey's selection band, e.g. r for sdss)",
     ),
     "extra_columns": Param(
-        str, "",
-        "comma-separated extra MEASURED store columns to use as features, e.g. a measured size "
-        "(log10 is taken of positive-only columns); truth columns are refused",
+        str, "auto",
+        "comma-separated extra MEASURED store columns used as features (log10 of positive-only ones); "
+        "'auto' = the measured size (hlr_meas) when the store has it, '' = none; truth columns are refused",
     ),
     "max_train": Param(
         int, 0,

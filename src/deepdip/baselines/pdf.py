@@ -3,8 +3,8 @@ choice of the kernel width that makes them calibrated.
 
 Every ML baseline produces, per galaxy, a set of redshift "votes" (neighbours' spec-z, trees'
 predictions, residual quantiles) with weights. A histogram of the votes is too spiky and, for
-trees, too narrow; convolving with a Gaussian whose width is chosen by the held-out
-log-likelihood (a proper score) widens it just enough to be calibrated.
+trees, too narrow; convolving with a Gaussian whose width is chosen on held-out galaxies so that
+their PIT values are uniform widens it just enough to be calibrated.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from scipy.ndimage import gaussian_filter1d
 
 from deepdip.zgrid import ZGrid
 
-#: Kernel widths tried, in units of the bin width (0.5 bin ... 16 bins).
-BANDWIDTH_GRID = np.geomspace(0.5, 16.0, 16)
+#: Kernel widths tried, in units of the bin width (a quarter bin ... 16 bins, factors of 1.41).
+BANDWIDTH_GRID = np.geomspace(0.25, 16.0, 13)
 _FLOOR = 1e-6  # density floor in the log-likelihood: one catastrophic miss must not decide the width
 
 
@@ -54,9 +54,26 @@ def log_score(pdf: np.ndarray, zgrid: ZGrid, z_true: np.ndarray) -> float:
 
 
 def choose_bandwidth(raw_pdf: np.ndarray, zgrid: ZGrid, z_true: np.ndarray,
-                     candidates=BANDWIDTH_GRID) -> float:
-    """Kernel width (bins) that maximises the held-out log score of ``smooth(raw_pdf, width)``."""
+                     candidates=BANDWIDTH_GRID, score: str = "pit") -> float:
+    """Kernel width (bins) for ``smooth(raw_pdf, width)`` chosen on held-out galaxies.
+
+    ``score="pit"`` (default) minimises the KS distance of the PIT values from uniform: the width
+    only widens or narrows the PDFs (point estimates barely move), so calibration is what it should
+    buy. Measured on real SDSS, the mean CRPS is nearly flat over widths (kNN: 0.0103-0.0104 for
+    0.5-4 bins) and the mean log density prefers over-wide PDFs (a few outliers at ~zero density
+    dominate it), so neither proper score pins the width down. ``"crps"`` and ``"log"`` remain
+    available.
+    """
+    from deepdip.metrics import crps, pit_ks, pit_values
+
     keep = (z_true >= zgrid.zmin) & (z_true < zgrid.zmax)
     raw_pdf, z_true = raw_pdf[keep], z_true[keep]
-    scores = [log_score(smooth(raw_pdf, s), zgrid, z_true) for s in candidates]
-    return float(candidates[int(np.argmax(scores))])
+    if score == "log":
+        values = [-log_score(smooth(raw_pdf, s), zgrid, z_true) for s in candidates]
+    elif score == "crps":
+        values = [float(np.mean(crps(smooth(raw_pdf, s), zgrid, z_true))) for s in candidates]
+    elif score == "pit":
+        values = [pit_ks(pit_values(smooth(raw_pdf, s), zgrid, z_true)) for s in candidates]
+    else:
+        raise ValueError(f"unknown score {score!r}: use pit, crps or log")
+    return float(candidates[int(np.argmin(values))])

@@ -7,6 +7,7 @@ so that a baseline can never be better than the photometry allows.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -128,7 +129,27 @@ class Photometry:
         extra = None
         if extra_columns:
             extra = np.stack([_feature_scale(np.asarray(cat[c], dtype=np.float64)) for c in extra_columns], axis=1)
-        return cls.from_ebv(flux, err, cat["ebv"], bands, filters, extra, extra_columns)
+        coeffs = store_extinction_coefficients(store, filters)
+        a_b = np.asarray(cat["ebv"], dtype=np.float64)[:, None] * coeffs[None, :]
+        return cls(flux, err, a_b, bands, filters, extra, extra_columns)
+
+
+def store_extinction_coefficients(store, filters) -> np.ndarray:
+    """A_b / E(B-V) of a store: the survey's own (``attrs["extinction_coeffs"]``, as a survey pipeline
+    publishes them, and as the mock was reddened) or else computed from the filter curves."""
+    attrs = getattr(store, "attrs", {}) or {}
+    provenance = attrs.get("provenance") or {}
+    if isinstance(provenance, str):
+        try:
+            provenance = json.loads(provenance)
+        except ValueError:
+            provenance = {}
+    given = attrs.get("extinction_coeffs", provenance.get("extinction_coeffs") if isinstance(provenance, dict) else None)
+    if given is not None:
+        coeffs = np.asarray(json.loads(given) if isinstance(given, str) else given, dtype=np.float64)
+        if coeffs.shape == (len(filters),):
+            return coeffs
+    return extinction_coefficients(tuple(filters))
 
 
 def _feature_scale(values: np.ndarray) -> np.ndarray:

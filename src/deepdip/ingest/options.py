@@ -20,13 +20,15 @@ STANDARD_COLUMNS: dict[str, tuple[str, ...]] = {
     "id": ("id", "objid", "object_id", "source_id", "galaxy_id"),
     "ra": ("ra", "ra_deg", "alpha"),
     "dec": ("dec", "dec_deg", "delta"),
-    "z_spec": ("z_spec", "zspec", "specz", "z"),
+    # Not plain "z": in many catalogues that is the z-band magnitude.
+    "z_spec": ("z_spec", "zspec", "specz", "spec_z"),
     "ebv": ("ebv", "e_bv", "ebv_sfd"),
 }
 
 
 def _help(text: str, default=None, **kw):
-    kw.setdefault("default", default)
+    if "default_factory" not in kw:
+        kw["default"] = default
     return field(metadata={"help": text}, **kw)
 
 
@@ -37,7 +39,8 @@ class IngestOptions:
     bands: tuple[str, ...] = _help("store band names in image-plane order (default: the survey preset's)", ())
     survey: str = _help("survey name stored in the file; a preset name also fills bands and pixel scale", "custom")
     pixel_scale: float | None = _help("arcsec/pixel (default: the preset's, else read from the WCS)")
-    columns: dict = _help("store column -> catalogue column, e.g. {id: OBJID, z_spec: Z}", default_factory=dict)
+    columns: dict = _help("store column -> catalogue column (id, ra, dec, z_spec, ebv), e.g. z_spec=ZSPEC",
+                          default_factory=dict)
     band_names: dict = _help("store band -> name used in file names, EXTNAME/FILTER keywords and npz 'bands'",
                              default_factory=dict)
     keep: tuple[str, ...] = _help("extra catalogue columns copied into the store (2-D ones become <col>_<band>)", ())
@@ -48,6 +51,9 @@ class IngestOptions:
         "catalogue column of per-band Milky-Way transmissions (Legacy Survey mw_transmission_*) to turn into E(B-V)")
     extinction_coeffs: dict = _help("band -> A_band/E(B-V) used with ebv_from_transmission (default: DECam values)",
                                     default_factory=dict)
+    dereddened_input: bool = _help(
+        "input pixels are already corrected for Galactic extinction (e.g. the piczl Legacy cutouts): multiply them "
+        "by the Milky-Way transmission so the store holds observed fluxes, like the mocks", False)
     size: int | None = _help("output stamp size in pixels: crop or pad every stamp to size x size")
     centre: str = _help("none (stamps are centred), wcs (re-centre on ra/dec through the WCS), centroid", "none")
     pad: str = _help("how to fill pixels added when padding: noise (Gaussian, sky level from the border) or zeros",

@@ -1,0 +1,235 @@
+"""How realistic are deepdip's mock surveys? Compare them with real galaxies; write docs/realism.md.
+
+SDSS preset against the validation half of ``../shared/data/real/sdss_main_gst10k`` (the other
+half calibrated the population; ``deepdip.simulate.calibrate.split_halves``), on photometry
+*measured* on the rendered cutouts and extinction-corrected, as the real model magnitudes are:
+
+- classifier two-sample test (C2ST): gradient-boosted trees, 5-fold ROC AUC, mock vs real on
+  u-g, g-r, r-i, i-z, r, z (0.5 = indistinguishable); also per feature, and on the mock's true
+  magnitudes (the population alone, before rendering and measurement);
+- how hard the mock is: random forest (200 trees) on colours + r, sigma_MAD on mock and on real,
+  and trained on the mock, tested on real;
+- n(z) and r quantiles, colour medians and scatter vs z, the flux-error relation.
+
+Deep preset (cfhtls-wide) against ``hsc_pdr2_specz`` at i <= 22.5: n(z), i, g-z.
+
+Usage: python benchmarks/realism.py [--n 6000] [--workers 2] [--reuse]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL = ROOT.parent / "shared" / "data" / "real"
+BANDS = "ugriz"
+FEATURES = ["u-g", "g-r", "r-i", "i-z", "r", "z"]
+ZBINS = [0.0, 0.05, 0.08, 0.11, 0.15, 0.2, 0.3]
+
+
+def features(z, flux):
+    """[n, 6] features from redshift and ugriz fluxes (nanomaggies); rows with a non-positive flux
+    are dropped (mask returned)."""
+    ok = np.all(flux > 0, axis=1) & np.isfinite(z)
+    mag = 22.5 - 2.5 * np.log10(np.where(flux > 0, flux, 1.0))
+    x = np.column_stack([mag[:, :-1] - mag[:, 1:], mag[:, 2], z])
+    return x[ok], ok
+
+
+def c2st(a, b, seed=0):
+    """5-fold ROC AUC of a gradient-boosted classifier telling ``a`` from ``b`` (equal sizes)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    rng = np.random.default_rng(seed)
+    m = min(len(a), len(b))
+    x = np.vstack([a[rng.choice(len(a), m, replace=False)], b[rng.choice(len(b), m, replace=False)]])
+    y = np.r_[np.zeros(m), np.ones(m)]
+    cv = StratifiedKFold(5, shuffle=True, random_state=seed)
+    return float(cross_val_score(HistGradientBoostingClassifier(random_state=seed), x, y, cv=cv, scoring="roc_auc").mean())
+
+
+def sigma_mad(zp, zs):
+    dz = (zp - zs) / (1 + zs)
+    return float(1.4826 * np.median(np.abs(dz - np.median(dz))))
+
+
+def rf_scores(mock, real, seed=0):
+    """sigma_MAD of a random forest on colours + r: mock->mock, real->real, mock->real."""
+    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.model_selection import train_test_split
+
+    def fit(x):
+        return RandomForestRegressor(200, n_jobs=2, random_state=seed).fit(x[:, :5], x[:, 5])
+
+    m = min(len(mock), len(real))
+    mock = mock[np.random.default_rng(seed).choice(len(mock), m, replace=False)]
+    m_tr, m_te = train_test_split(mock, test_size=0.2, random_state=seed)
+    r_tr, r_te = train_test_split(real, test_size=0.2, random_state=seed)
+    f_mock, f_real = fit(m_tr), fit(r_tr)
+    return {"mock": sigma_mad(f_mock.predict(m_te[:, :5]), m_te[:, 5]),
+            "real": sigma_mad(f_real.predict(r_te[:, :5]), r_te[:, 5]),
+            "mock_to_real": sigma_mad(f_mock.predict(r_te[:, :5]), r_te[:, 5])}
+
+
+def colour_vs_z(x):
+    """Median and NMAD of each colour in the redshift bins ZBINS."""
+    out = []
+    for lo, hi in zip(ZBINS[:-1], ZBINS[1:]):
+        sel = (x[:, 5] >= lo) & (x[:, 5] < hi)
+        cols = x[sel, :4]
+        med = np.median(cols, axis=0)
+        out.append({"z": [lo, hi], "n": int(sel.sum()), "median": med.round(3).tolist(),
+                    "nmad": (1.4826 * np.median(np.abs(cols - med), axis=0)).round(3).tolist()})
+    return out
+
+
+def flux_error_relation(flux, err, edges):
+    """Median relative error per band in bins of flux (the real sample's flux quantiles)."""
+    rows = []
+    for b in range(5):
+        idx = np.digitize(flux[:, b], edges[b])
+        rows.append([float(np.median(err[idx == k, b] / flux[idx == k, b])) if np.any(idx == k) else float("nan")
+                     for k in range(1, len(edges[b]))])
+    return rows
+
+
+def sdss_section(args):
+    from deepdip.simulate import simulate_store
+    from deepdip.simulate.calibrate import load_sdss_reference, split_halves
+    from deepdip.store import CutoutStore
+
+    ref = load_sdss_reference(REAL / "sdss_main_gst10k" / "gst_tests_small.fits")
+    _, val = split_halves(len(ref["z"]))
+    x_real, ok_real = features(ref["z"][val], ref["flux"][val])
+    store_path = Path(args.store)
+    if not (args.reuse and store_path.exists()):
+        info = simulate_store("sdss", args.n, seed=2024, out=store_path, workers=args.workers)
+        print(f"simulated {args.n} in {info['seconds']:.0f} s", file=sys.stderr)
+    store = CutoutStore(store_path)
+    cat = store.catalog()
+    coeffs = np.asarray(json.loads(store.attrs["provenance"])["extinction_coeffs"])
+    dered = 10 ** (0.4 * np.outer(cat["ebv"], coeffs))
+    flux = np.column_stack([cat[f"flux_{b}"] for b in BANDS]) * dered
+    ferr = np.column_stack([cat[f"flux_err_{b}"] for b in BANDS]) * dered
+    x_mock, ok_mock = features(cat["z_spec"], flux)
+    x_true, _ = features(cat["z_spec"], 10 ** (-0.4 * (np.column_stack([cat[f"mag_{b}"] for b in BANDS]) - 22.5)))
+
+    res = {"n_mock": int(len(cat["z_spec"])), "n_mock_used": int(ok_mock.sum()), "n_real": int(ok_real.sum())}
+    res["c2st_measured"] = c2st(x_mock, x_real)
+    res["c2st_true_mags"] = c2st(x_true, x_real)
+    res["c2st_single"] = {f: c2st(x_mock[:, [j]], x_real[:, [j]]) for j, f in enumerate(FEATURES)}
+    res["c2st_without"] = {f: c2st(np.delete(x_mock, j, 1), np.delete(x_real, j, 1)) for j, f in enumerate(FEATURES)}
+    res["rf_sigma_mad"] = rf_scores(x_mock, x_real)
+    q = [5, 25, 50, 75, 95]
+    res["z_quantiles"] = {"mock": np.percentile(x_mock[:, 5], q).round(4).tolist(), "real": np.percentile(x_real[:, 5], q).round(4).tolist()}
+    res["r_quantiles"] = {"mock": np.percentile(x_mock[:, 4], q).round(3).tolist(), "real": np.percentile(x_real[:, 4], q).round(3).tolist()}
+    res["colours_vs_z"] = {"mock": colour_vs_z(x_mock), "real": colour_vs_z(x_real)}
+    rf, re = ref["flux"][val][ok_real], ref["flux_err"][val][ok_real]
+    edges = [np.percentile(rf[:, b], [0, 20, 40, 60, 80, 100]) for b in range(5)]
+    res["flux_error"] = {"edges": [e.round(2).tolist() for e in edges],
+                         "mock": flux_error_relation(flux[ok_mock], ferr[ok_mock], edges),
+                         "real": flux_error_relation(rf, re, edges)}
+    res["kron_over_true_r"] = float(np.median(cat["flux_r"] * dered[:, 2] / 10 ** (-0.4 * (cat["mag_r"] - 22.5))))
+    _plot_sdss(x_mock, x_real, flux[ok_mock], ferr[ok_mock], rf, re, ROOT / "docs" / "realism_sdss.png")
+    return res
+
+
+def deep_section(args):
+    import pandas as pd
+
+    from deepdip.simulate import simulate_store
+    from deepdip.store import CutoutStore
+
+    hsc = pd.read_hdf(REAL / "hsc_pdr2_specz" / "hsc_ratios_and_specz.hdf5", "data")
+    hsc = hsc[hsc["mag"] <= 22.5]
+    path = Path(args.deep_store)
+    if not (args.reuse and path.exists()):
+        simulate_store("cfhtls-wide", args.deep_n, seed=2024, out=path, workers=args.workers)
+    cat = CutoutStore(path).catalog()
+    coeffs = np.asarray(json.loads(CutoutStore(path).attrs["provenance"])["extinction_coeffs"])
+    dered = 10 ** (0.4 * np.outer(cat["ebv"], coeffs))
+    fi, fg, fz = (cat[f"flux_{b}"] * dered[:, j] for j, b in ((3, "i"), (1, "g"), (4, "z")))
+    ok = (fi > 0) & (fg > 0) & (fz > 0)
+    mock = {"z": cat["z_spec"][ok], "i": 22.5 - 2.5 * np.log10(fi[ok]), "g-z": -2.5 * np.log10(fg[ok] / fz[ok])}
+    real = {"z": hsc["specz"].to_numpy(), "i": hsc["mag"].to_numpy(), "g-z": hsc["color"].to_numpy()}
+    q = [5, 25, 50, 75, 95]
+    res = {k: {"mock": np.percentile(mock[k], q).round(3).tolist(), "real": np.percentile(real[k], q).round(3).tolist()}
+           for k in ("z", "i", "g-z")}
+    res["n_mock"], res["n_real"] = int(ok.sum()), int(len(hsc))
+    xm = np.column_stack([mock["z"], mock["i"], mock["g-z"]])
+    xr = np.column_stack([real["z"], real["i"], real["g-z"]])
+    res["c2st"] = c2st(xm, xr)
+    _plot_deep(mock, real, ROOT / "docs" / "realism_deep.png")
+    return res
+
+
+def _plot_sdss(xm, xr, fm, em, fr, er, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(2, 3, figsize=(13, 7.5))
+    kw = dict(histtype="step", density=True, lw=1.5)
+    ax[0, 0].hist(xr[:, 5], bins=40, range=(0, 0.35), label="real SDSS", **kw)
+    ax[0, 0].hist(xm[:, 5], bins=40, range=(0, 0.35), label="mock (measured)", **kw)
+    ax[0, 0].set_xlabel("z"); ax[0, 0].legend()
+    ax[0, 1].hist(xr[:, 4], bins=40, range=(12.5, 18), **kw)
+    ax[0, 1].hist(xm[:, 4], bins=40, range=(12.5, 18), **kw)
+    ax[0, 1].set_xlabel("r (extinction-corrected)")
+    for j, (name, lim) in enumerate([("u-g", (0.5, 2.6)), ("g-r", (0.2, 1.3))]):
+        a = ax[0, 2] if j == 0 else ax[1, 0]
+        a.scatter(xr[:, 5], xr[:, j], s=1, alpha=0.3, label="real")
+        a.scatter(xm[:, 5], xm[:, j], s=1, alpha=0.3, label="mock")
+        a.set_xlim(0, 0.3); a.set_ylim(*lim); a.set_xlabel("z"); a.set_ylabel(name)
+    ax[1, 1].scatter(xr[:, 1], xr[:, 2], s=1, alpha=0.3)
+    ax[1, 1].scatter(xm[:, 1], xm[:, 2], s=1, alpha=0.3)
+    ax[1, 1].set_xlim(0.2, 1.3); ax[1, 1].set_ylim(0.1, 0.7); ax[1, 1].set_xlabel("g-r"); ax[1, 1].set_ylabel("r-i")
+    for b in range(5):
+        ax[1, 2].loglog(fr[:, b], er[:, b] / fr[:, b], ",", color=f"C{b}", alpha=0.3)
+        ax[1, 2].loglog(fm[:, b], em[:, b] / fm[:, b], "x", ms=1.5, color=f"C{b}", alpha=0.3)
+    ax[1, 2].set_xlabel("flux [nanomaggies] (dots real, crosses mock; colour = band ugriz)")
+    ax[1, 2].set_ylabel("relative flux error")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+def _plot_deep(mock, real, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 3, figsize=(13, 3.8))
+    kw = dict(histtype="step", density=True, lw=1.5)
+    for a, k, rng in zip(ax, ("z", "i", "g-z"), ((0, 2), (16, 22.5), (-0.5, 4.5))):
+        a.hist(real[k], bins=50, range=rng, label="HSC PDR2 spec-z, i <= 22.5", **kw)
+        a.hist(mock[k], bins=50, range=rng, label="mock cfhtls-wide (measured)", **kw)
+        a.set_xlabel(k)
+    ax[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=6000, help="mock SDSS galaxies (default 6000)")
+    p.add_argument("--deep-n", type=int, default=3000, help="mock cfhtls-wide galaxies (default 3000)")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--store", default="/tmp/deepdip_realism_sdss.h5")
+    p.add_argument("--deep-store", default="/tmp/deepdip_realism_deep.h5")
+    p.add_argument("--reuse", action="store_true", help="reuse mock stores already simulated")
+    p.add_argument("--json", default=str(ROOT / "docs" / "realism.json"))
+    args = p.parse_args()
+    res = {"sdss": sdss_section(args), "deep": deep_section(args)}
+    Path(args.json).write_text(json.dumps(res, indent=1))
+    print(json.dumps({k: res["sdss"][k] for k in ("c2st_measured", "c2st_true_mags", "c2st_single", "rf_sigma_mad")}, indent=1))
+    print(json.dumps({k: res["deep"][k] for k in ("z", "i", "g-z", "c2st")}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

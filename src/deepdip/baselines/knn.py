@@ -1,0 +1,66 @@
+"""k-nearest-neighbour photo-z in colour-magnitude space (the Beck et al. 2016 SDSS family).
+
+The PDF of a galaxy is the distance-weighted histogram of its neighbours' spec-z, smoothed by a
+Gaussian whose width makes the leave-one-out PIT of the training set uniform: each
+training galaxy is scored against its own neighbours (itself excluded), so no data is held back.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.neighbors import NearestNeighbors
+from sklearn.preprocessing import StandardScaler
+
+from deepdip.baselines import pdf as pdftools
+from deepdip.baselines.base import CatalogueBaseline
+from deepdip.baselines.features import ColourFeatures
+from deepdip.baselines.params import SHARED_PARAMS, Param
+
+TUNE_MAX = 5000  # training galaxies used to choose the kernel width (plenty for one scalar)
+
+
+class KNNBaseline(CatalogueBaseline):
+    """kNN on standardised [ref mag, colours]: neighbour-redshift histogram PDFs."""
+
+    name = "knn"
+    PARAMS = {
+        **SHARED_PARAMS,
+        "k": Param(int, 20, "number of neighbours whose spec-z make the PDF"),
+        "weights": Param(str, "distance", "neighbour weights: 'distance' (1/d, Beck et al.) or 'uniform'"),
+        "kernel_bins": Param(float, 0.0, "Gaussian smoothing width in bins; 0 = choose by leave-one-out PIT calibration"),
+    }
+
+    def _fit(self, phot, z_spec):
+        self.features_ = ColourFeatures(self.ref_band_).fit(phot)
+        # Standardising gives the magnitude and each colour equal say in the distance.
+        self.scaler_ = StandardScaler().fit(self.features_.transform(phot))
+        x = self.scaler_.transform(self.features_.transform(phot))
+        k = min(self.settings["k"], len(x) - 1)
+        if k < 1:
+            raise ValueError("kNN needs at least 2 training galaxies")
+        self.k_ = k
+        self.nn_ = NearestNeighbors(n_neighbors=k, n_jobs=self.settings["n_jobs"]).fit(x)
+        self.z_train_ = z_spec
+        self.kernel_bins_ = float(self.settings["kernel_bins"]) or self._tune_kernel(x, z_spec)
+
+    def _tune_kernel(self, x, z_spec) -> float:
+        rng = np.random.default_rng(self.settings["seed"])
+        sel = rng.choice(len(x), min(len(x), TUNE_MAX), replace=False)
+        dist, idx = self.nn_.kneighbors(x[sel], n_neighbors=self.k_ + 1)
+        # Drop each galaxy itself (normally the first neighbour, but duplicates may come first).
+        not_self = idx != sel[:, None]
+        order = np.argsort(~not_self, axis=1, kind="stable")[:, : self.k_]
+        dist, idx = np.take_along_axis(dist, order, 1), np.take_along_axis(idx, order, 1)
+        raw = pdftools.histogram(self.zgrid, self.z_train_[idx], self._weights(dist))
+        return pdftools.choose_bandwidth(raw, self.zgrid, z_spec[sel])
+
+    def _weights(self, dist):
+        if self.settings["weights"] == "uniform":
+            return None
+        return 1.0 / np.maximum(dist, 1e-6)
+
+    def _predict(self, phot):
+        x = self.scaler_.transform(self.features_.transform(phot))
+        dist, idx = self.nn_.kneighbors(x)
+        raw = pdftools.histogram(self.zgrid, self.z_train_[idx], self._weights(dist))
+        return pdftools.smooth(raw, self.kernel_bins_)

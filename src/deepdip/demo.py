@@ -1,0 +1,134 @@
+"""``deepdip demo``: the whole chain on a mock survey it generates itself (the README's main job).
+
+simulate an ``sdss`` mock -> train the CNN on fold 0 within a time budget -> predict the test
+fold -> fit every catalogue baseline on the same split -> evaluate all side by side -> one report
+(``index.html``, ``metrics.json``, figures, a gallery of cutouts with their PDFs).
+
+Each step's output is kept in ``DIR``; running the same command again reuses finished steps
+(the store, the trained members, the catalogues), so an interrupted demo continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from deepdip.errors import DeepdipError
+
+BASELINES = ("knn", "rf", "boost", "bpz")
+
+
+def _step(title: str):
+    print(f"\n== {title} ==", flush=True)
+    return time.monotonic()
+
+
+def run_demo(out, *, n: int = 20000, survey: str = "sdss", model: str = "compact", minutes: float = 11.0,
+             seed: int = 1, workers: int = 2, fold: int = 0, ensemble: int = 1,
+             baselines=BASELINES, progress: bool = True) -> dict:
+    """Run the demo into ``out``; return the metrics of every method (also in ``out/metrics.json``).
+
+    Args:
+        out: output folder (created; steps already done there are reused).
+        n: galaxies in the mock survey.
+        survey: survey preset of the mock.
+        model: CNN model (``compact`` trains well on a CPU in minutes; ``pasquet19`` is the paper's).
+        minutes: wall-clock budget of CNN training (all ensemble members together).
+        seed: the one seed of the mock, the folds and the training.
+        workers: simulation worker processes.
+        fold: test fold; every method trains on the other folds.
+        ensemble: CNN members whose PDFs are averaged.
+        baselines: catalogue baselines to compare with.
+    """
+    from deepdip.baselines import make_baseline
+    from deepdip.gallery import write_gallery
+    from deepdip.predict.core import predict_store
+    from deepdip.report import evaluate
+    from deepdip.report.html import figure, section
+    from deepdip.simulate.pipeline import simulate_store
+    from deepdip.store import CutoutStore
+    from deepdip.surveys import load_survey
+    from deepdip.train.run import train
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    preset = load_survey(survey)
+
+    t = _step(f"1/5 simulate {n} {survey} galaxies")
+    store_path = out / f"mock_{survey}_n{n}_seed{seed}.h5"
+    if not store_path.exists():
+        simulate_store(preset, n=n, seed=seed, out=store_path, workers=workers, progress=progress)
+    store = CutoutStore(store_path)
+    if len(store) != n:
+        raise DeepdipError(f"{store_path} holds {len(store)} galaxies, not {n}: remove it or use another --out")
+    timings["simulate_s"] = time.monotonic() - t
+
+    t = _step(f"2/5 train the {model} CNN on folds != {fold} ({minutes:g} min budget)")
+    run_dir = out / f"cnn_{model}"
+    train(store, fold=fold, model=model, ensemble=ensemble, max_minutes=minutes, out=run_dir, seed=seed,
+          progress=progress)
+    timings["train_s"] = time.monotonic() - t
+
+    t = _step(f"3/5 predict fold {fold} with the CNN")
+    catalogs = {"cnn": out / "cnn.parquet"}
+    predict_store(run_dir, store, catalogs["cnn"], rows="test", progress=progress)
+    timings["predict_s"] = time.monotonic() - t
+
+    t = _step(f"4/5 catalogue baselines on the same split: {', '.join(baselines)}")
+    test_rows = store.split_rows("test", fold)
+    for method in baselines:
+        path = catalogs[method] = out / f"{method}.parquet"
+        if path.exists():
+            continue
+        t_m = time.monotonic()
+        make_baseline(method, preset.zgrid).fit(store, fold).predict_catalog(store, test_rows, path, progress=progress)
+        timings[f"{method}_s"] = time.monotonic() - t_m
+        print(f"   {method}: {timings[f'{method}_s']:.0f} s", flush=True)
+
+    t = _step("5/5 evaluate and write the report")
+    gallery = write_gallery(store_path, [catalogs["cnn"]] + [catalogs[m] for m in baselines[:1]],
+                            out / "gallery.png", n=12, seed=seed)
+    gallery_html = section("Example galaxies", figure(gallery, "gri composites of test-fold galaxies and their "
+                                                      "redshift PDFs", relative_to=out))
+    metrics = evaluate([catalogs[k] for k in catalogs], out, names=list(catalogs),
+                       title=f"deepdip demo: {survey} mock, {n} galaxies, test fold {fold}",
+                       extra_sections=[gallery_html])
+    timings["evaluate_s"] = time.monotonic() - t
+    (out / "timings.json").write_text(json.dumps(timings, indent=2))
+    _print_table(metrics, list(catalogs))
+    print(f"\nreport: {out / 'index.html'}\nmetrics: {out / 'metrics.json'}")
+    return metrics
+
+
+def _print_table(metrics: dict, names: list[str]) -> None:
+    keys = [("sigma_mad", "sigma_MAD", ".4f"), ("outlier_frac", "eta", ".3%"), ("bias", "bias", "+.5f"),
+            ("pit_ks", "PIT KS", ".3f"), ("crps", "CRPS", ".4f"), ("n", "n", "d")]
+    print("\n" + f"{'method':<8}" + "".join(f"{label:>11}" for _, label, _ in keys))
+    for name in names:
+        m = metrics[name]
+        cells = "".join(f"{format(m[k], fmt) if m.get(k) is not None else '-':>11}" for k, _, fmt in keys)
+        print(f"{name:<8}{cells}")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--out", required=True, help="output folder (report in OUT/index.html)")
+    parser.add_argument("--n", type=int, default=20000, help="galaxies in the mock survey (default 20000)")
+    parser.add_argument("--survey", default="sdss", help="survey preset (default sdss)")
+    parser.add_argument("--model", default="compact", choices=["compact", "pasquet19"], help="CNN model")
+    parser.add_argument("--minutes", type=float, default=11.0, help="CNN training budget in minutes (default 11)")
+    parser.add_argument("--ensemble", type=int, default=1, help="CNN ensemble members (default 1)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the mock, folds and training")
+    parser.add_argument("--workers", type=int, default=2, help="simulation worker processes (default 2)")
+    parser.add_argument("--baselines", default=",".join(BASELINES), help="comma-separated catalogue baselines")
+
+
+def run(args) -> int:
+    baselines = tuple(b for b in args.baselines.split(",") if b)
+    unknown = set(baselines) - set(BASELINES)
+    if unknown:
+        raise DeepdipError(f"unknown baseline(s) {sorted(unknown)}; choose from {', '.join(BASELINES)}")
+    run_demo(args.out, n=args.n, survey=args.survey, model=args.model, minutes=args.minutes, seed=args.seed,
+             workers=args.workers, ensemble=args.ensemble, baselines=baselines)
+    return 0

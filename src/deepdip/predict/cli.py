@@ -1,0 +1,33 @@
+"""``deepdip predict``: redshift PDFs from trained CNN models into a photo-z catalogue."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Predict redshift PDFs for the galaxies of a store with the models of a training run (or one "
+        "model file) and write the photo-z catalogue (Parquet: PDFs + point estimates), streaming in chunks.")
+    parser.add_argument("run", help="run directory from `deepdip train` (or a single model.pt)")
+    parser.add_argument("store", help="cutout store (.h5 file or folder of shards)")
+    parser.add_argument("--out", required=True, help="output catalogue (.parquet)")
+    parser.add_argument("--rows", choices=("test", "all"), default="test",
+                        help="test: each trained fold's held-out rows, by that fold's models (cross-validated); "
+                             "all: every row, by all models [test]")
+    parser.add_argument("--tta", action="store_true", help="average over the 8 rotations/flips (8x slower)")
+    parser.add_argument("--chunk-size", type=int, default=2048, help="galaxies read per chunk [2048]")
+    parser.add_argument("--batch-size", type=int, default=512, help="galaxies per forward pass [512]")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    from deepdip.predict.core import predict_store
+
+    out = predict_store(args.run, args.store, args.out, rows=args.rows, tta=args.tta, chunk_size=args.chunk_size,
+                        batch_size=args.batch_size, bf16=args.bf16, progress=not args.no_progress,
+                        threads=args.threads)
+    print(f"wrote {out}")
+    return 0

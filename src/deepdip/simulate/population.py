@@ -1,0 +1,210 @@
+"""Galaxy populations: redshift, SED (kcorrect coefficients), magnitudes, morphology, mass, SFR.
+
+Two models, chosen by the preset's ``population.model``:
+
+``gmm``  (sdss) — the density learned from real SDSS galaxies (``calibrate.py``): sample
+         (z, r, ugriz colours), turn them into template coefficients by non-negative least squares
+         so that the SED, and thus fluxes in any other filter, stellar mass and SFR, follow.
+         Valid where the real sample is: z < ~0.35, r < 17.8.
+``skypy`` (deep presets) — SkyPy's blue + red Schechter luminosity functions (Herbel et al. 2017
+         parameters, SkyPy's example configuration) with Dirichlet template mixtures.
+
+Both then draw sizes (Shen et al. 2003), bulge fractions, inclinations and Galactic E(B-V).
+All randomness comes from the ``rng`` given, so a block of galaxies is reproducible.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+
+import numpy as np
+from scipy.optimize import nnls
+
+from deepdip.errors import DeepdipError
+from deepdip.simulate import reddening
+from deepdip.simulate.templates import (TemplateTable, cosmology, star_formation_rate, stellar_mass,
+                                        template_table)
+
+ZMIN = 0.01  # below this, distances (and the real sample) are meaningless for photo-z
+EARLY_UR = 2.22  # rest-frame u-r separating early from late types (Strateva et al. 2001)
+
+
+def tables_for(survey) -> dict[str, TemplateTable]:
+    """Template tables the population of ``survey`` needs (built once in the parent process)."""
+    zmax = float(survey.zmax) * 1.05 + 0.05
+    tabs = {"survey": template_table(tuple(survey.filters), zmax)}
+    pop = survey.get("population", {})
+    if pop.get("model") == "gmm":
+        tabs["calib"] = template_table(tuple(_gmm_params(pop["file"])["filters"]), zmax)
+    return tabs
+
+
+def sample_population(survey, n: int, rng: np.random.Generator, tables: dict) -> dict:
+    """Sample ``n`` galaxies passing the survey selection.
+
+    Returns a dict of 1-D arrays (``z``, ``mag_<band>`` without Galactic extinction,
+    ``abs_mag_r``, ``stellar_mass`` [Msun], ``sfr`` [Msun/yr], ``is_early``, ``hlr`` [arcsec],
+    ``bulge_frac``, ``q_disk``, ``q_bulge``, ``pa`` [deg], ``ebv``) plus ``flux`` [n, B]
+    (nanomaggies, extinction applied, what the telescope receives).
+    """
+    pop = survey.get("population", {"model": "skypy"})
+    sampler = {"gmm": _sample_gmm, "skypy": _sample_skypy}.get(pop.get("model"))
+    if sampler is None:
+        raise DeepdipError(f"survey {survey.name!r}: unknown population model {pop.get('model')!r}")
+    limit_band = survey.bands.index(survey["mag_limit_band"])
+    zp = float(survey["zero_point"])
+    z_parts, c_parts, f_parts = [], [], []
+    have = 0
+    while have < n:  # oversample, select, repeat until enough
+        z, coeffs, flux = sampler(survey, pop, max(2 * (n - have), 64), rng, tables)
+        mag = zp - 2.5 * np.log10(np.maximum(flux[:, limit_band], 1e-30))
+        keep = (mag <= survey["mag_limit"]) & (z >= max(ZMIN, survey.zmin)) & (z < survey.zmax)
+        z_parts.append(z[keep]); c_parts.append(coeffs[keep]); f_parts.append(flux[keep])
+        have += int(keep.sum())
+    z = np.concatenate(z_parts)[:n]
+    coeffs = np.concatenate(c_parts)[:n]
+    flux = np.concatenate(f_parts)[:n]
+    out = {"z": z}
+    for b, band in enumerate(survey.bands):
+        out[f"mag_{band}"] = zp - 2.5 * np.log10(flux[:, b])
+    out.update(_physical(coeffs))
+    out.update(_morphology(survey, z, out["abs_mag_r"], out["is_early"], rng))
+    out["ebv"] = reddening.sample_ebv(survey, n, rng)
+    out["flux"] = flux * reddening.transmission(survey, out["ebv"])
+    return out
+
+
+# --- gmm: the density learned from real SDSS galaxies -------------------------------------------
+
+@lru_cache(maxsize=4)
+def _gmm_params(name: str) -> dict:
+    p = json.loads((resources.files("deepdip") / "data" / name).read_text())
+    p["chol"] = np.linalg.cholesky(np.asarray(p["covariances"]))
+    p["means"] = np.asarray(p["means"])
+    p["weights"] = np.asarray(p["weights"])
+    return p
+
+
+def _sample_gmm(survey, pop, n, rng, tables):
+    p = _gmm_params(pop["file"])
+    comp = rng.choice(len(p["weights"]), size=n, p=p["weights"] / p["weights"].sum())
+    x = p["means"][comp] + np.einsum("nij,nj->ni", p["chol"][comp], rng.standard_normal((n, 6)))
+    z, r, colours = x[:, 0], x[:, 1], x[:, 2:]
+    ok = z > 1e-3
+    z, r, colours = z[ok], r[ok], colours[ok]
+    # ugriz magnitudes from r and adjacent colours
+    mag = np.empty((len(z), 5))
+    mag[:, 2] = r
+    mag[:, 1] = r + colours[:, 1]
+    mag[:, 0] = mag[:, 1] + colours[:, 0]
+    mag[:, 3] = r - colours[:, 2]
+    mag[:, 4] = mag[:, 3] - colours[:, 3]
+    calib_flux = 10 ** (-0.4 * (mag - 22.5))  # nanomaggies
+    coeffs = fit_coefficients(calib_flux * 1e-9, z, tables["calib"])
+    flux = tables["survey"].fluxes(coeffs, z) * 1e9
+    # in the calibration filters keep the sampled fluxes: the templates miss ~0.05 mag in u
+    calib = list(p["filters"])
+    for b, f in enumerate(survey.filters):
+        if f in calib:
+            flux[:, b] = calib_flux[:, calib.index(f)]
+    return z, coeffs, flux
+
+
+def fit_coefficients(maggies: np.ndarray, z: np.ndarray, table: TemplateTable,
+                     rel_err: float = 0.02) -> np.ndarray:
+    """Non-negative template coefficients [n, 5] (Msun formed) reproducing ``maggies`` [n, nf].
+
+    Each band is weighted by a relative error ``rel_err`` so that every band counts alike.
+    """
+    t = table.maggies(z)  # [n, 5, nf]
+    coeffs = np.empty((len(z), t.shape[1]))
+    for k in range(len(z)):
+        a = (t[k] / (rel_err * maggies[k])).T  # [nf, 5], rows weighted by 1 / error
+        norm = np.linalg.norm(a, axis=0)  # unit columns: NNLS converges on well-scaled problems
+        coeffs[k] = nnls(a / norm, np.full(len(a), 1.0 / rel_err), maxiter=50 * a.shape[1])[0] / norm
+    return coeffs
+
+
+# --- skypy: Schechter luminosity functions + Dirichlet SED mixtures ------------------------------
+
+def _sample_skypy(survey, pop, n, rng, tables):
+    from astropy import units as u
+    from astropy.modeling.models import Exponential1D, Linear1D
+    from skypy.galaxies import schechter_lf
+    from skypy.galaxies.spectrum import dirichlet_coefficients
+
+    # SkyPy draws from numpy's global generator: seed it from ours so a block is reproducible
+    np.random.seed(int(rng.integers(2**32)))
+    zgrid = np.linspace(max(ZMIN, survey.zmin), survey.zmax, 200)
+    zs, cs = [], []
+    area = pop.get("area_deg2_per_galaxy", 2e-5) * n * u.deg**2
+    for kind in ("blue", "red"):
+        q = pop[kind]
+        z, M = schechter_lf(zgrid, Linear1D(*q["M_star"]), Exponential1D(*q["phi_star"]), q["alpha"],
+                            pop["m_lim_B"], area, cosmology())
+        frac = dirichlet_coefficients(z, np.array(q["alpha0"]), np.array(q["alpha1"]),
+                                      weight=np.array(q["weight"]))
+        # absolute B magnitude -> mass formed, through the rest-frame Bessell B of each mixture
+        mb = _rest_frame_mags(("bessell-B",))[:, 0]
+        unit_mag = -2.5 * np.log10(frac @ 10 ** (-0.4 * mb))
+        cs.append(frac * 10 ** (-0.4 * (M - unit_mag))[:, None])
+        zs.append(z)
+    z = np.concatenate(zs)
+    coeffs = np.concatenate(cs)
+    order = rng.permutation(len(z))  # mix blue and red before the caller truncates to n
+    z, coeffs = z[order], coeffs[order]
+    return z, coeffs, tables["survey"].fluxes(coeffs, z) * 1e9
+
+
+# --- physical truth and morphology -------------------------------------------------------------
+
+@lru_cache(maxsize=8)
+def _rest_frame_mags(filters: tuple[str, ...]) -> np.ndarray:
+    """Absolute AB magnitudes [5, nf] of each template per solar mass formed (10 pc, z = 0)."""
+    from skypy.galaxies.spectrum import kcorrect
+    from skypy.utils.photometry import mag_ab
+
+    m = mag_ab(kcorrect.wavelength, kcorrect.templates, list(filters))
+    return np.asarray(m).reshape(len(kcorrect.templates), len(filters))  # one filter comes back 1-D
+
+
+def _physical(coeffs: np.ndarray) -> dict:
+    rest = 10 ** (-0.4 * _rest_frame_mags(("sdss2010-u", "sdss2010-r")))  # [5, 2]
+    mu, mr = (-2.5 * np.log10(coeffs @ rest)).T
+    sm = stellar_mass(coeffs)
+    return {
+        "abs_mag_r": mr,
+        "rest_u_r": mu - mr,
+        "is_early": (mu - mr) >= EARLY_UR,
+        "stellar_mass": sm,
+        "sfr": star_formation_rate(coeffs),
+    }
+
+
+def _morphology(survey, z, abs_mag_r, is_early, rng) -> dict:
+    """Half-light radii from the Shen et al. (2003) size-luminosity relations, bulge fractions,
+    inclinations and position angles."""
+    m = survey.get("morphology", {})
+    sz = m.get("shen03", {"late": [0.21, 0.53, -1.31, -20.52, 0.48, 0.25],
+                          "early": [0.6, 0.6, -4.63, -20.52, 0.48, 0.25]})
+    n = len(z)
+    r_kpc = np.empty(n)
+    for kind, sel in (("early", is_early), ("late", ~is_early)):
+        alpha, beta, gamma, m0, s1, s2 = sz[kind]
+        mag = abs_mag_r[sel]
+        mean = 10 ** (-0.4 * alpha * mag + (beta - alpha) * np.log10(1 + 10 ** (-0.4 * (mag - m0))) + gamma)
+        sigma = s2 + (s1 - s2) / (1 + 10 ** (-0.8 * (mag - m0)))
+        r_kpc[sel] = mean * rng.lognormal(0.0, sigma)
+    kpc_per_arcsec = cosmology().angular_diameter_distance(z).to_value("kpc") / 206264.806
+    hlr = np.clip(r_kpc / kpc_per_arcsec, 0.15, m.get("max_hlr_arcsec", 8.0))
+    beta_ab = m.get("bulge_frac_beta", {"early": [7, 3], "late": [1.2, 6]})
+    bt = np.where(is_early, rng.beta(*beta_ab["early"], n), rng.beta(*beta_ab["late"], n))
+    # thin disks seen at random inclination (intrinsic thickness q0)
+    q0 = m.get("disk_q0", 0.15)
+    cosi = rng.uniform(0, 1, n)
+    q_disk = np.sqrt(cosi**2 * (1 - q0**2) + q0**2)
+    q_bulge = rng.uniform(0.6, 1.0, n)
+    return {"hlr": hlr, "bulge_frac": bt, "q_disk": q_disk, "q_bulge": q_bulge,
+            "pa": rng.uniform(0, 180, n)}

@@ -1,0 +1,134 @@
+"""The LightningModule: the single home of loss, optimiser, schedule, augmentation and metric logging.
+
+Loss: cross-entropy of the softmax over redshift bins against the bin of z_spec (Pasquet et al.
+2019). The learning-rate schedule is stepped per batch over ``planned_epochs``, which the time-budget
+callback may lower after measuring the first epoch, so the schedule still anneals within a budget.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from deepdip.train.augment import random_dihedral
+from deepdip.train.modelfile import PhotozNet
+
+
+class PhotozModule(L.LightningModule):
+    """Train a :class:`PhotozNet`. All hyperparameters are keywords, saved with the checkpoint.
+
+    Parameters
+    ----------
+    net : dict
+        Keyword arguments of :class:`PhotozNet` (model name, in_chans, num_bins, img_size, ...).
+    zcentres : list of float
+        Bin centres, for the point estimate logged during validation.
+    optimizer : {"adamw", "adam"}
+    lr, weight_decay : float
+    schedule : {"cosine", "step", "constant"}
+        ``cosine``: linear warm-up over ``warmup`` of the steps then cosine decay to 1 %;
+        ``step``: Pasquet et al.'s division of the learning rate by 5 halfway.
+    max_epochs : int
+        Initial length of the schedule (see ``planned_epochs``).
+    augment : bool
+        Random dihedral orientation of each training image.
+    seed : int
+        Seeds augmentation (with the global step) and dropout (with the epoch).
+    channels_last : bool
+        Feed the backbone NHWC tensors (faster convolutions on some CPUs/GPUs).
+    """
+
+    def __init__(self, *, net: dict, zcentres: list, optimizer: str = "adamw", lr: float = 1e-3,
+                 weight_decay: float = 1e-4, schedule: str = "cosine", warmup: float = 0.03,
+                 max_epochs: int = 10, augment: bool = True, seed: int = 0, channels_last: bool = False):
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = PhotozNet(**net)
+        self.register_buffer("zcentres", torch.tensor(zcentres, dtype=torch.float32), persistent=False)
+        self.planned_epochs = int(max_epochs)
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+
+    def forward(self, images, extra):
+        return self.net(images, extra)
+
+    # -- steps -----------------------------------------------------------------------------------
+    def on_train_epoch_start(self):
+        # Dropout draws from the global RNG: reseed it per epoch so a resumed run matches an unbroken one.
+        torch.manual_seed(self.hparams.seed * 100_003 + self.current_epoch)
+
+    def training_step(self, batch, batch_idx):
+        images, extra, zbin, _ = batch
+        if self.hparams.augment:
+            g = torch.Generator().manual_seed(
+                self.hparams.seed * 1_000_003 + self.global_step * 101 + self.global_rank)
+            images = random_dihedral(images, g)
+        if self.hparams.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        logits = self(images, extra)
+        loss = F.cross_entropy(logits.float(), zbin)
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(zbin))
+        self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        images, extra, zbin, z = batch
+        if self.hparams.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        logits = self(images, extra).float()
+        loss = F.cross_entropy(logits, zbin)
+        zphot = (logits.softmax(dim=1) * self.zcentres).sum(dim=1)
+        self.log("val_loss", loss, prog_bar=True, sync_dist=True, batch_size=len(zbin))
+        self._val_dz.append(((zphot - z) / (1 + z)).detach().cpu())
+
+    def on_validation_epoch_start(self):
+        self._val_dz = []
+
+    def on_validation_epoch_end(self):
+        if not self._val_dz:
+            return
+        dz = torch.cat(self._val_dz)
+        # Per-process statistics (exact in one process; an approximation under DDP, for monitoring only).
+        sigma_mad = 1.4826 * (dz - dz.median()).abs().median()
+        self.log("val_sigma_mad", sigma_mad, prog_bar=True, sync_dist=True)
+        self.log("val_outlier_frac", (dz.abs() > 0.05).float().mean(), sync_dist=True)
+        self._val_dz = []
+
+    # -- optimiser and schedule ------------------------------------------------------------------
+    def configure_optimizers(self):
+        hp = self.hparams
+        if hp.optimizer == "adam":
+            opt = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        elif hp.optimizer == "adamw":
+            opt = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        else:
+            raise ValueError(f"unknown optimizer {hp.optimizer!r}")
+        self._steps_per_epoch = getattr(self, "_steps_per_epoch", 1)  # refreshed in on_train_start
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, self._lr_factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def _lr_factor(self, step: int) -> float:
+        total = max(1, self.planned_epochs * self._steps_per_epoch)
+        t = min(1.0, step / total)
+        if self.hparams.schedule == "constant":
+            return 1.0
+        if self.hparams.schedule == "step":
+            return 1.0 if t < 0.5 else 0.2
+        warm = self.hparams.warmup
+        if t < warm:
+            return (step + 1) / max(1.0, warm * total)
+        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * (t - warm) / max(1e-9, 1 - warm)))
+
+    def on_train_start(self):
+        # num_training_batches is known only once the loader exists (after configure_optimizers
+        # when resuming), so refresh the schedule length here.
+        self._steps_per_epoch = max(1, int(self.trainer.num_training_batches))
+
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["planned_epochs"] = self.planned_epochs
+
+    def on_load_checkpoint(self, checkpoint):
+        self.planned_epochs = int(checkpoint.get("planned_epochs", self.planned_epochs))

@@ -1,0 +1,320 @@
+"""Training entry point: folds x ensemble members, each a resumable Lightning run.
+
+Layout of a run directory ``RUN``::
+
+    RUN/run.json                          settings (the same command continues the same run)
+    RUN/fold{K}/member{M}/model.pt        the finished member (see :mod:`deepdip.train.modelfile`)
+    RUN/fold{K}/member{M}/checkpoints/    last.ckpt (resume) and best.ckpt (lowest validation loss)
+    RUN/fold{K}/member{M}/logs/           CSV and TensorBoard logs
+
+Running the same command after a kill skips finished members and resumes the interrupted one
+from its last epoch checkpoint. Every random choice derives from ``seed``: the validation split
+from (seed, fold), each member's initialisation, shuffling, augmentation and dropout from
+(seed, fold, member).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deepdip.errors import DeepdipError
+from deepdip.zgrid import ZGrid
+
+log = logging.getLogger(__name__)
+
+# Per-model training defaults: Pasquet et al.'s recipe, and the CPU-tuned one for ``compact``.
+MODEL_DEFAULTS: dict[str, dict] = {
+    "pasquet19": dict(optimizer="adam", lr=1e-4, weight_decay=0.0, schedule="step", batch_size=128,
+                      epochs=30, patience=10, apertures="none"),
+    "compact": dict(optimizer="adamw", lr=2e-3, weight_decay=1e-4, schedule="cosine", batch_size=128,
+                    epochs=30, patience=10, apertures="auto"),
+}
+# Aperture radii as fractions of the stamp size ("auto"): from PSF scale to most of the stamp.
+AUTO_APERTURES = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 0.45)
+# Settings that define what a run *is*: continuing a run with other values would mix two experiments.
+IDENTITY_KEYS = ("model", "model_kwargs", "seed", "stretch", "optimizer", "lr", "weight_decay", "schedule",
+                 "batch_size", "augment", "val_fraction", "max_val", "max_train", "bands", "image_shape", "zgrid",
+                 "apertures")
+
+
+def resolve_apertures(apertures, img_size: int) -> list[float]:
+    """Aperture radii in pixels from ``"auto"``, ``"none"``/None, a comma string or a list."""
+    if apertures is None or apertures == "none":
+        return []
+    if apertures == "auto":
+        return [round(f * img_size, 3) for f in AUTO_APERTURES]
+    if isinstance(apertures, str):
+        try:
+            apertures = [float(r) for r in apertures.split(",")]
+        except ValueError:
+            raise DeepdipError(f"apertures must be auto, none or comma-separated radii, got {apertures!r}") from None
+    radii = [float(r) for r in apertures]
+    if any(r <= 0 for r in radii):
+        raise DeepdipError("aperture radii must be positive (pixels)")
+    return radii
+
+
+def member_seed(seed: int, fold: int, member: int) -> int:
+    """An independent 31-bit seed for each (fold, member), derived from the run's seed."""
+    return int(np.random.SeedSequence([int(seed), int(fold), int(member)]).generate_state(1)[0] % (2**31 - 1))
+
+
+def split_train_val(store, fold: int, seed: int, val_fraction: float = 0.1, max_val: int = 5000,
+                    max_train: int | None = None):
+    """Training and validation rows for ``fold``: both from the training folds (``fold != K``),
+    labelled rows only; the test fold is never touched. Deterministic in (seed, fold).
+    ``max_train`` keeps a random subset of that many training rows (learning curves)."""
+    rows = store.split_rows("train", fold=fold)
+    z = store.column("z_spec", rows)
+    rows = rows[np.isfinite(z)]
+    if len(rows) < 10:
+        raise DeepdipError(f"fold {fold}: only {len(rows)} training galaxies with a z_spec; need at least 10")
+    rng = np.random.default_rng([int(seed), int(fold), 7])
+    n_val = int(min(max_val, max(1, round(val_fraction * len(rows)))))
+    perm = rng.permutation(len(rows))
+    train_rows = rows[perm[n_val:]]
+    if max_train is not None and max_train < len(train_rows):
+        train_rows = train_rows[:max_train]  # already in random order
+    return np.sort(train_rows), np.sort(rows[perm[:n_val]])
+
+
+def resolve_zgrid(store, survey: str | None = None, zgrid: ZGrid | None = None) -> ZGrid:
+    """The redshift bins: given explicitly, else from the survey preset named by ``survey`` or the store."""
+    if zgrid is not None:
+        return zgrid
+    from deepdip.surveys import load_survey
+
+    name = survey or store.survey
+    if not name:
+        raise DeepdipError("the store names no survey; pass --survey to choose the redshift bins")
+    return load_survey(name).zgrid
+
+
+def fit_normalizer(normalizer, store, rows, seed: int, n_sample: int = 1000):
+    """Fit ``normalizer`` on a deterministic sample of training images (a few seconds)."""
+    rng = np.random.default_rng([int(seed), 11])
+    sample = np.sort(rng.choice(rows, size=min(n_sample, len(rows)), replace=False))
+    normalizer.fit(store.images(sample), store.column("ebv", sample)[:, None])
+    return normalizer
+
+
+def _check_run_config(run_dir: Path, config: dict) -> None:
+    path = run_dir / "run.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        diff = [k for k in IDENTITY_KEYS
+                if json.dumps(old.get(k), sort_keys=True) != json.dumps(config.get(k), sort_keys=True)]
+        if diff:
+            raise DeepdipError(f"{run_dir} holds a run with other settings ({', '.join(diff)}); "
+                               "use another --out, or the same options to continue it")
+
+
+def _write_json(path: Path, data: dict) -> None:
+    from deepdip.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+
+
+def train(store, fold=0, model: str = "compact", ensemble: int = 1, epochs: int | None = None,
+          max_minutes: float | None = None, out="runs/cnn", seed: int = 0, *,
+          batch_size: int | None = None, lr: float | None = None, weight_decay: float | None = None,
+          optimizer: str | None = None, schedule: str | None = None, patience: int | None = None,
+          val_fraction: float = 0.1, max_val: int = 5000, max_train: int | None = None,
+          stretch: str = "asinh", apertures=None,
+          model_kwargs: dict | None = None,
+          augment: bool = True, survey: str | None = None, zgrid: ZGrid | None = None,
+          num_workers: int | None = None, precision: str = "32-true", channels_last: bool = False,
+          accelerator: str = "auto", devices="auto", num_nodes: int = 1, strategy: str = "auto",
+          threads: int | None = None, progress: bool = True, tensorboard: bool = True) -> Path:
+    """Train the CNN on ``store`` for one fold or all folds, with an ensemble of ``ensemble`` members.
+
+    Args:
+        store: a :class:`~deepdip.store.CutoutStore` or its path.
+        fold: test fold K (train on ``fold != K``), a list of folds, or ``"all"`` for every fold.
+        model: registered model name (``compact`` or ``pasquet19``).
+        ensemble: members per fold, each with its own seed; prediction averages their PDFs.
+        epochs: maximum epochs per member (model default when None).
+        max_minutes: wall-clock budget for this whole call, shared equally by the members still to
+            train; each member plans its epochs (and LR schedule) to end within its share.
+        out: run directory; calling again with the same settings resumes / completes it.
+        seed: the one seed every random choice derives from.
+        batch_size, lr, weight_decay, optimizer, schedule, patience: override the model's defaults
+            (``MODEL_DEFAULTS``); ``patience`` is early stopping on the validation loss, in epochs.
+        val_fraction, max_val: validation set carved from the training folds.
+        max_train: train on a random subset of at most this many galaxies (learning curves).
+        stretch: input normalisation, ``asinh`` or ``pasquet``.
+        apertures: aperture photometry joined to the dense layers: ``"auto"``, ``"none"`` or radii
+            in pixels (default: ``auto`` for compact, ``none`` for the faithful pasquet19).
+        model_kwargs: extra keyword arguments of the model factory (e.g. ``widths`` for compact).
+        augment: random dihedral orientation of training images.
+        survey, zgrid: redshift bins (default: the preset of the store's survey).
+        num_workers: DataLoader worker processes (default: 1 on CPU, 4 on GPU).
+        precision: Lightning precision, e.g. ``32-true`` or ``bf16-mixed``.
+        channels_last: NHWC memory layout for the convolutions.
+        accelerator, devices, num_nodes, strategy: Lightning hardware knobs; ``strategy="ddp"``
+            with ``devices=N`` runs N processes (gloo on CPU, NCCL on GPUs; torchrun/SLURM work too).
+        threads: torch CPU threads per process (default: cores / processes).
+        progress: show progress bars.
+        tensorboard: also write TensorBoard logs beside the CSV ones.
+
+    Returns:
+        The run directory.
+    """
+    from deepdip.store import CutoutStore
+
+    store = store if isinstance(store, CutoutStore) else CutoutStore(store)
+    if model not in MODEL_DEFAULTS:
+        from deepdip.models import list_models
+        raise DeepdipError(f"unknown model {model!r}; available: {', '.join(list_models())}")
+    hp = dict(MODEL_DEFAULTS[model])
+    for key, value in dict(batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
+                           schedule=schedule, patience=patience, epochs=epochs, apertures=apertures).items():
+        if value is not None:
+            hp[key] = value
+    folds = _parse_folds(fold, store.n_folds)
+    zgrid = resolve_zgrid(store, survey, zgrid)
+    if ensemble < 1:
+        raise DeepdipError("--ensemble must be at least 1")
+    run_dir = Path(out)
+    config = dict(model=model, model_kwargs=model_kwargs or {}, seed=int(seed), stretch=stretch,
+                  optimizer=hp["optimizer"], lr=float(hp["lr"]), weight_decay=float(hp["weight_decay"]),
+                  schedule=hp["schedule"], batch_size=int(hp["batch_size"]), augment=bool(augment),
+                  val_fraction=float(val_fraction), max_val=int(max_val),
+                  max_train=int(max_train) if max_train else None, bands=list(store.bands),
+                  image_shape=list(store.image_shape), zgrid=zgrid.to_dict(), store=str(store.path),
+                  survey=store.survey, flux_unit=store.flux_unit,
+                  apertures=resolve_apertures(hp["apertures"], store.image_shape[0]))
+    _check_run_config(run_dir, config)
+    if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
+        _write_json(run_dir / "run.json", config)
+
+    jobs = [(k, m) for k in folds for m in range(ensemble)]
+    t0 = time.monotonic()
+    for i, (k, m) in enumerate(jobs):
+        member_dir = run_dir / f"fold{k}" / f"member{m}"
+        if (member_dir / "model.pt").exists():
+            continue
+        budget = None
+        if max_minutes is not None:
+            todo = sum(1 for kk, mm in jobs[i:] if not (run_dir / f"fold{kk}" / f"member{mm}" / "model.pt").exists())
+            budget = max(0.05, (max_minutes - (time.monotonic() - t0) / 60) / max(1, todo))
+        train_member(store, k, m, member_dir, config=config, hp=hp, zgrid=zgrid, budget_minutes=budget,
+                     num_workers=num_workers, precision=precision, channels_last=channels_last,
+                     accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
+                     threads=threads, progress=progress, tensorboard=tensorboard)
+    return run_dir
+
+
+def _parse_folds(fold, n_folds: int) -> list[int]:
+    if isinstance(fold, str):
+        if fold == "all":
+            return list(range(n_folds))
+        try:
+            fold = [int(f) for f in fold.split(",")]
+        except ValueError:
+            raise DeepdipError(f"--fold must be an integer, a comma list or 'all', got {fold!r}") from None
+    folds = [int(f) for f in (fold if isinstance(fold, (list, tuple)) else [fold])]
+    bad = [f for f in folds if not 0 <= f < n_folds]
+    if bad:
+        raise DeepdipError(f"fold {bad[0]} out of range: the store has folds 0..{n_folds - 1}")
+    return folds
+
+
+def train_member(store, fold: int, member: int, member_dir: Path, *, config: dict, hp: dict, zgrid: ZGrid,
+                 budget_minutes: float | None, num_workers, precision, channels_last, accelerator, devices,
+                 num_nodes, strategy, threads, progress, tensorboard) -> Path:
+    """Train (or resume) one ensemble member and write its ``model.pt``."""
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    from deepdip.train.budget import TimeBudget
+    from deepdip.train.data import make_datamodule
+    from deepdip.train.modelfile import PhotozNet, net_config, save_model_file
+    from deepdip.train.module import PhotozModule
+
+    seed = member_seed(config["seed"], fold, member)
+    n_proc = (devices if isinstance(devices, int) else 1) * num_nodes
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // n_proc if on_cpu else torch.get_num_threads()))
+    if num_workers is None:
+        num_workers = 1 if on_cpu else 4
+    train_rows, val_rows = split_train_val(store, fold, config["seed"], config["val_fraction"], config["max_val"],
+                                           config.get("max_train"))
+
+    L.seed_everything(seed, workers=True, verbose=False)
+    h, w = store.image_shape
+    net_kwargs = dict(model=config["model"], in_chans=store.n_bands, num_bins=zgrid.nbins, img_size=h,
+                      n_extra=1, stretch=config["stretch"], apertures=config["apertures"],
+                      model_kwargs=config["model_kwargs"])
+    module = PhotozModule(net=net_kwargs, zcentres=zgrid.centres.tolist(), optimizer=hp["optimizer"], lr=hp["lr"],
+                          weight_decay=hp["weight_decay"], schedule=hp["schedule"], max_epochs=hp["epochs"],
+                          augment=config["augment"], seed=seed, channels_last=channels_last)
+    fit_normalizer(module.net.normalizer, store, train_rows, seed)
+    data = make_datamodule(store, train_rows, val_rows, zgrid, batch_size=hp["batch_size"],
+                           num_workers=num_workers, seed=seed)
+
+    ckpt_dir = member_dir / "checkpoints"
+    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min",
+                                 save_top_k=1, save_last=True, every_n_epochs=1, enable_version_counter=False)
+    callbacks = [checkpoint, EarlyStopping(monitor="val_loss", mode="min", patience=hp["patience"])]
+    if progress:
+        callbacks.append(TQDMProgressBar(refresh_rate=10))
+    max_time = None
+    if budget_minutes is not None:
+        callbacks.append(TimeBudget(budget_minutes, hp["epochs"]))
+        # Hard stop a little after the planned end, in case an epoch runs slower than measured.
+        max_time = {"seconds": int(60 * budget_minutes * 1.1 + 30)}
+    loggers = [CSVLogger(member_dir, name="logs", version="")]
+    if tensorboard:
+        loggers.append(TensorBoardLogger(member_dir, name="logs", version="tb", default_hp_metric=False))
+    trainer = L.Trainer(
+        accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy, precision=precision,
+        max_epochs=hp["epochs"], max_time=max_time, callbacks=callbacks, logger=loggers,
+        default_root_dir=member_dir, use_distributed_sampler=False, enable_progress_bar=progress,
+        enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=10, deterministic=False,
+    )
+    resume = ckpt_dir / "last.ckpt"
+    ckpt_path = str(resume) if _readable_checkpoint(resume) else None
+    if ckpt_path:
+        log.info("resuming fold %d member %d from %s", fold, member, resume)
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+
+    model_path = member_dir / "model.pt"
+    if trainer.is_global_zero:
+        best = checkpoint.best_model_path
+        if best and Path(best).exists():
+            state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+            module.load_state_dict(state)
+        net = PhotozNet(**net_kwargs)
+        net.load_state_dict(module.net.state_dict())
+        cfg = net_config(net_kwargs, bands=store.bands, image_shape=store.image_shape, flux_unit=store.flux_unit,
+                         survey=store.survey, zgrid=zgrid)
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.as_tensor(v).numel() == 1}
+        info = dict(fold=int(fold), member=int(member), seed=int(seed), epochs=int(trainer.current_epoch),
+                    best_val_loss=float(checkpoint.best_model_score) if checkpoint.best_model_score is not None
+                    else float("nan"), n_train=int(len(train_rows)), n_val=int(len(val_rows)),
+                    metrics=metrics, run=dict(config))
+        save_model_file(model_path, net, cfg, info)
+    trainer.strategy.barrier()
+    return model_path
+
+
+def _readable_checkpoint(path: Path) -> bool:
+    """A kill can leave a truncated checkpoint; then start the member afresh rather than crash."""
+    if not path.exists():
+        return False
+    try:
+        torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        return True
+    except Exception as exc:  # noqa: BLE001 - any unreadable file means "cannot resume from it"
+        log.warning("ignoring unreadable checkpoint %s (%s); starting this member afresh", path, exc)
+        return False

@@ -1,0 +1,59 @@
+"""CNN models: shapes, the timm-style contract, and pinned parameter / FLOP counts."""
+
+import pytest
+import torch
+
+from deepdip.errors import DeepdipError
+from deepdip.models import count_flops, count_params, create_model, list_models
+
+
+def test_registry_lists_both_models():
+    assert {"pasquet19", "compact"} <= set(list_models())
+    with pytest.raises(DeepdipError, match="unknown model"):
+        create_model("resnet9000", 5, 180, 64)
+
+
+def test_pasquet19_matches_the_paper():
+    """Pasquet et al. 2019 for 64x64 ugriz and 180 bins: ~27.6 M parameters, ~1.5 GFLOP forward."""
+    net = create_model("pasquet19", in_chans=5, num_bins=180, img_size=64)
+    assert count_params(net) == 27_596_372
+    assert count_flops(net) == pytest.approx(1.519e9, rel=2e-3)
+
+
+def test_compact_is_at_least_10x_cheaper():
+    big = count_flops(create_model("pasquet19", 5, 180, 64))
+    net = create_model("compact", 5, 180, 64)
+    flops = count_flops(net)
+    assert flops * 10 <= big
+    assert count_params(net) == 911_668
+    assert flops == pytest.approx(1.297e8, rel=2e-3)
+
+
+@pytest.mark.parametrize("name", ["pasquet19", "compact"])
+@pytest.mark.parametrize("in_chans,img_size,num_bins,n_extra", [(5, 16, 180, 1), (4, 32, 50, 0), (6, 24, 400, 2)])
+def test_shapes_and_feature_head_split(name, in_chans, img_size, num_bins, n_extra):
+    net = create_model(name, in_chans=in_chans, num_bins=num_bins, img_size=img_size, n_extra=n_extra).eval()
+    x = torch.randn(3, in_chans, img_size, img_size)
+    extra = torch.randn(3, n_extra)
+    with torch.no_grad():
+        feats = net.forward_features(x)
+        logits = net(x, extra)
+    assert feats.shape == (3, net.num_features)
+    assert logits.shape == (3, num_bins)
+    assert torch.allclose(net.forward_head(feats, extra), logits)
+
+
+def test_extra_scalars_reach_the_output():
+    net = create_model("compact", 5, 20, 16).eval()
+    x = torch.randn(2, 5, 16, 16)
+    with torch.no_grad():
+        a, b = net(x, torch.zeros(2, 1)), net(x, torch.ones(2, 1))
+    assert not torch.allclose(a, b)
+
+
+def test_models_cli(capsys):
+    from deepdip.cli import main
+
+    assert main(["models", "--survey", "sdss"]) == 0
+    out = capsys.readouterr().out
+    assert "pasquet19" in out and "27,596,372" in out and "compact" in out

@@ -1,0 +1,113 @@
+"""The mock-survey generator: schema, finite pixels, colours vs redshift, determinism, renderer."""
+
+from __future__ import annotations
+
+import json
+
+import galsim
+import numpy as np
+import pytest
+
+from deepdip.cli import main as cli_main
+from deepdip.simulate import BLOCK_SIZE, simulate_store
+from deepdip.simulate import population, rendering
+from deepdip.store import CutoutStore, validate_store
+from deepdip.surveys import Survey, load_survey
+
+
+@pytest.fixture(scope="module")
+def small_sdss(tmp_path_factory):
+    """The sdss preset with 20x20 stamps (fast), as a preset file."""
+    params = dict(load_survey("sdss").params, stamp_size=20, name="sdss-small")
+    path = tmp_path_factory.mktemp("preset") / "sdss-small.json"
+    path.write_text(json.dumps(params))
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_store(small_sdss, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim") / "mock.h5"
+    simulate_store(str(small_sdss), 60, seed=3, out=out, workers=1, progress=False)
+    return out
+
+
+def test_store_schema_and_pixels(small_store):
+    assert validate_store(small_store) == []
+    store = CutoutStore(small_store)
+    assert len(store) == 60 and store.bands == list("ugriz") and store.image_shape == (20, 20)
+    cat = store.catalog()
+    assert np.array_equal(cat["z_true"], cat["z_spec"])
+    for col in ("ebv", "stellar_mass", "sfr", "hlr", "bulge_frac", "abs_mag_r", "n_neighbours"):
+        assert col in cat, col
+    for band in "ugriz":
+        for col in (f"mag_{band}", f"flux_{band}", f"flux_err_{band}", f"psf_fwhm_{band}"):
+            assert np.all(np.isfinite(cat[col])), col
+    assert np.all(cat["mag_r"] <= 17.8) and np.all((cat["z_spec"] > 0) & (cat["z_spec"] < 0.4))
+    assert np.all(cat["ebv"] > 0) and np.all(cat["stellar_mass"] > 1e8)
+    images = store.images(np.arange(60))
+    assert images.dtype == np.float32 and np.all(np.isfinite(images))
+    # the galaxy is at the centre: the central pixels are brighter than the border in r
+    assert np.median(images[:, 2, 8:12, 8:12]) > 10 * np.median(np.abs(images[:, 2, :2, :]))
+
+
+def test_same_seed_same_store_whatever_the_workers(small_sdss, tmp_path):
+    n = BLOCK_SIZE + 10  # two blocks
+    one = simulate_store(str(small_sdss), n, seed=9, out=tmp_path / "w1.h5", workers=1, progress=False)
+    two = simulate_store(str(small_sdss), n, seed=9, out=tmp_path / "w2.h5", workers=2, progress=False)
+    assert one["n"] == two["n"] == n
+    a, b = CutoutStore(tmp_path / "w1.h5"), CutoutStore(tmp_path / "w2.h5")
+    assert np.array_equal(a.images(np.arange(n)), b.images(np.arange(n)))
+    ca, cb = a.catalog(), b.catalog()
+    assert sorted(ca) == sorted(cb) and all(np.array_equal(ca[k], cb[k]) for k in ca)
+    other = simulate_store(str(small_sdss), 20, seed=10, out=tmp_path / "s10.h5", workers=1, progress=False)
+    assert other["n"] == 20 and not np.array_equal(CutoutStore(tmp_path / "s10.h5").column("z_spec"), ca["z_spec"][:20])
+
+
+def test_colours_redden_with_redshift():
+    survey = load_survey("sdss")
+    pop = population.sample_population(survey, 3000, np.random.default_rng(0), population.tables_for(survey))
+    gr = pop["mag_g"] - pop["mag_r"]
+    near, far = pop["z"] < 0.06, pop["z"] > 0.15
+    # the 4000 A break moves through g then r: observed g-r grows with z at low redshift
+    assert np.median(gr[far]) > np.median(gr[near]) + 0.1
+    # the red sequence: a tight ridge of early types
+    early = pop["is_early"].astype(bool) & near
+    assert 0.6 < np.median(gr[early]) < 1.0 and np.std(gr[early]) < 0.12
+    assert np.all(np.isfinite(pop["stellar_mass"])) and np.all(pop["sfr"] >= 0)
+
+
+def test_deep_preset_population_reaches_high_redshift():
+    survey = load_survey("cfhtls-wide")
+    pop = population.sample_population(survey, 400, np.random.default_rng(1), population.tables_for(survey))
+    assert np.all(pop["mag_i"] <= 22.5) and np.quantile(pop["z"], 0.9) > 0.6
+
+
+def test_fourier_renderer_matches_galsim():
+    base = load_survey("sdss")
+    params = dict(base.params, noise={"sky_sigma": [0] * 5, "poisson_var_per_nmgy": [0] * 5},
+                  neighbours={"density_arcmin2": 0.0})
+    survey = Survey(base.name, base.bands, base.filters, base.pixel_scale, 48, base.zmin, base.zmax, base.nbins, params)
+    pop = population.sample_population(survey, 4, np.random.default_rng(5), population.tables_for(survey))
+    images, truth = rendering.render_block(survey, pop, np.random.default_rng(6))
+    share = rendering._bulge_share(survey, pop["bulge_frac"])
+    for k in range(4):
+        beta = pop["pa"][k] * galsim.degrees
+        hb = rendering.BULGE_SIZE_RATIO * pop["hlr"][k]
+        disk = galsim.Exponential(half_light_radius=pop["hlr"][k]).shear(q=pop["q_disk"][k], beta=beta)
+        bulge = galsim.DeVaucouleurs(half_light_radius=hb, trunc=rendering.BULGE_TRUNCATION * hb).shear(
+            q=pop["q_bulge"][k], beta=beta)
+        for b in (0, 2):
+            gal = (1 - share[k, b]) * disk + share[k, b] * bulge
+            psf = galsim.Kolmogorov(fwhm=truth[f"psf_fwhm_{'ugriz'[b]}"][k])
+            ref = (galsim.Convolve(gal, psf) * pop["flux"][k, b]).drawImage(
+                nx=48, ny=48, scale=survey.pixel_scale, offset=(truth["offset_x"][k], truth["offset_y"][k])).array
+            assert np.abs(images[k, b] - ref).max() < 1e-3 * ref.max()
+
+
+def test_cli(small_sdss, tmp_path):
+    out = tmp_path / "cli.h5"
+    assert cli_main(["simulate", "--survey", str(small_sdss), "--n", "12", "--seed", "2", "--out", str(out), "--quiet"]) == 0
+    assert len(CutoutStore(out)) == 12
+    assert cli_main(["simulate", "--survey", "nosuchsurvey", "--n", "5", "--out", str(tmp_path / "x.h5")]) == 2
+    assert cli_main(["simulate", "--n", "0", "--out", str(tmp_path / "y.h5")]) == 2
+    assert not (tmp_path / "y.h5").exists()
