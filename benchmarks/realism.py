@@ -30,6 +30,7 @@ REAL = ROOT.parent / "shared" / "data" / "real"
 BANDS = "ugriz"
 FEATURES = ["u-g", "g-r", "r-i", "i-z", "r", "z"]
 ZBINS = [0.0, 0.05, 0.08, 0.11, 0.15, 0.2, 0.3]
+DEEP_ZBINS = [0.0, 0.25, 0.5, 0.75, 1.0, 1.5]
 
 
 def features(z, flux):
@@ -136,8 +137,43 @@ def sdss_section(args):
                          "mock": flux_error_relation(flux[ok_mock], ferr[ok_mock], edges),
                          "real": flux_error_relation(rf, re, edges)}
     res["kron_over_true_r"] = float(np.median(cat["flux_r"] * dered[:, 2] / 10 ** (-0.4 * (cat["mag_r"] - 22.5))))
+    res["k_selection"] = k_selection(ref, val)
     _plot_sdss(x_mock, x_real, flux[ok_mock], ferr[ok_mock], rf, re, ROOT / "docs" / "realism_sdss.png")
     return res
+
+
+def k_selection(ref, rows, n=5000):
+    """2MASS Ks (Vega) of mock galaxies, predicted from their template SEDs, against the real K.
+
+    Checks that the population inherits the 2MASS selection of the real sample (K_ext <~ 14.3):
+    the same templates also predict each real galaxy's K from its ugriz, which tells how far the
+    optical-to-K extrapolation can be trusted. Ks(AB) - Ks(Vega) = 1.85.
+    """
+    from deepdip.simulate import population
+    from deepdip.simulate.calibrate import SDSS_FILTERS
+    from deepdip.simulate.templates import template_table
+    from deepdip.surveys import Survey, load_survey
+
+    base = load_survey("sdss")
+    filters = base.filters + ("twomass-Ks",)
+    survey = Survey(base.name, base.bands + ("K",), filters, base.pixel_scale, base.stamp_size,
+                    base.zmin, base.zmax, base.nbins, base.params)
+    pop = population.sample_population(survey, n, np.random.default_rng(7), population.prepare(survey))
+    k_mock = pop["mag_K"] - 1.85
+    table = template_table(tuple(SDSS_FILTERS) + ("twomass-Ks",), 0.7)
+    z, flux = ref["z"][rows], ref["flux"][rows]
+    good = np.all(flux > 0, axis=1) & np.isfinite(ref["k_vega"][rows])
+    sdss_only = template_table(tuple(SDSS_FILTERS), 0.7)
+    coeffs = population.fit_coefficients(flux[good] * 1e-9, z[good], sdss_only)
+    k_pred = 22.5 - 2.5 * np.log10(table.fluxes(coeffs, z[good])[:, -1] * 1e9) - 1.85
+    k_real = ref["k_vega"][rows][good]
+    q = [5, 50, 95, 99]
+    return {"mock_quantiles": np.percentile(k_mock, q).round(2).tolist(),
+            "real_quantiles": np.percentile(k_real, q).round(2).tolist(),
+            "mock_frac_below_14.3": float(np.mean(k_mock < 14.3)),
+            "real_frac_below_14.3": float(np.mean(k_real < 14.3)),
+            "pred_minus_real_median": float(np.median(k_pred - k_real)),
+            "pred_minus_real_nmad": float(1.4826 * np.median(np.abs(k_pred - k_real - np.median(k_pred - k_real))))}
 
 
 def deep_section(args):
@@ -162,6 +198,13 @@ def deep_section(args):
     res = {k: {"mock": np.percentile(mock[k], q).round(3).tolist(), "real": np.percentile(real[k], q).round(3).tolist()}
            for k in ("z", "i", "g-z")}
     res["n_mock"], res["n_real"] = int(ok.sum()), int(len(hsc))
+    # g-z at fixed redshift (and i <= 22.5 on both sides) is less sensitive to spectroscopic targeting
+    res["gz_vs_z"] = []
+    for lo, hi in zip(DEEP_ZBINS[:-1], DEEP_ZBINS[1:]):
+        sm, sr = (mock["z"] >= lo) & (mock["z"] < hi), (real["z"] >= lo) & (real["z"] < hi)
+        res["gz_vs_z"].append({"z": [lo, hi], "n": [int(sm.sum()), int(sr.sum())],
+                               "median": [float(np.median(mock["g-z"][sm])) if sm.any() else float("nan"),
+                                          float(np.median(real["g-z"][sr]))]})
     xm = np.column_stack([mock["z"], mock["i"], mock["g-z"]])
     xr = np.column_stack([real["z"], real["i"], real["g-z"]])
     res["c2st"] = c2st(xm, xr)
@@ -215,6 +258,152 @@ def _plot_deep(mock, real, path):
     fig.savefig(path, dpi=90)
 
 
+def _row(name, values, fmt="{:.3f}"):
+    return f"| {name} | " + " | ".join(fmt.format(v) for v in values) + " |"
+
+
+def report(res, args) -> str:
+    """docs/realism.md from the measured numbers (the prose around them states the method)."""
+    s, d = res["sdss"], res["deep"]
+    rf = s["rf_sigma_mad"]
+    single = s["c2st_single"]
+    worst = max(single, key=single.get)
+    lines = [
+        "# How realistic are the mock surveys?",
+        "",
+        "Produced by `python benchmarks/realism.py"
+        f" --n {args.n} --deep-n {args.deep_n}` (numbers below are from that run; rerun to refresh).",
+        "",
+        "## SDSS preset vs real SDSS",
+        "",
+        f"Mock: {s['n_mock']} galaxies simulated with `deepdip simulate --survey sdss`, photometry *measured* on the "
+        f"rendered cutouts (Kron apertures, `deepdip.photometry`), corrected for the mock's Galactic extinction "
+        f"({s['n_mock_used']} with positive fluxes in all bands). Real: the validation half of "
+        f"`sdss_main_gst10k` ({s['n_real']} galaxies, extinction-corrected model magnitudes); the other half "
+        "calibrated the population (`deepdip.simulate.calibrate`), so no galaxy is used on both sides.",
+        "",
+        "**Selection.** The real sample is the SDSS main sample matched to 2MASS (K ≲ 14.3 Vega): brighter and "
+        "redder than the full main sample. The mock's population density is learned from that very sample, so it "
+        "inherits the 2MASS selection; the mock then applies the preset's r ≤ 17.8 cut on its true magnitudes. No "
+        "separate K cut is applied (it would cut twice). The `sdss` mock therefore represents the 2MASS-matched main "
+        "sample, not the full Pasquet et al. sample (fainter in K, bluer on average).",
+        "",
+        "Check (`k_selection`): the templates fitted to each real galaxy's ugriz predict its 2MASS K with a median "
+        f"offset of {s['k_selection']['pred_minus_real_median']:+.2f} mag and a scatter (NMAD) of "
+        f"{s['k_selection']['pred_minus_real_nmad']:.2f} mag; through the same templates, "
+        f"{100 * s['k_selection']['mock_frac_below_14.3']:.1f} % of mock galaxies have K(Vega) < 14.3, against "
+        f"{100 * s['k_selection']['real_frac_below_14.3']:.1f} % of the real ones (K quantiles 5/50/95/99 %: mock "
+        f"{s['k_selection']['mock_quantiles']}, real {s['k_selection']['real_quantiles']}). Corrected by the "
+        "offset (templates extrapolated to 2.2 µm, and 2MASS extended-source magnitudes that miss faint outer "
+        "light), the mock's K distribution lands on the real one: the K selection is inherited, not lost.",
+        "",
+        "### Classifier two-sample test (gradient-boosted trees, 5-fold ROC AUC; 0.5 = indistinguishable)",
+        "",
+        "| features | AUC |",
+        "|---|---|",
+        f"| u-g, g-r, r-i, i-z, r, z — **measured** mock photometry (target ≤ 0.65) | **{s['c2st_measured']:.3f}** |",
+        f"| same, mock *true* magnitudes (population only, no rendering/measurement) | {s['c2st_true_mags']:.3f} |",
+    ]
+    lines += [f"| {f} alone | {v:.3f} |" for f, v in single.items()]
+    lines += [f"| all but {f} | {v:.3f} |" for f, v in s["c2st_without"].items()]
+    hi = s["colours_vs_z"]
+    ug = [(r["nmad"][0], m["nmad"][0]) for r, m in zip(hi["real"], hi["mock"])]
+    lines += [
+        "",
+        f"The single feature that separates most is **{worst}** (AUC {single[worst]:.3f}). What is left to tell "
+        "mock from real, as far as these numbers show: (1) the u-g scatter of distant galaxies, "
+        f"{ug[-2][1]:.2f} mock vs {ug[-2][0]:.2f} real at 0.15 < z < 0.2 and {ug[-1][1]:.2f} vs {ug[-1][0]:.2f} at "
+        "z > 0.2: the learned density still holds some of the real u-band noise, and the rendered images add "
+        "their own on top (the deconvolution in `calibrate.py` is first-order); (2) redshift structure: the real "
+        "sample has spikes in n(z) (galaxy groups and walls along its sight lines, e.g. at z ≈ 0.075) that a "
+        "smooth density does not reproduce; (3) the Kron aperture misses a few per cent of the light of "
+        "large early types, against model magnitudes that are nearly total. The true-magnitude AUC is "
+        "about the measured one: rendering and measurement add no separable signature of their own.",
+        "",
+        "### Is the mock as hard as the sky? Random forest (200 trees) on colours + r, 80/20 split",
+        "",
+        "| trained on → tested on | σ_MAD |",
+        "|---|---|",
+        f"| real → real | {rf['real']:.4f} |",
+        f"| mock → mock | {rf['mock']:.4f} |",
+        f"| mock → real | {rf['mock_to_real']:.4f} |",
+        "",
+        f"Ratio mock/real σ_MAD = **{rf['mock'] / rf['real']:.2f}** (target 0.9–1.1; the tuned parametric SkyPy "
+        f"model gave 0.74); mock-trained on real / real-trained = **{rf['mock_to_real'] / rf['real']:.2f}** "
+        "(target ≤ 1.1; the tuned parametric model gave 1.41).",
+        "",
+        "### Distributions",
+        "",
+        "| quantile | 5 % | 25 % | 50 % | 75 % | 95 % |",
+        "|---|---|---|---|---|---|",
+        _row("z real", s["z_quantiles"]["real"], "{:.4f}"), _row("z mock", s["z_quantiles"]["mock"], "{:.4f}"),
+        _row("r real", s["r_quantiles"]["real"], "{:.2f}"), _row("r mock", s["r_quantiles"]["mock"], "{:.2f}"),
+        "",
+        "Colour medians (and NMAD scatter) in redshift bins, real / mock:",
+        "",
+        "| z bin | n real / mock | u-g | g-r | r-i | i-z |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r, m in zip(s["colours_vs_z"]["real"], s["colours_vs_z"]["mock"]):
+        cells = [f"{a:.2f} ({sa:.2f}) / {b:.2f} ({sb:.2f})"
+                 for a, sa, b, sb in zip(r["median"], r["nmad"], m["median"], m["nmad"])]
+        lines.append(f"| {r['z'][0]:.2f}–{r['z'][1]:.2f} | {r['n']} / {m['n']} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Flux–error relation: median relative flux error in the real sample's flux quintiles, real / mock "
+        "(mock errors from the measured Kron apertures; real from `MODELFLUX_IVAR`):",
+        "",
+        "| band | quintile 1 (faint) | 2 | 3 | 4 | 5 (bright) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for b, band in enumerate(BANDS):
+        lines.append(f"| {band} | " + " | ".join(f"{r:.4f} / {m:.4f}" for r, m in
+                                              zip(s["flux_error"]["real"][b], s["flux_error"]["mock"][b])) + " |")
+    lines += [
+        "",
+        f"The Kron aperture holds a median {100 * s['kron_over_true_r']:.1f} % of the true r flux (real model "
+        "magnitudes are close to total): measured mock r magnitudes are fainter than true by that much.",
+        "",
+        "![SDSS mock vs real](realism_sdss.png)",
+        "",
+        "## Deep preset (cfhtls-wide) vs HSC PDR2 spec-z, i ≤ 22.5",
+        "",
+        "The population beyond the SDSS range is SkyPy's parametric model (blue + red Schechter luminosity "
+        "functions, Dirichlet mixtures of the kcorrect templates; parameters in the preset), not calibrated on "
+        "deep data. HSC's spectroscopic sample is a compilation of surveys with their own targeting, not a "
+        "complete i ≤ 22.5 sample, and HSC filters differ slightly from MegaCam's: the comparison is indicative.",
+        "",
+        "| quantile | 5 % | 25 % | 50 % | 75 % | 95 % |",
+        "|---|---|---|---|---|---|",
+    ]
+    for k in ("z", "i", "g-z"):
+        lines += [_row(f"{k} HSC", d[k]["real"], "{:.3f}"), _row(f"{k} mock", d[k]["mock"], "{:.3f}")]
+    lines += [
+        "",
+        f"C2ST AUC on (z, i, g-z): {d['c2st']:.3f} ({d['n_mock']} mock vs {d['n_real']} HSC galaxies).",
+        "",
+        "Median g-z in redshift bins (mock / HSC, numbers of galaxies in brackets):",
+        "",
+        "| z bin | " + " | ".join(f"{b['z'][0]:.2f}–{b['z'][1]:.2f}" for b in d.get("gz_vs_z", [])) + " |",
+        "|---|" + "---|" * len(d.get("gz_vs_z", [])),
+        "| g-z | " + " | ".join(f"{b['median'][0]:.2f} / {b['median'][1]:.2f} ({b['n'][0]} / {b['n'][1]})"
+                               for b in d.get("gz_vs_z", [])) + " |",
+        "",
+        "Not realistic yet, and the numbers say how: the mock's i distribution follows the galaxy counts, "
+        "rising to the limit, while the spectroscopic sample is dominated by bright targets (its median i is "
+        f"{d['i']['real'][2]:.1f} against {d['i']['mock'][2]:.1f}); part of the n(z) and g-z differences follow "
+        "from that targeting. The rest is the parametric population itself: the mock's g-z is bluer "
+        f"(median {d['g-z']['mock'][2]:.2f} vs {d['g-z']['real'][2]:.2f}) — the same too-blue SED mixtures that "
+        "SkyPy's published parameters gave at low redshift (AUC 0.99 against SDSS, `../shared/notes/"
+        "mock-realism.md`). The SDSS-calibrated density cannot be used there (it stops at z ≈ 0.35); "
+        "calibrating the deep population on deep real photometry with redshifts is the next step.",
+        "",
+        "![deep mock vs HSC](realism_deep.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=6000, help="mock SDSS galaxies (default 6000)")
@@ -224,9 +413,15 @@ def main():
     p.add_argument("--deep-store", default="/tmp/deepdip_realism_deep.h5")
     p.add_argument("--reuse", action="store_true", help="reuse mock stores already simulated")
     p.add_argument("--json", default=str(ROOT / "docs" / "realism.json"))
+    p.add_argument("--report-only", action="store_true", help="rewrite docs/realism.md from the JSON")
     args = p.parse_args()
+    if args.report_only:
+        res = json.loads(Path(args.json).read_text())
+        (ROOT / "docs" / "realism.md").write_text(report(res, args))
+        return
     res = {"sdss": sdss_section(args), "deep": deep_section(args)}
     Path(args.json).write_text(json.dumps(res, indent=1))
+    (ROOT / "docs" / "realism.md").write_text(report(res, args))
     print(json.dumps({k: res["sdss"][k] for k in ("c2st_measured", "c2st_true_mags", "c2st_single", "rf_sigma_mad")}, indent=1))
     print(json.dumps({k: res["deep"][k] for k in ("z", "i", "g-z", "c2st")}, indent=1))
 

@@ -97,9 +97,32 @@ def test_baseline_fits_predicts_and_reruns_identically(method, phot_store, tmp_p
     assert sigma_mad(a.table["z_mean"].to_numpy(), a.table["z_spec"].to_numpy()) < 0.04
 
 
+def test_store_extinction_coefficients_are_the_surveys_own(phot_store, tmp_path):
+    """A store that records the coefficients it was reddened with (the simulator does) is dereddened with them."""
+    store = CutoutStore(phot_store)
+    cat = store.catalog()
+    own = [5.0, 4.0, 3.0, 2.0, 1.0]
+    path = create_store(tmp_path / "own.h5", np.zeros((len(store), 5, 4, 4), np.float32), cat, bands="ugriz",
+                        survey="sdss", pixel_scale=0.396, seed=1, attrs={"extinction_coeffs": own})
+    phot = Photometry.from_store(CutoutStore(path), rows=np.arange(3))
+    assert np.allclose(phot.extinction, cat["ebv"][:3, None].astype(np.float64) * np.array(own)[None, :])
+    default = Photometry.from_store(store, rows=np.arange(3))
+    assert np.allclose(default.extinction[:, 2] / cat["ebv"][:3], extinction_coefficients(FILTERS)[2])
+
+
 def test_truth_columns_are_refused(phot_store):
     with pytest.raises(DeepdipError, match="truth"):
         make_baseline("knn", extra_columns="z_true").fit(CutoutStore(phot_store), fold=0)
+
+
+def test_a_parameter_name_means_one_thing_in_every_method():
+    """The CLI shows one help per option, so methods sharing a name must share its declaration."""
+    from deepdip.baselines import METHODS, baseline_class
+
+    seen = {}
+    for method in METHODS:
+        for name, p in baseline_class(method).PARAMS.items():
+            assert seen.setdefault(name, p) == p, f"{name} is declared differently in {method}"
 
 
 def test_unknown_parameter_is_refused():

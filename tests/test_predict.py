@@ -165,3 +165,18 @@ def test_real_legacy_cutouts_train_and_predict(tmp_path):
                 progress=False, num_workers=0, tensorboard=False, batch_size=16)
     cat = read_catalog(predict_store(run, path, tmp_path / "cnn.parquet", rows="test", progress=False))
     assert np.isfinite(cat.pdf).all() and np.allclose(cat.pdf.sum(axis=1), 1, atol=1e-5)
+
+
+def test_ensemble_predictor_is_picklable_and_matches(run, toy):
+    import pickle
+
+    from deepdip.predict import EnsemblePredictor
+
+    store = CutoutStore(toy)
+    paths = sorted((run / "fold1").glob("member*/model.pt"))
+    images, ebv = store.images(np.arange(10)), store.column("ebv", np.arange(10))[:, None]
+    pred = EnsemblePredictor(paths)
+    first = pred(images, ebv)
+    clone = pickle.loads(pickle.dumps(pred))
+    assert np.allclose(clone(images, ebv), first)
+    assert np.allclose(first, predict_chunk([m.net for m in load_members(paths)], images, ebv))

@@ -65,7 +65,7 @@ def test_same_seed_same_store_whatever_the_workers(small_sdss, tmp_path):
 
 def test_colours_redden_with_redshift():
     survey = load_survey("sdss")
-    pop = population.sample_population(survey, 3000, np.random.default_rng(0), population.tables_for(survey))
+    pop = population.sample_population(survey, 3000, np.random.default_rng(0), population.prepare(survey))
     gr = pop["mag_g"] - pop["mag_r"]
     near, far = pop["z"] < 0.06, pop["z"] > 0.15
     # the 4000 A break moves through g then r: observed g-r grows with z at low redshift
@@ -78,7 +78,7 @@ def test_colours_redden_with_redshift():
 
 def test_deep_preset_population_reaches_high_redshift():
     survey = load_survey("cfhtls-wide")
-    pop = population.sample_population(survey, 400, np.random.default_rng(1), population.tables_for(survey))
+    pop = population.sample_population(survey, 400, np.random.default_rng(1), population.prepare(survey))
     assert np.all(pop["mag_i"] <= 22.5) and np.quantile(pop["z"], 0.9) > 0.6
 
 
@@ -87,9 +87,10 @@ def test_fourier_renderer_matches_galsim():
     params = dict(base.params, noise={"sky_sigma": [0] * 5, "poisson_var_per_nmgy": [0] * 5},
                   neighbours={"density_arcmin2": 0.0})
     survey = Survey(base.name, base.bands, base.filters, base.pixel_scale, 48, base.zmin, base.zmax, base.nbins, params)
-    pop = population.sample_population(survey, 4, np.random.default_rng(5), population.tables_for(survey))
-    images, truth = rendering.render_block(survey, pop, np.random.default_rng(6))
-    share = rendering._bulge_share(survey, pop["bulge_frac"])
+    ctx = population.prepare(survey)
+    pop = population.sample_population(survey, 4, np.random.default_rng(5), ctx)
+    images, truth = rendering.render_block(survey, pop, np.random.default_rng(6), ctx)
+    share = rendering.bulge_share_per_band(survey, pop["bulge_frac"], ctx["wave_eff"])
     for k in range(4):
         beta = pop["pa"][k] * galsim.degrees
         hb = rendering.BULGE_SIZE_RATIO * pop["hlr"][k]

@@ -115,7 +115,7 @@ def test_same_command_same_model(toy, tmp_path):
 def test_resume_after_kill_matches_unbroken_run(toy, tmp_path):
     """Kill a training process after its first epoch checkpoint; the same command finishes the
     run, and the result equals an uninterrupted run bit for bit."""
-    epochs = "12"
+    epochs = "6"
     p = cli(*train_cmd(toy, tmp_path / "killed", "--epochs", epochs))
     last = tmp_path / "killed" / "fold0" / "member0" / "checkpoints" / "last.ckpt"
     deadline = time.time() + 240

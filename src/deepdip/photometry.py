@@ -66,19 +66,22 @@ def measure_photometry(images: np.ndarray, pixel_scale: float, bands, *, apertur
     sigma = np.maximum(1.4826 * np.median(np.abs(edge - median[..., None]), axis=2), 1e-12)
     bkg = median if subtract_background else np.zeros_like(median)
     bkg_err = 1.2533 * sigma / np.sqrt(edge.shape[2]) if subtract_background else np.zeros_like(sigma)
-    data = images - bkg[..., None, None]
+    data = images - bkg[..., None, None].astype(np.float32)
 
     # noise-weighted sum of the bands, normalised to unit noise
     wts = 1.0 / sigma**2
-    det = np.einsum("nb,nbyx->nyx", wts, data) / np.sqrt(wts.sum(1))[:, None, None]
+    det = (np.einsum("nb,nbyx->nyx", wts.astype(np.float32), data)
+           / np.sqrt(wts.sum(1)).astype(np.float32)[:, None, None])
     central, others = _segments(det, detect_threshold)
 
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    wdet = np.where(central, np.maximum(det, 0), 0.0)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    wdet = np.where(central, np.maximum(det, 0), np.float32(0))
     tot = np.maximum(wdet.sum((1, 2)), 1e-12)
     cx = (wdet * xx).sum((1, 2)) / tot
     cy = (wdet * yy).sum((1, 2)) / tot
-    data, det = _replace_masked(data, det, others, cx, cy)
+    crowded = np.flatnonzero(others.any((1, 2)))  # most stamps have nothing to mask
+    data[crowded], det[crowded] = _replace_masked(data[crowded], det[crowded], others[crowded],
+                                                  cx[crowded], cy[crowded])
     dx, dy = xx - cx[:, None, None], yy - cy[:, None, None]
     mxx = (wdet * dx**2).sum((1, 2)) / tot
     myy = (wdet * dy**2).sum((1, 2)) / tot
@@ -86,17 +89,17 @@ def measure_photometry(images: np.ndarray, pixel_scale: float, bands, *, apertur
     a, b, theta = _ellipse_from_moments(mxx, myy, mxy)
 
     # Kron radius: first moment of the elliptical radius within 6 semi-axes
-    cos, sin = np.cos(theta)[:, None, None], np.sin(theta)[:, None, None]
-    r_ell = np.hypot((dx * cos + dy * sin) / a[:, None, None], (-dx * sin + dy * cos) / b[:, None, None])
-    inside = r_ell <= 6.0
-    kw = np.where(inside, det, 0.0)
+    cos, sin = (np.cos(theta)[:, None, None].astype(np.float32), np.sin(theta)[:, None, None].astype(np.float32))
+    r_ell = np.hypot((dx * cos + dy * sin) / a[:, None, None].astype(np.float32),
+                     (-dx * sin + dy * cos) / b[:, None, None].astype(np.float32))
+    kw = np.where(r_ell <= 6.0, det, np.float32(0))
     kron = (kw * r_ell).sum((1, 2)) / np.maximum(kw.sum((1, 2)), 1e-12)
     kron = np.where(np.isfinite(kron) & (kron > 0), np.maximum(kron, KRON_MIN_RADIUS), KRON_MIN_RADIUS)
     kron = np.minimum(kron, 0.5 * min(h, w) / a)  # keep the aperture within the stamp
 
     r_aper = 0.5 * aperture_diameter / pixel_scale
-    w_kron = np.empty((n, h, w))
-    w_aper = np.empty((n, h, w))
+    w_kron = np.empty((n, h, w), dtype=np.float32)
+    w_aper = np.empty((n, h, w), dtype=np.float32)
     for k in range(n):
         x0, y0 = -cx[k] - 0.5, -cy[k] - 0.5  # pixel edges relative to the centroid
         w_kron[k] = elliptical_overlap_grid(x0, x0 + w, y0, y0 + h, w, h, KRON_FACTOR * kron[k] * a[k],
@@ -106,15 +109,16 @@ def measure_photometry(images: np.ndarray, pixel_scale: float, bands, *, apertur
     out = {}
     pv = np.zeros(nb) if poisson_var_per_flux is None else np.asarray(poisson_var_per_flux, dtype=np.float64)
     for name, wgt in (("", w_kron), ("aper_", w_aper)):
-        flux = np.einsum("nyx,nbyx->nb", wgt, data)
-        var = np.einsum("nyx,nb->nb", wgt**2, sigma.astype(np.float64) ** 2)
-        var += np.einsum("nyx,nbyx->nb", wgt**2, np.maximum(data, 0)) * pv[None, :]
+        flux = np.einsum("nyx,nbyx->nb", wgt, data, dtype=np.float64)
+        var = (wgt.astype(np.float64) ** 2).sum((1, 2))[:, None] * sigma.astype(np.float64) ** 2
+        var += np.einsum("nyx,nbyx->nb", wgt**2, np.maximum(data, 0), dtype=np.float64) * pv[None, :]
         var += (wgt.sum((1, 2))[:, None] * bkg_err) ** 2  # error of the median: 1.2533 sigma / sqrt(N)
         for j, band in enumerate(bands):
             out[f"flux_{name}{band}"] = flux[:, j].astype(np.float32)
             out[f"flux_{name}err_{band}"] = np.sqrt(var[:, j]).astype(np.float32)
     out["kron_radius"] = (KRON_FACTOR * kron * a * pixel_scale).astype(np.float32)
-    out["hlr_meas"] = (_half_light_radius(np.where(w_kron > 0, det, 0.0), np.hypot(dx, dy)) * pixel_scale).astype(np.float32)
+    out["hlr_meas"] = (_half_light_radius(np.where(w_kron > 0, det, np.float32(0)), np.hypot(dx, dy))
+                       * pixel_scale).astype(np.float32)
     out["q_meas"] = (b / a).astype(np.float32)
     return out
 

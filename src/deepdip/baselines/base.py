@@ -76,7 +76,7 @@ class CatalogueBaseline(PhotozEstimator):
         if self.uses_training_redshifts and len(rows) == 0:
             raise DeepdipError(f"no training galaxy with a known z_spec outside fold {fold}")
         self.fold_ = int(fold)
-        phot = self._store_photometry(store, rows)
+        phot = Photometry.from_store(store, rows, extra_columns=self._extra_columns(store))
         self.fit_photometry(phot, z)
         self.extra_columns_ = tuple(phot.extra_names)
         return self

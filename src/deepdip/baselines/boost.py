@@ -31,7 +31,8 @@ class BoostedTreesBaseline(CatalogueBaseline):
         "learning_rate": Param(float, 0.03, "shrinkage per round"),
         "num_leaves": Param(int, 31, "leaves per tree"),
         "min_child_samples": Param(int, 20, "minimum training galaxies per leaf"),
-        "kernel_bins": Param(float, 1.0, "Gaussian smoothing of the PDF in bins (the residual model sets the width)"),
+        "smooth_bins": Param(float, 1.0, "Gaussian smoothing of the PDF in bins, against the histogram's "
+                             "graininess only (the residual model sets the width)"),
     }
 
     def _booster(self, **overrides):
@@ -72,11 +73,11 @@ class BoostedTreesBaseline(CatalogueBaseline):
         self.scale_model_ = self._scale_booster().fit(x, log_abs)
         t = resid / np.exp(log_s)
         self.t_quantiles_ = np.quantile(t, (np.arange(N_QUANTILES) + 0.5) / N_QUANTILES)
-        self.kernel_bins_ = float(self.settings["kernel_bins"])
+        self.smooth_bins_ = float(self.settings["smooth_bins"])
 
     def _predict(self, phot):
         x = self.features_.transform(phot)
         z_hat = self.regressor_.predict(x)
         scale = np.exp(self.scale_model_.predict(x))
         votes = z_hat[:, None] + ((1.0 + z_hat) * scale)[:, None] * self.t_quantiles_[None, :]
-        return pdftools.smooth(pdftools.histogram(self.zgrid, votes), self.kernel_bins_)
+        return pdftools.smooth(pdftools.histogram(self.zgrid, votes), self.smooth_bins_)

@@ -3,12 +3,17 @@
 The CWW+SB template set shipped with ``desc-bpz`` (``CWWSB4.list``: El, Sbc, Scd, Im, SB3, SB2 and
 two young SSPs) is integrated through the survey's own filter curves from speclite with
 ``desc_bpz.bpz_tools_py3.ABflux``; each galaxy's likelihood over (z, template) comes from
-``p_c_z_t`` and the Benitez (2000) HDFN magnitude-dependent prior from
-``desc_bpz.prior_from_dict.prior_function``, as in RAIL's ``BPZliteEstimator``. As in classic BPZ
-(``INTERP``), templates can be interpolated linearly between neighbours to cover SEDs between them.
+``p_c_z_t`` and the magnitude-dependent prior from ``desc_bpz.prior_from_dict.prior_function``, as
+in RAIL's ``BPZliteEstimator``. As in classic BPZ (``INTERP``), templates are also interpolated
+linearly between neighbours.
 
-Fitting needs no spec-z: ``fit`` only builds the template flux grid. Fluxes are scaled from
-nanomaggies to maggies because ``p_c_z_t`` treats any error above 1 as "band not observed".
+Two standard calibrations use the training spec-z when there are any: per-band zero-point
+offsets (BPZ's ``ZP_OFFSETS``), and the prior's parameters fitted to the training galaxies in
+Benitez's functional form (RAIL's ``BPZliteInformer``). The HDF-N prior of Benitez (2000) is
+calibrated on I = 20-28 galaxies and misplaces bright SDSS ones (see docs/baselines-real-sdss.md).
+
+Fluxes are scaled from nanomaggies to maggies because ``p_c_z_t`` treats any error above 1 as
+"band not observed".
 """
 
 from __future__ import annotations
@@ -24,21 +29,22 @@ from pathlib import Path
 import numpy as np
 
 from deepdip.baselines.base import CatalogueBaseline
+from deepdip.baselines.bpz_prior import BROAD_TYPES, HDFN_PRIOR, broad_type, fit_prior
 from deepdip.baselines.params import SHARED_PARAMS, Param
 
-#: Benitez (2000) HDFN prior (Table 1) in the dictionary form of desc_bpz.prior_from_dict.
-HDFN_PRIOR = dict(fo_arr=np.array([0.35, 0.5]), kt_arr=np.array([0.45, 0.147]),
-                  zo_arr=np.array([0.431, 0.39, 0.0626]), km_arr=np.array([0.0913, 0.0636, 0.123]),
-                  a_arr=np.array([2.465, 1.806, 0.906]), mo=20.0)
 TEMPLATE_LIST = "CWWSB4.list"
-BROAD_TYPES = (1, 2, 5)  # templates per broad type in CWWSB4: E/S0, spirals, Im/starbursts
 NOT_OBSERVED_ERR = 1e108  # BPZ's convention: zero flux with a huge error gives a flat likelihood
 F814W = 8140.0  # Angstrom: the HDFN prior is a function of the I814 magnitude
 CALIBRATION_MAX = 5000  # training galaxies used for zero points and the trained prior
 
 
 class BPZBaseline(CatalogueBaseline):
-    """BPZ: chi^2 likelihood over CWW+SB templates x the Benitez HDFN prior, marginalised over type."""
+    """BPZ: chi^2 likelihood over CWW+SB templates x a Benitez-form prior, marginalised over type.
+
+    Training spec-z are optional: with them (the default) the zero points and the prior are fitted
+    to the training galaxies; without them the HDF-N prior and no offsets are used
+    (``prior_used_`` says which).
+    """
 
     name = "bpz"
     uses_training_redshifts = False
@@ -52,6 +58,9 @@ class BPZBaseline(CatalogueBaseline):
         "err_floor": Param(float, 0.05, "fractional flux error added in quadrature: template mismatch and zero points"),
         "madau": Param(str, "no", "'yes' to apply Madau (1995) IGM absorption to the templates (only matters at z > 2)"),
     }
+
+    def _extra_columns(self, store) -> list[str]:
+        return []  # templates predict fluxes only: sizes and other extra features have no place in chi^2
 
     def _fit(self, phot, z_spec):
         s = self.settings
@@ -73,6 +82,7 @@ class BPZBaseline(CatalogueBaseline):
         self.prior_band_ = band
         self.zp_offsets_ = np.ones(len(phot.bands))
         self.prior_params_ = dict(HDFN_PRIOR)
+        self.prior_used_ = "flat" if s["prior"] == "flat" else "hdfn"
         known = np.isfinite(z_spec) & (z_spec >= self.zgrid.zmin) & (z_spec < self.zgrid.zmax)
         if known.sum() >= 50 and (s["calibrate"] or s["prior"] == "trained"):
             sel = np.flatnonzero(known)
@@ -82,10 +92,10 @@ class BPZBaseline(CatalogueBaseline):
             if s["calibrate"]:
                 self.zp_offsets_ = self._fit_zero_points(sub, zs)
             if s["prior"] == "trained":
-                flux, _ = self._fluxes(sub)
-                mags = _mag(flux[:, sub.bands.index(band)])
-                types = _broad_type(self._best_template(flux, self._fluxes(sub)[1], zs, base_only=True))
-                self.prior_params_ = fit_prior(mags, zs, types)
+                flux, err = self._fluxes(sub)
+                types = broad_type(self._best_template(flux, err, zs, base_only=True))
+                self.prior_params_ = fit_prior(_mag(flux[:, sub.bands.index(band)]), zs, types)
+                self.prior_used_ = "trained"
 
     # ---------------------------------------------------------------- calibration on training spec-z
     def _fluxes(self, phot):
@@ -150,68 +160,6 @@ class BPZBaseline(CatalogueBaseline):
 def _mag(flux_maggies):
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(flux_maggies > 0, -2.5 * np.log10(flux_maggies), 99.0)
-
-
-def _broad_type(template_index):
-    """Broad type (0 = E/S0, 1 = spiral, 2 = Im/SB) of each base template index."""
-    edges = np.cumsum(BROAD_TYPES)
-    return np.searchsorted(edges, template_index, side="right")
-
-
-def fit_prior(mags, z, types, min_per_type: int = 30) -> dict:
-    """Benitez (2000) prior parameters fitted by maximum likelihood to training galaxies.
-
-    Same functional form and likelihoods as RAIL's ``BPZliteInformer``: type fractions
-    f_T exp(-k_T (m - m0)) and p(z | T, m) ~ z^a exp(-(z / (z0 + km (m - m0)))^a). ``m0`` is set to
-    the 1st percentile of the training magnitudes (the prior clips brighter ones to m0), so bright
-    surveys (SDSS) are not all clipped to the HDF-N's m0 = 20. Types with fewer than
-    ``min_per_type`` galaxies keep their HDF-N parameters.
-    """
-    from scipy.optimize import minimize
-    from scipy.special import gammaln
-
-    ok = (mags < 90) & (z > 0)
-    mags, z, types = mags[ok], z[ok], types[ok]
-    m0 = float(np.floor(np.percentile(mags, 1) * 10) / 10)
-    dm = np.maximum(mags - m0, 0.0)
-    out = {k: np.array(v, dtype=np.float64) if isinstance(v, np.ndarray) else v for k, v in HDFN_PRIOR.items()}
-    out["mo"] = m0
-    nt = len(BROAD_TYPES)
-
-    def frac_nll(p):
-        fo, kt = p[: nt - 1], p[nt - 1:]
-        prob = np.empty((nt, len(dm)))
-        prob[:-1] = fo[:, None] * np.exp(-kt[:, None] * dm[None, :])
-        prob[-1] = 1.0 - prob[:-1].sum(axis=0)
-        if np.any(prob <= 0):  # every type keeps a positive share over the training magnitudes
-            return np.inf
-        return -np.sum(np.log(prob[types, np.arange(len(dm))]))
-
-    counts = np.bincount(types, minlength=nt) / len(types)
-    fo_start = np.clip(counts[:-1], 0.02, None)
-    fo_start *= min(1.0, 0.95 / fo_start.sum())  # the last type must start with a positive share
-    start = np.concatenate([fo_start, np.zeros(nt - 1)])
-    res = minimize(frac_nll, start, method="Nelder-Mead", options={"maxiter": 4000, "xatol": 1e-5, "fatol": 1e-6})
-    if np.isfinite(res.fun):
-        out["fo_arr"], out["kt_arr"] = res.x[: nt - 1], res.x[nt - 1:]
-
-    def dndz_nll(p, zt, dmt):
-        z0, alpha, km = p
-        zm = z0 + km * dmt
-        if alpha <= 0.1 or np.any(zm <= 1e-3):
-            return np.inf
-        log_norm = (alpha + 1) * np.log(zm) + gammaln(1 + 1 / alpha) - np.log(alpha)
-        return -np.sum(alpha * np.log(zt) - (zt / zm) ** alpha - log_norm)
-
-    for t in range(nt):
-        sel = types == t
-        if sel.sum() < min_per_type:
-            continue
-        start = [np.median(z[sel]), 2.0, 0.0]
-        res = minimize(dndz_nll, start, args=(z[sel], dm[sel]), method="Nelder-Mead", options={"maxiter": 4000})
-        if np.isfinite(res.fun):
-            out["zo_arr"][t], out["a_arr"][t], out["km_arr"][t] = res.x
-    return out
 
 
 def _interpolate_types(grid: np.ndarray, n_interp: int) -> np.ndarray:

@@ -14,7 +14,7 @@ from sklearn.ensemble import RandomForestRegressor
 from deepdip.baselines import pdf as pdftools
 from deepdip.baselines.base import CatalogueBaseline
 from deepdip.baselines.features import ColourFeatures
-from deepdip.baselines.params import SHARED_PARAMS, Param
+from deepdip.baselines.params import KERNEL_BINS, SHARED_PARAMS, Param
 
 TUNE_MAX = 5000  # training galaxies scored out-of-bag to choose the kernel width
 
@@ -28,7 +28,7 @@ class RandomForestBaseline(CatalogueBaseline):
         "n_trees": Param(int, 200, "number of trees (votes per PDF)"),
         "min_samples_leaf": Param(int, 1, "minimum training galaxies per leaf"),
         "max_features": Param(float, 1.0, "fraction of features tried at each split (1.0 = bagged trees)"),
-        "kernel_bins": Param(float, 0.0, "Gaussian smoothing width in bins; 0 = choose by out-of-bag PIT calibration"),
+        "kernel_bins": KERNEL_BINS,
     }
 
     def _fit(self, phot, z_spec):

@@ -14,7 +14,7 @@ from sklearn.preprocessing import StandardScaler
 from deepdip.baselines import pdf as pdftools
 from deepdip.baselines.base import CatalogueBaseline
 from deepdip.baselines.features import ColourFeatures
-from deepdip.baselines.params import SHARED_PARAMS, Param
+from deepdip.baselines.params import KERNEL_BINS, SHARED_PARAMS, Param
 
 TUNE_MAX = 5000  # training galaxies used to choose the kernel width (plenty for one scalar)
 
@@ -27,10 +27,12 @@ class KNNBaseline(CatalogueBaseline):
         **SHARED_PARAMS,
         "k": Param(int, 20, "number of neighbours whose spec-z make the PDF"),
         "weights": Param(str, "distance", "neighbour weights: 'distance' (1/d, Beck et al.) or 'uniform'"),
-        "kernel_bins": Param(float, 0.0, "Gaussian smoothing width in bins; 0 = choose by leave-one-out PIT calibration"),
+        "kernel_bins": KERNEL_BINS,
     }
 
     def _fit(self, phot, z_spec):
+        if self.settings["weights"] not in ("distance", "uniform"):
+            raise ValueError(f"kNN weights must be 'distance' or 'uniform', got {self.settings['weights']!r}")
         self.features_ = ColourFeatures(self.ref_band_).fit(phot)
         # Standardising gives the magnitude and each colour equal say in the distance.
         self.scaler_ = StandardScaler().fit(self.features_.transform(phot))

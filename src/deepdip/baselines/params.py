@@ -40,6 +40,14 @@ SHARED_PARAMS: dict[str, Param] = {
 }
 
 
+#: The smoothing width of vote-histogram PDFs (knn, rf): one declaration, one meaning.
+KERNEL_BINS = Param(
+    float, 0.0,
+    "Gaussian smoothing of the vote histogram, in bins; 0 = choose it on held-out training galaxies "
+    "so that their PIT is uniform (leave-one-out for knn, out-of-bag for rf)",
+)
+
+
 def resolve(declared: dict[str, Param], given: dict[str, Any]) -> dict[str, Any]:
     """Defaults overlaid with ``given`` (``None`` means default), after rejecting unknown names."""
     unknown = sorted(set(given) - set(declared))

@@ -83,6 +83,28 @@ def predict_chunk(nets, images: np.ndarray, extra: np.ndarray, *, tta: bool = Fa
     return torch.cat(out).numpy()
 
 
+class EnsemblePredictor:
+    """A picklable ``images, extra -> PDFs`` function over model files, for any executor.
+
+    Holds only paths; each process loads the models (``weights_only``) on first call, so the
+    object can be shipped to Dask workers, e.g. ``ddf.map_partitions`` over a catalogue whose
+    partitions carry cutouts, or ``client.map(predictor, chunks)``.
+    """
+
+    def __init__(self, model_paths, *, tta: bool = False, batch_size: int = 512, bf16: bool = False):
+        self.model_paths = [str(p) for p in model_paths]
+        self.tta, self.batch_size, self.bf16 = tta, batch_size, bf16
+        self._nets = None
+
+    def __getstate__(self):
+        return {**self.__dict__, "_nets": None}
+
+    def __call__(self, images: np.ndarray, extra: np.ndarray) -> np.ndarray:
+        if self._nets is None:
+            self._nets = [m.net for m in load_members(self.model_paths)]
+        return predict_chunk(self._nets, images, extra, tta=self.tta, batch_size=self.batch_size, bf16=self.bf16)
+
+
 def _read(store, rows):
     return store.images(rows), store.column("ebv", rows)[:, None].astype(np.float32)
 

@@ -16,19 +16,20 @@ import numpy as np
 
 from deepdip.errors import DeepdipError
 from deepdip.photometry import measure_photometry
-from deepdip.simulate import population, reddening, rendering
+from deepdip.simulate import population, rendering
 
 BLOCK_SIZE = 200
 SHARD_SIZE = 10_000  # galaxies per shard file when the output is a folder
 
-_WORKER: dict = {}  # the survey and template tables, set once per worker process
 
+def simulate_block(survey, ctx: dict, seed: int, block: int, n: int) -> tuple[np.ndarray, dict]:
+    """Galaxies ``block * BLOCK_SIZE ... + n - 1``: images [n, B, S, S] and catalogue columns.
 
-def simulate_block(survey, tables: dict, seed: int, block: int, n: int) -> tuple[np.ndarray, dict]:
-    """Galaxies ``block * BLOCK_SIZE ... + n - 1``: images [n, B, S, S] and catalogue columns."""
+    ``ctx`` is :func:`deepdip.simulate.population.prepare`'s output for ``survey``.
+    """
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(block)]))
-    pop = population.sample_population(survey, n, rng, tables)
-    images, observing = rendering.render_block(survey, pop, rng)
+    pop = population.sample_population(survey, n, rng, ctx)
+    images, observing = rendering.render_block(survey, pop, rng, ctx)
     z = pop["z"].astype(np.float32)
     cat = {"id": block * BLOCK_SIZE + np.arange(n, dtype=np.int64), "z_spec": z, "z_true": z,
            "ebv": pop["ebv"].astype(np.float32)}
@@ -41,13 +42,13 @@ def simulate_block(survey, tables: dict, seed: int, block: int, n: int) -> tuple
     return images, cat
 
 
-def _init_worker(survey, tables):
-    _WORKER["survey"], _WORKER["tables"] = survey, tables
-
-
 def _run_block(args):
-    seed, block, n = args
-    return simulate_block(_WORKER["survey"], _WORKER["tables"], seed, block, n)
+    return simulate_block(*args)
+
+
+def _warm_up():
+    """Import what blocks need as soon as a worker starts (unpickling the first task would)."""
+    import photutils.geometry  # noqa: F401
 
 
 def simulate_store(survey, n: int, seed: int, out, workers: int = 1, progress: bool = True,
@@ -57,9 +58,6 @@ def simulate_store(survey, n: int, seed: int, out, workers: int = 1, progress: b
     ``out`` ending in ``.h5``/``.hdf5`` is one file; anything else becomes a folder of shards of
     ``shard_size`` galaxies. Returns timing information (seconds, galaxies per second).
     """
-    from tqdm.auto import tqdm
-
-    from deepdip.store import StoreWriter
     from deepdip.surveys import load_survey
 
     survey = load_survey(survey) if isinstance(survey, (str, Path)) else survey
@@ -72,44 +70,56 @@ def simulate_store(survey, n: int, seed: int, out, workers: int = 1, progress: b
             raise DeepdipError(f"survey preset {survey.name!r} has no {key!r}: it cannot be simulated")
     out = Path(out)
     single_file = out.suffix in (".h5", ".hdf5")
-    tables = population.tables_for(survey)
-    tasks = [(seed, k, min(BLOCK_SIZE, n - k * BLOCK_SIZE)) for k in range((n + BLOCK_SIZE - 1) // BLOCK_SIZE)]
+    pool = _start_pool(workers) if workers > 1 else None  # workers start up while we prepare
+    try:
+        return _simulate(survey, n, seed, out, pool, progress, None if single_file else (shard_size or SHARD_SIZE))
+    finally:
+        if pool is not None:
+            pool.terminate()
+
+
+def _simulate(survey, n, seed, out, pool, progress, shard_size) -> dict:
+    from tqdm.auto import tqdm
+
+    from deepdip.store import StoreWriter
+
+    t0 = time.perf_counter()
+    ctx = population.prepare(survey)
+    # the context is small (tables of a few hundred kB): sending it with every block is cheap
+    tasks = [(survey, ctx, seed, k, min(BLOCK_SIZE, n - k * BLOCK_SIZE)) for k in range((n + BLOCK_SIZE - 1) // BLOCK_SIZE)]
     provenance = {
         "generator": "deepdip.simulate", "seed": int(seed), "n": int(n), "block_size": BLOCK_SIZE,
         "survey_preset": survey.params,
-        "extinction_coeffs": reddening.band_coefficients(tuple(survey.filters)).tolist(),
+        "extinction_coeffs": ctx["ext_coeffs"].tolist(),
         "extinction_law": "Fitzpatrick (1999), R_V = 3.1, at filter effective wavelengths",
         "photometry": "deepdip.photometry.measure_photometry (Kron 2.5 matched apertures)",
     }
-    t0 = time.perf_counter()
     writer = StoreWriter(out, bands=survey.bands, image_shape=(survey.stamp_size, survey.stamp_size),
                          survey=survey.name, pixel_scale=survey.pixel_scale, flux_unit=survey["flux_unit"],
                          seed=seed, attrs=provenance,
-                         shard_size=None if single_file else (shard_size or SHARD_SIZE))
+                         shard_size=shard_size)
+    blocks = map(_run_block, tasks) if pool is None else pool.imap(_run_block, tasks)
     with writer, tqdm(total=n, unit="gal", desc=f"simulate {survey.name}", disable=not progress) as bar:
-        for images, cat in _blocks(survey, tables, tasks, workers):
+        for images, cat in blocks:
             writer.append(images, cat)
             bar.update(len(images))
     seconds = time.perf_counter() - t0
-    return {"n": n, "seconds": seconds, "galaxies_per_s": n / seconds, "workers": workers}
+    return {"n": n, "seconds": seconds, "galaxies_per_s": n / seconds}
 
 
-def _blocks(survey, tables, tasks, workers):
-    """Yield simulated blocks in order, computed here or in ``workers`` spawned processes."""
-    if workers == 1:
-        _init_worker(survey, tables)
-        yield from map(_run_block, tasks)
-        return
-    # GalSim's OpenMP threads fight each other across processes, and forked GalSim workers
-    # deadlock: spawn the workers with one thread each (they read the environment at start).
+def _start_pool(workers: int):
+    """``workers`` spawned processes with one thread each.
+
+    Spawn, not fork: forked workers deadlocked with GalSim's OpenMP state. One thread: several
+    processes' BLAS/OpenMP thread pools otherwise fight over the same cores (the children read
+    OMP_NUM_THREADS when they start, so it is set only around their creation).
+    """
     saved = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = "1"
     try:
-        pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(survey, tables))
+        return mp.get_context("spawn").Pool(workers, initializer=_warm_up)
     finally:
         if saved is None:
             os.environ.pop("OMP_NUM_THREADS", None)
         else:
             os.environ["OMP_NUM_THREADS"] = saved
-    with pool:
-        yield from pool.imap(_run_block, tasks)

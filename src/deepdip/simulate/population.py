@@ -10,12 +10,15 @@ Two models, chosen by the preset's ``population.model``:
          parameters, SkyPy's example configuration) with Dirichlet template mixtures.
 
 Both then draw sizes (Shen et al. 2003), bulge fractions, inclinations and Galactic E(B-V).
-All randomness comes from the ``rng`` given, so a block of galaxies is reproducible.
+All randomness comes from the ``rng`` given, so a block of galaxies is reproducible. Everything
+slow to set up (template tables, distances, filter constants) is computed once by :func:`prepare`
+in the parent process and handed to the workers, which then need neither astropy nor speclite.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from functools import lru_cache
 from importlib import resources
 
@@ -23,29 +26,48 @@ import numpy as np
 from scipy.optimize import nnls
 
 from deepdip.errors import DeepdipError
-from deepdip.simulate import reddening
-from deepdip.simulate.templates import (TemplateTable, cosmology, star_formation_rate, stellar_mass,
-                                        template_table)
+from deepdip.simulate import reddening, rendering
+from deepdip.simulate.templates import TemplateTable, cosmology, template_properties, template_table
 
 ZMIN = 0.01  # below this, distances (and the real sample) are meaningless for photo-z
 EARLY_UR = 2.22  # rest-frame u-r separating early from late types (Strateva et al. 2001)
+MAX_ROUNDS = 50  # oversampling rounds before a selection is declared (nearly) empty
 
 
-def tables_for(survey) -> dict[str, TemplateTable]:
-    """Template tables the population of ``survey`` needs (built once in the parent process)."""
+YEAR_300MYR = 3.0e8  # yr: the window of the kcorrect ``mass300`` column, used for the SFR
+
+
+def prepare(survey) -> dict:
+    """Precompute what sampling and rendering ``survey`` need (seconds; done once per run).
+
+    Keys: ``survey`` (template table through the survey's filters), ``calib`` (through the
+    calibration filters of a ``gmm`` population), the template constants of
+    :func:`~deepdip.simulate.templates.template_properties`, ``kpc_per_arcsec`` (redshift grid,
+    values), ``ext_coeffs`` (A_band / E(B-V)), ``wave_eff`` (effective wavelengths, Angstrom)
+    and ``render`` (the renderer's Fourier constants).
+    """
+    import speclite.filters
+
     zmax = float(survey.zmax) * 1.05 + 0.05
-    tabs = {"survey": template_table(tuple(survey.filters), zmax)}
+    ctx = {"survey": template_table(tuple(survey.filters), zmax), **template_properties()}
     pop = survey.get("population", {})
     if pop.get("model") == "gmm":
-        tabs["calib"] = template_table(tuple(_gmm_params(pop["file"])["filters"]), zmax)
-    return tabs
+        ctx["calib"] = template_table(tuple(_gmm_params(pop["file"])["filters"]), zmax)
+    z = np.linspace(1e-3, zmax, 1000)
+    ctx["kpc_per_arcsec"] = (z, cosmology().angular_diameter_distance(z).to_value("kpc") / 206264.806)
+    ctx["ext_coeffs"] = reddening.band_coefficients(tuple(survey.filters))
+    ctx["wave_eff"] = np.array([f.effective_wavelength.to_value("Angstrom")
+                                for f in speclite.filters.load_filters(*survey.filters)])
+    ctx["render"] = rendering.transforms()
+    return ctx
 
 
-def sample_population(survey, n: int, rng: np.random.Generator, tables: dict) -> dict:
+def sample_population(survey, n: int, rng: np.random.Generator, ctx: dict) -> dict:
     """Sample ``n`` galaxies passing the survey selection.
 
     Returns a dict of 1-D arrays (``z``, ``mag_<band>`` without Galactic extinction,
-    ``abs_mag_r``, ``stellar_mass`` [Msun], ``sfr`` [Msun/yr], ``is_early``, ``hlr`` [arcsec],
+    ``abs_mag_r`` and ``rest_u_r`` (rest-frame SDSS, AB), ``stellar_mass`` [Msun],
+    ``sfr`` [Msun/yr, last 300 Myr], ``is_early``, ``hlr`` (disk half-light radius, arcsec),
     ``bulge_frac``, ``q_disk``, ``q_bulge``, ``pa`` [deg], ``ebv``) plus ``flux`` [n, B]
     (nanomaggies, extinction applied, what the telescope receives).
     """
@@ -55,24 +77,26 @@ def sample_population(survey, n: int, rng: np.random.Generator, tables: dict) ->
         raise DeepdipError(f"survey {survey.name!r}: unknown population model {pop.get('model')!r}")
     limit_band = survey.bands.index(survey["mag_limit_band"])
     zp = float(survey["zero_point"])
-    z_parts, c_parts, f_parts = [], [], []
-    have = 0
-    while have < n:  # oversample, select, repeat until enough
-        z, coeffs, flux = sampler(survey, pop, max(2 * (n - have), 64), rng, tables)
+    parts, have = [], 0
+    for _ in range(MAX_ROUNDS):  # oversample, select, repeat until enough
+        z, coeffs, flux = sampler(survey, pop, max(2 * (n - have), 64), rng, ctx)
         mag = zp - 2.5 * np.log10(np.maximum(flux[:, limit_band], 1e-30))
         keep = (mag <= survey["mag_limit"]) & (z >= max(ZMIN, survey.zmin)) & (z < survey.zmax)
-        z_parts.append(z[keep]); c_parts.append(coeffs[keep]); f_parts.append(flux[keep])
+        parts.append((z[keep], coeffs[keep], flux[keep]))
         have += int(keep.sum())
-    z = np.concatenate(z_parts)[:n]
-    coeffs = np.concatenate(c_parts)[:n]
-    flux = np.concatenate(f_parts)[:n]
+        if have >= n:
+            break
+    else:
+        raise DeepdipError(f"survey {survey.name!r}: too few galaxies pass its selection "
+                           f"({survey['mag_limit_band']} <= {survey['mag_limit']}, {survey.zmin} <= z < {survey.zmax})")
+    z, coeffs, flux = (np.concatenate(p)[:n] for p in zip(*parts))
     out = {"z": z}
     for b, band in enumerate(survey.bands):
         out[f"mag_{band}"] = zp - 2.5 * np.log10(flux[:, b])
-    out.update(_physical(coeffs))
-    out.update(_morphology(survey, z, out["abs_mag_r"], out["is_early"], rng))
+    out.update(_physical(coeffs, ctx))
+    out.update(_morphology(survey, z, out["abs_mag_r"], out["is_early"], rng, ctx))
     out["ebv"] = reddening.sample_ebv(survey, n, rng)
-    out["flux"] = flux * reddening.transmission(survey, out["ebv"])
+    out["flux"] = flux * reddening.transmission(ctx["ext_coeffs"], out["ebv"])
     return out
 
 
@@ -87,7 +111,7 @@ def _gmm_params(name: str) -> dict:
     return p
 
 
-def _sample_gmm(survey, pop, n, rng, tables):
+def _sample_gmm(survey, pop, n, rng, ctx):
     p = _gmm_params(pop["file"])
     comp = rng.choice(len(p["weights"]), size=n, p=p["weights"] / p["weights"].sum())
     x = p["means"][comp] + np.einsum("nij,nj->ni", p["chol"][comp], rng.standard_normal((n, 6)))
@@ -102,8 +126,8 @@ def _sample_gmm(survey, pop, n, rng, tables):
     mag[:, 3] = r - colours[:, 2]
     mag[:, 4] = mag[:, 3] - colours[:, 3]
     calib_flux = 10 ** (-0.4 * (mag - 22.5))  # nanomaggies
-    coeffs = fit_coefficients(calib_flux * 1e-9, z, tables["calib"])
-    flux = tables["survey"].fluxes(coeffs, z) * 1e9
+    coeffs = fit_coefficients(calib_flux * 1e-9, z, ctx["calib"])
+    flux = ctx["survey"].fluxes(coeffs, z) * 1e9
     # in the calibration filters keep the sampled fluxes: the templates miss ~0.05 mag in u
     calib = list(p["filters"])
     for b, f in enumerate(survey.filters):
@@ -129,11 +153,14 @@ def fit_coefficients(maggies: np.ndarray, z: np.ndarray, table: TemplateTable,
 
 # --- skypy: Schechter luminosity functions + Dirichlet SED mixtures ------------------------------
 
-def _sample_skypy(survey, pop, n, rng, tables):
+def _sample_skypy(survey, pop, n, rng, ctx):
     from astropy import units as u
     from astropy.modeling.models import Exponential1D, Linear1D
-    from skypy.galaxies import schechter_lf
-    from skypy.galaxies.spectrum import dirichlet_coefficients
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # skypy imports astropy's deprecated TestRunner
+        from skypy.galaxies import schechter_lf
+        from skypy.galaxies.spectrum import dirichlet_coefficients
 
     # SkyPy draws from numpy's global generator: seed it from ours so a block is reproducible
     np.random.seed(int(rng.integers(2**32)))
@@ -147,43 +174,30 @@ def _sample_skypy(survey, pop, n, rng, tables):
         frac = dirichlet_coefficients(z, np.array(q["alpha0"]), np.array(q["alpha1"]),
                                       weight=np.array(q["weight"]))
         # absolute B magnitude -> mass formed, through the rest-frame Bessell B of each mixture
-        mb = _rest_frame_mags(("bessell-B",))[:, 0]
-        unit_mag = -2.5 * np.log10(frac @ 10 ** (-0.4 * mb))
+        unit_mag = -2.5 * np.log10(frac @ ctx["rest_maggies"][:, 2])
         cs.append(frac * 10 ** (-0.4 * (M - unit_mag))[:, None])
         zs.append(z)
     z = np.concatenate(zs)
     coeffs = np.concatenate(cs)
     order = rng.permutation(len(z))  # mix blue and red before the caller truncates to n
     z, coeffs = z[order], coeffs[order]
-    return z, coeffs, tables["survey"].fluxes(coeffs, z) * 1e9
+    return z, coeffs, ctx["survey"].fluxes(coeffs, z) * 1e9
 
 
 # --- physical truth and morphology -------------------------------------------------------------
 
-@lru_cache(maxsize=8)
-def _rest_frame_mags(filters: tuple[str, ...]) -> np.ndarray:
-    """Absolute AB magnitudes [5, nf] of each template per solar mass formed (10 pc, z = 0)."""
-    from skypy.galaxies.spectrum import kcorrect
-    from skypy.utils.photometry import mag_ab
-
-    m = mag_ab(kcorrect.wavelength, kcorrect.templates, list(filters))
-    return np.asarray(m).reshape(len(kcorrect.templates), len(filters))  # one filter comes back 1-D
-
-
-def _physical(coeffs: np.ndarray) -> dict:
-    rest = 10 ** (-0.4 * _rest_frame_mags(("sdss2010-u", "sdss2010-r")))  # [5, 2]
-    mu, mr = (-2.5 * np.log10(coeffs @ rest)).T
-    sm = stellar_mass(coeffs)
+def _physical(coeffs: np.ndarray, ctx: dict) -> dict:
+    mu, mr = (-2.5 * np.log10(coeffs @ ctx["rest_maggies"][:, :2])).T
     return {
         "abs_mag_r": mr,
         "rest_u_r": mu - mr,
         "is_early": (mu - mr) >= EARLY_UR,
-        "stellar_mass": sm,
-        "sfr": star_formation_rate(coeffs),
+        "stellar_mass": coeffs @ ctx["mremain"],
+        "sfr": coeffs @ ctx["mass300"] / YEAR_300MYR,
     }
 
 
-def _morphology(survey, z, abs_mag_r, is_early, rng) -> dict:
+def _morphology(survey, z, abs_mag_r, is_early, rng, ctx) -> dict:
     """Half-light radii from the Shen et al. (2003) size-luminosity relations, bulge fractions,
     inclinations and position angles."""
     m = survey.get("morphology", {})
@@ -197,7 +211,7 @@ def _morphology(survey, z, abs_mag_r, is_early, rng) -> dict:
         mean = 10 ** (-0.4 * alpha * mag + (beta - alpha) * np.log10(1 + 10 ** (-0.4 * (mag - m0))) + gamma)
         sigma = s2 + (s1 - s2) / (1 + 10 ** (-0.8 * (mag - m0)))
         r_kpc[sel] = mean * rng.lognormal(0.0, sigma)
-    kpc_per_arcsec = cosmology().angular_diameter_distance(z).to_value("kpc") / 206264.806
+    kpc_per_arcsec = np.interp(z, *ctx["kpc_per_arcsec"])
     hlr = np.clip(r_kpc / kpc_per_arcsec, 0.15, m.get("max_hlr_arcsec", 8.0))
     beta_ab = m.get("bulge_frac_beta", {"early": [7, 3], "late": [1.2, 6]})
     bt = np.where(is_early, rng.beta(*beta_ab["early"], n), rng.beta(*beta_ab["late"], n))

@@ -29,6 +29,6 @@ def sample_ebv(survey, n: int, rng: np.random.Generator) -> np.ndarray:
     return np.minimum(p["median"] * rng.lognormal(0.0, p["sigma_ln"], n), p["max"])
 
 
-def transmission(survey, ebv: np.ndarray) -> np.ndarray:
-    """Fraction of flux [n, B] that Galactic dust lets through in each band."""
-    return 10 ** (-0.4 * np.outer(ebv, band_coefficients(tuple(survey.filters))))
+def transmission(coeffs: np.ndarray, ebv: np.ndarray) -> np.ndarray:
+    """Fraction of flux [n, B] that Galactic dust lets through, for A_band / E(B-V) ``coeffs``."""
+    return 10 ** (-0.4 * np.outer(ebv, coeffs))

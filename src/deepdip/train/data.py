@@ -98,6 +98,8 @@ class BlockShuffleBatchSampler(Sampler):
         self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
         self.rank, self.world_size, self.drop_last, self.window = rank, world_size, drop_last, window
         self.epoch = 0
+        # Lightning calls set_epoch on ``loader.sampler`` and ``loader.batch_sampler.sampler`` only.
+        self.sampler = _EpochSetter(self)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -131,6 +133,16 @@ class BlockShuffleBatchSampler(Sampler):
 
     def __len__(self) -> int:
         return sum(1 for _ in self._batches())
+
+
+class _EpochSetter:
+    """Forwards ``set_epoch`` to its batch sampler (where Lightning looks for it)."""
+
+    def __init__(self, owner: "BlockShuffleBatchSampler"):
+        self.owner = owner
+
+    def set_epoch(self, epoch: int) -> None:
+        self.owner.set_epoch(epoch)
 
 
 def _batched(batch):

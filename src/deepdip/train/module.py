@@ -56,16 +56,15 @@ class PhotozModule(L.LightningModule):
         return self.net(images, extra)
 
     # -- steps -----------------------------------------------------------------------------------
-    def on_train_epoch_start(self):
-        # Dropout draws from the global RNG: reseed it per epoch so a resumed run matches an unbroken one.
-        torch.manual_seed(self.hparams.seed * 100_003 + self.current_epoch)
-
     def training_step(self, batch, batch_idx):
         images, extra, zbin, _ = batch
+        # Every random draw of a step is a function of (seed, step, rank) only, so a run resumed
+        # from a checkpoint continues exactly as an unbroken one: the global RNG (dropout) is
+        # reseeded here, and augmentation has its own generator.
+        step_seed = (self.hparams.seed * 1_000_003 + self.global_step * 101 + self.global_rank) % 2**62
+        torch.manual_seed(step_seed + 1)
         if self.hparams.augment:
-            g = torch.Generator().manual_seed(
-                self.hparams.seed * 1_000_003 + self.global_step * 101 + self.global_rank)
-            images = random_dihedral(images, g)
+            images = random_dihedral(images, torch.Generator().manual_seed(step_seed))
         if self.hparams.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         logits = self(images, extra)

@@ -5,7 +5,7 @@ Layout of a run directory ``RUN``::
     RUN/run.json                          settings (the same command continues the same run)
     RUN/fold{K}/member{M}/model.pt        the finished member (see :mod:`deepdip.train.modelfile`)
     RUN/fold{K}/member{M}/checkpoints/    last.ckpt (resume) and best.ckpt (lowest validation loss)
-    RUN/fold{K}/member{M}/logs/           CSV and TensorBoard logs
+    RUN/fold{K}/member{M}/logs/           CSV logs (version_N/metrics.csv, one per session) and TensorBoard (tb/)
 
 Running the same command after a kill skips finished members and resumes the interrupted one
 from its last epoch checkpoint. Every random choice derives from ``seed``: the validation split
@@ -273,7 +273,8 @@ def train_member(store, fold: int, member: int, member_dir: Path, *, config: dic
         callbacks.append(TimeBudget(budget_minutes, hp["epochs"]))
         # Hard stop a little after the planned end, in case an epoch runs slower than measured.
         max_time = {"seconds": int(60 * budget_minutes * 1.1 + 30)}
-    loggers = [CSVLogger(member_dir, name="logs", version="")]
+    # One CSV version per session (version_0, version_1 after a resume...): nothing is overwritten.
+    loggers = [CSVLogger(member_dir, name="logs")]
     if tensorboard:
         loggers.append(TensorBoardLogger(member_dir, name="logs", version="tb", default_hp_metric=False))
     trainer = L.Trainer(
