@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 
 from deepdip.cli import main as cli_main
-from deepdip.simulate import BLOCK_SIZE, simulate_store
-from deepdip.simulate import population, rendering
+from deepdip.simulate import BLOCK_SIZE, population, rendering, simulate_store
+from deepdip.simulate.calibrate import load_sdss_reference, split_halves
 from deepdip.store import CutoutStore, validate_store
 from deepdip.surveys import Survey, load_survey
+
+from .conftest import real_data
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +114,38 @@ def test_cli(small_sdss, tmp_path):
     assert cli_main(["simulate", "--survey", "nosuchsurvey", "--n", "5", "--out", str(tmp_path / "x.h5")]) == 2
     assert cli_main(["simulate", "--n", "0", "--out", str(tmp_path / "y.h5")]) == 2
     assert not (tmp_path / "y.h5").exists()
+
+
+def test_conditional_draw_of_a_gaussian_mixture():
+    # one component: x3 | (x1, x2) is Gaussian with mean mu3 + S31 S11^-1 (x - mu), var S33 - S31 S11^-1 S13
+    p = {"weights": np.array([1.0]), "means": np.array([[0.0, 0.0, 1.0]]),
+         "covariances": np.array([[[1.0, 0.0, 0.5], [0.0, 1.0, 0.0], [0.5, 0.0, 1.0]]])}
+    x = population._conditional_draw(p, np.tile([[2.0, -1.0]], (20000, 1)), np.random.default_rng(0))
+    assert np.mean(x) == pytest.approx(2.0, abs=0.02) and np.var(x) == pytest.approx(0.75, rel=0.05)
+    # two far-apart components: the condition picks the component
+    p2 = {"weights": np.array([0.5, 0.5]), "means": np.array([[0.0, 0.0, -5.0], [10.0, 10.0, 5.0]]),
+          "covariances": np.array([np.eye(3), np.eye(3)])}
+    x2 = population._conditional_draw(p2, np.tile([[10.0, 10.0]], (1000, 1)), np.random.default_rng(1))
+    assert np.all(x2 > 0)
+
+
+def test_folder_of_shards(small_sdss, tmp_path):
+    simulate_store(str(small_sdss), 30, seed=4, out=tmp_path / "mock", workers=1, progress=False, shard_size=20)
+    assert sorted(p.name for p in (tmp_path / "mock").iterdir()) == ["part-00000.h5", "part-00001.h5"]
+    store = CutoutStore(tmp_path / "mock")
+    assert len(store) == 30 and validate_store(tmp_path / "mock") == []
+
+
+def test_population_follows_real_sdss():
+    """The learned population against the validation half of the real catalogue (skips without it)."""
+    ref = load_sdss_reference(real_data("sdss_main_gst10k", "gst_tests_small.fits"))
+    _, val = split_halves(len(ref["z"]))
+    z_real, mag_real = ref["z"][val], 22.5 - 2.5 * np.log10(np.clip(ref["flux"][val], 1e-3, None))
+    survey = load_survey("sdss")
+    pop = population.sample_population(survey, 4000, np.random.default_rng(3), population.prepare(survey))
+    assert np.median(pop["z"]) == pytest.approx(np.median(z_real), abs=0.01)
+    for lo, hi in ((0.03, 0.08), (0.08, 0.15)):
+        m, r = (pop["z"] >= lo) & (pop["z"] < hi), (z_real >= lo) & (z_real < hi)
+        for band in (1, 2):  # g-r and r-i medians
+            mock = np.median(pop[f"mag_{'ugriz'[band]}"][m] - pop[f"mag_{'ugriz'[band + 1]}"][m])
+            assert mock == pytest.approx(np.median(mag_real[r, band] - mag_real[r, band + 1]), abs=0.03)

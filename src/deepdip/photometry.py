@@ -1,12 +1,14 @@
 """Measured photometry of cutouts, as a survey pipeline would do it (never the truth).
 
-For each cutout: noise (and optionally background) from the stamp border; a noise-weighted detection image
-over all bands, segmented (threshold + connected components) so that pixels of neighbours are
-masked; centroid and shape from the central segment's moments; a Kron aperture (factor 2.5,
-minimum Kron radius 1.4, as SExtractor and photutils) defined on the detection image and applied
-to every band (matched colours); a fixed circular aperture; a measured half-light radius.
-Aperture geometry comes from ``photutils.geometry`` (exact pixel overlaps); sums over pixels are
-vectorised over the batch so that photometry keeps up with the simulator.
+For each cutout: noise (and optionally background) from the stamp border; a noise-weighted
+detection image over all bands, segmented (threshold + connected components, blended peaks
+split) so that neighbours' pixels are masked and replaced by their mirror image through the
+centroid (photutils' "correct" method); centroid and shape from the central segment's moments;
+a Kron aperture (factor 2.5, minimum Kron radius 1.4, as SExtractor and photutils) defined on
+the detection image and applied to every band (matched colours); a fixed circular aperture; a
+measured half-light radius. Aperture geometry comes from ``photutils.geometry`` (exact pixel
+overlaps); sums over pixels are vectorised over the batch so that photometry keeps up with the
+simulator.
 
 Fluxes are in the images' unit (nanomaggies for deepdip stores).
 """

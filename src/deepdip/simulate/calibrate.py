@@ -9,7 +9,13 @@ rendered images, which add their own noise, do not count it twice: a first-order
 extreme deconvolution, which matters for u-g of faint, distant galaxies. Only the mixture
 parameters are shipped.
 
-Run ``python -m deepdip.simulate.calibrate PATH/gst_tests_small.fits`` to refit.
+Deep presets take the colours of their galaxies from HSC PDR2 spectroscopic galaxies
+(``hsc_pdr2_specz``: i, g-z, spec-z): a mixture of (z, i, g-z) at i <= 22.5, from which the
+simulator draws g-z given each galaxy's z and i (``population.py``). Again only the mixture
+parameters are shipped, fitted on one half.
+
+Run ``python -m deepdip.simulate.calibrate sdss PATH/gst_tests_small.fits`` or
+``... hsc PATH/hsc_ratios_and_specz.hdf5`` to refit.
 """
 
 from __future__ import annotations
@@ -23,7 +29,11 @@ import numpy as np
 SDSS_BANDS = ("u", "g", "r", "i", "z")
 SDSS_FILTERS = tuple(f"sdss2010-{b}" for b in SDSS_BANDS)
 FEATURES = ("z", "r", "u-g", "g-r", "r-i", "i-z")
-POPULATION_FILE = Path(__file__).resolve().parent.parent / "data" / "sdss_population_gmm.json"
+DATA = Path(__file__).resolve().parent.parent / "data"
+POPULATION_FILE = DATA / "sdss_population_gmm.json"
+HSC_COLOUR_FILE = DATA / "hsc_colour_gmm.json"
+HSC_FILTERS = ("hsc2017-g", "hsc2017-i", "hsc2017-z")
+HSC_I_MAX = 22.5
 SPLIT_SEED = 20190101  # fixes which half of the real galaxies calibrates and which validates
 
 
@@ -31,9 +41,9 @@ def load_sdss_reference(path: str | Path) -> dict:
     """Read the real SDSS reference catalogue.
 
     Returns a dict with ``z``, ``flux`` and ``flux_err`` [n, 5] (extinction-corrected model fluxes,
-    nanomaggies), ``flux_obs`` (not corrected), ``petro_flux``, ``extinction`` [n, 5] (mag),
-    ``ebv`` (E(B-V) from the r-band SFD coefficient 2.751), ``k_vega`` (2MASS K_ext, NaN when
-    missing) and ``ra``/``dec``.
+    nanomaggies), ``flux_obs`` (not corrected), ``extinction`` [n, 5] (mag), ``ebv`` (E(B-V)
+    from the r-band SFD coefficient 2.751; the presets' log-normal was fitted to it) and
+    ``k_vega`` (2MASS K_ext, NaN when missing).
     """
     from astropy.table import Table
 
@@ -50,12 +60,9 @@ def load_sdss_reference(path: str | Path) -> dict:
         "flux_obs": flux,
         "flux": flux * corr,
         "flux_err": err * corr,
-        "petro_flux": np.asarray(t["PETROFLUX"], dtype=np.float64) * corr,
         "extinction": ext,
         "ebv": ext[:, 2] / 2.751,
         "k_vega": np.where(k > 0, k, np.nan),
-        "ra": np.asarray(t["RA"], dtype=np.float64),
-        "dec": np.asarray(t["DEC"], dtype=np.float64),
     }
 
 
@@ -126,16 +133,54 @@ def _nearest_psd(c: np.ndarray, floor: float = 1e-6) -> np.ndarray:
     return (v * np.maximum(w, floor)) @ v.T
 
 
+def load_hsc_reference(path: str | Path) -> dict:
+    """HSC PDR2 spec-z galaxies with i <= 22.5: ``z``, ``i`` and ``g-z`` (the file's three columns).
+
+    The file is a pandas HDF5 table; its one block is read with h5py (no PyTables needed).
+    """
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        names = [n.decode() for n in f["data/block0_items"][:]]
+        values = f["data/block0_values"][:]
+    col = {n: values[:, j].astype(np.float64) for j, n in enumerate(names)}
+    keep = (col["mag"] <= HSC_I_MAX) & np.isfinite(col["color"]) & (col["specz"] > 0)
+    return {"z": col["specz"][keep], "i": col["mag"][keep], "g-z": col["color"][keep]}
+
+
+def fit_hsc_colours(ref: dict, rows: np.ndarray, n_fit: int = 40_000, seed: int = 0) -> dict:
+    """Mixture of (z, i, g-z) on (a random ``n_fit`` of) ``rows``; components minimise the BIC."""
+    from sklearn.mixture import GaussianMixture
+
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(rows, min(n_fit, len(rows)), replace=False)
+    x = np.column_stack([ref["z"][rows], ref["i"][rows], ref["g-z"][rows]])
+    best = min((GaussianMixture(k, covariance_type="full", random_state=seed).fit(x) for k in range(8, 33, 8)),
+               key=lambda g: g.bic(x))
+    return {"model": "gmm", "features": ["z", "i", "g-z"], "filters": list(HSC_FILTERS),
+            "weights": best.weights_.tolist(), "means": best.means_.tolist(),
+            "covariances": best.covariances_.tolist(), "n_fit": int(len(rows)),
+            "selection": {"i_max": HSC_I_MAX},
+            "source": "pz-rail-astro-tools 2.0.5 hsc_ratios_and_specz.hdf5 (HSC PDR2 spec-z), "
+                      f"calibration half of split seed {SPLIT_SEED}; a spectroscopic compilation, "
+                      "so its colours at fixed (z, i) carry the targeting of its surveys"}
+
+
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Refit the SDSS-like population mixture on real galaxies.")
-    p.add_argument("catalog", help="path to sdss_main_gst10k/gst_tests_small.fits")
-    p.add_argument("--out", default=str(POPULATION_FILE), help="JSON written (default: package data)")
+    p = argparse.ArgumentParser(description="Refit the population mixtures on real galaxies.")
+    p.add_argument("kind", choices=["sdss", "hsc"], help="sdss: the SDSS-like population; hsc: deep colours")
+    p.add_argument("catalog", help="sdss_main_gst10k/gst_tests_small.fits or hsc_pdr2_specz/hsc_ratios_and_specz.hdf5")
+    p.add_argument("--out", default=None, help="JSON written (default: the package data file)")
     args = p.parse_args(argv)
-    ref = load_sdss_reference(args.catalog)
-    fit_rows, _ = split_halves(len(ref["z"]))
-    params = fit_population(ref, fit_rows)
-    Path(args.out).write_text(json.dumps(params, indent=1))
-    print(f"{len(params['weights'])} components fitted on {params['n_fit']} galaxies -> {args.out}")
+    if args.kind == "sdss":
+        ref = load_sdss_reference(args.catalog)
+        params = fit_population(ref, split_halves(len(ref["z"]))[0])
+    else:
+        ref = load_hsc_reference(args.catalog)
+        params = fit_hsc_colours(ref, split_halves(len(ref["z"]))[0])
+    out = Path(args.out or (POPULATION_FILE if args.kind == "sdss" else HSC_COLOUR_FILE))
+    out.write_text(json.dumps(params, indent=1))
+    print(f"{len(params['weights'])} components fitted on {params['n_fit']} galaxies -> {out}")
 
 
 if __name__ == "__main__":

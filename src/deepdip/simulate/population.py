@@ -7,7 +7,9 @@ Two models, chosen by the preset's ``population.model``:
          so that the SED, and thus fluxes in any other filter, stellar mass and SFR, follow.
          Valid where the real sample is: z < ~0.35, r < 17.8.
 ``skypy`` (deep presets) — SkyPy's blue + red Schechter luminosity functions (Herbel et al. 2017
-         parameters, SkyPy's example configuration) with Dirichlet template mixtures.
+         parameters, SkyPy's example configuration) with Dirichlet template mixtures; with a
+         ``colour_file``, each galaxy then takes, from the block's pool of SEDs, the one whose
+         HSC g-z matches a g-z drawn from real HSC galaxies at its z and i (``calibrate.py``).
 
 Both then draw sizes (Shen et al. 2003), bulge fractions, inclinations and Galactic E(B-V).
 All randomness comes from the ``rng`` given, so a block of galaxies is reproducible. Everything
@@ -32,8 +34,6 @@ from deepdip.simulate.templates import TemplateTable, cosmology, template_proper
 ZMIN = 0.01  # below this, distances (and the real sample) are meaningless for photo-z
 EARLY_UR = 2.22  # rest-frame u-r separating early from late types (Strateva et al. 2001)
 MAX_ROUNDS = 50  # oversampling rounds before a selection is declared (nearly) empty
-
-
 YEAR_300MYR = 3.0e8  # yr: the window of the kcorrect ``mass300`` column, used for the SFR
 
 
@@ -53,6 +53,8 @@ def prepare(survey) -> dict:
     pop = survey.get("population", {})
     if pop.get("model") == "gmm":
         ctx["calib"] = template_table(tuple(_gmm_params(pop["file"])["filters"]), zmax)
+    if pop.get("colour_file"):
+        ctx["colour"] = template_table(tuple(_gmm_params(pop["colour_file"])["filters"]), zmax)
     z = np.linspace(1e-3, zmax, 1000)
     ctx["kpc_per_arcsec"] = (z, cosmology().angular_diameter_distance(z).to_value("kpc") / 206264.806)
     ctx["ext_coeffs"] = reddening.band_coefficients(tuple(survey.filters))
@@ -105,15 +107,16 @@ def sample_population(survey, n: int, rng: np.random.Generator, ctx: dict) -> di
 @lru_cache(maxsize=4)
 def _gmm_params(name: str) -> dict:
     p = json.loads((resources.files("deepdip") / "data" / name).read_text())
-    p["chol"] = np.linalg.cholesky(np.asarray(p["covariances"]))
+    p["covariances"] = np.asarray(p["covariances"])
+    p["chol"] = np.linalg.cholesky(p["covariances"])
     p["means"] = np.asarray(p["means"])
-    p["weights"] = np.asarray(p["weights"])
+    p["weights"] = np.asarray(p["weights"]) / np.sum(p["weights"])
     return p
 
 
 def _sample_gmm(survey, pop, n, rng, ctx):
     p = _gmm_params(pop["file"])
-    comp = rng.choice(len(p["weights"]), size=n, p=p["weights"] / p["weights"].sum())
+    comp = rng.choice(len(p["weights"]), size=n, p=p["weights"])
     x = p["means"][comp] + np.einsum("nij,nj->ni", p["chol"][comp], rng.standard_normal((n, 6)))
     z, r, colours = x[:, 0], x[:, 1], x[:, 2:]
     ok = z > 1e-3
@@ -162,31 +165,69 @@ def _sample_skypy(survey, pop, n, rng, ctx):
         from skypy.galaxies import schechter_lf
         from skypy.galaxies.spectrum import dirichlet_coefficients
 
-    # SkyPy draws from numpy's global generator: seed it from ours so a block is reproducible
+    # SkyPy draws from numpy's global generator: seed it from ours so that a block is
+    # reproducible, and give the caller's global state back afterwards
+    saved = np.random.get_state()
     np.random.seed(int(rng.integers(2**32)))
     zgrid = np.linspace(max(ZMIN, survey.zmin), survey.zmax, 200)
     zs, cs = [], []
     area = pop.get("area_deg2_per_galaxy", 2e-5) * n * u.deg**2
-    for kind in ("blue", "red"):
-        q = pop[kind]
-        z, M = schechter_lf(zgrid, Linear1D(*q["M_star"]), Exponential1D(*q["phi_star"]), q["alpha"],
-                            pop["m_lim_B"], area, cosmology())
-        frac = dirichlet_coefficients(z, np.array(q["alpha0"]), np.array(q["alpha1"]),
-                                      weight=np.array(q["weight"]))
-        # absolute B magnitude -> mass formed, through the rest-frame Bessell B of each mixture
-        unit_mag = -2.5 * np.log10(frac @ ctx["rest_maggies"][:, 2])
-        cs.append(frac * 10 ** (-0.4 * (M - unit_mag))[:, None])
-        zs.append(z)
+    try:
+        for kind in ("blue", "red"):
+            q = pop[kind]
+            z, M = schechter_lf(zgrid, Linear1D(*q["M_star"]), Exponential1D(*q["phi_star"]), q["alpha"],
+                                pop["m_lim_B"], area, cosmology())
+            frac = dirichlet_coefficients(z, np.array(q["alpha0"]), np.array(q["alpha1"]),
+                                          weight=np.array(q["weight"]))
+            # absolute B magnitude -> mass formed, through the rest-frame Bessell B of each mixture
+            unit_mag = -2.5 * np.log10(frac @ ctx["rest_maggies"][:, 2])
+            cs.append(frac * 10 ** (-0.4 * (M - unit_mag))[:, None])
+            zs.append(z)
+    finally:
+        np.random.set_state(saved)
     z = np.concatenate(zs)
     coeffs = np.concatenate(cs)
     order = rng.permutation(len(z))  # mix blue and red before the caller truncates to n
     z, coeffs = z[order], coeffs[order]
+    if pop.get("colour_file"):
+        coeffs = _recolour(z, coeffs, _gmm_params(pop["colour_file"]), ctx["colour"], rng)
     return z, coeffs, ctx["survey"].fluxes(coeffs, z) * 1e9
+
+
+def _recolour(z, coeffs, params, table: TemplateTable, rng) -> np.ndarray:
+    """Swap each galaxy's SED for the one of the pool (the given SEDs plus the 5 pure templates)
+    whose g-z at its redshift is nearest a g-z drawn from ``params`` given its (z, i), keeping
+    its i flux. ``table`` holds the g, i, z filters of ``params``."""
+    t = table.maggies(z)  # [n, 5, 3]
+    i_flux = np.einsum("nt,nt->n", coeffs, t[:, :, 1])
+    target = _conditional_draw(params, np.column_stack([z, -2.5 * np.log10(i_flux)]), rng)
+    pool = np.vstack([coeffs / coeffs.sum(1, keepdims=True), np.eye(coeffs.shape[1])])
+    gz = -2.5 * np.log10(np.einsum("pt,nt->np", pool, t[:, :, 0]) / np.einsum("pt,nt->np", pool, t[:, :, 2]))
+    new = pool[np.argmin(np.abs(gz - target[:, None]), axis=1)]
+    return new * (i_flux / np.einsum("nt,nt->n", new, t[:, :, 1]))[:, None]
+
+
+def _conditional_draw(p: dict, cond: np.ndarray, rng) -> np.ndarray:
+    """Draw the last feature of a Gaussian mixture given the others (``cond`` [n, d-1])."""
+    mu, cov, d = p["means"], p["covariances"], cond.shape[1]
+    inv = np.linalg.inv(cov[:, :d, :d])  # [K, d, d]
+    diff = cond[:, None, :] - mu[None, :, :d]  # [n, K, d]
+    logw = (np.log(p["weights"]) - 0.5 * np.einsum("nki,kij,nkj->nk", diff, inv, diff)
+            - 0.5 * np.log(np.linalg.det(cov[:, :d, :d])))
+    resp = np.exp(logw - logw.max(1, keepdims=True))
+    cum = np.cumsum(resp / resp.sum(1, keepdims=True), axis=1)
+    comp = np.minimum((cum < rng.uniform(size=(len(cond), 1))).sum(1), len(mu) - 1)
+    gain = np.einsum("ki,kij->kj", cov[:, d, :d], inv)  # [K, d]
+    rows = np.arange(len(cond))
+    mean = mu[comp, d] + np.einsum("nj,nj->n", gain[comp], diff[rows, comp])
+    var = cov[comp, d, d] - np.einsum("nj,nj->n", gain[comp], cov[comp, d, :d])
+    return mean + np.sqrt(np.maximum(var, 0)) * rng.standard_normal(len(cond))
 
 
 # --- physical truth and morphology -------------------------------------------------------------
 
 def _physical(coeffs: np.ndarray, ctx: dict) -> dict:
+    """Rest-frame magnitudes, type, stellar mass and SFR of template coefficients."""
     mu, mr = (-2.5 * np.log10(coeffs @ ctx["rest_maggies"][:, :2])).T
     return {
         "abs_mag_r": mr,

@@ -11,7 +11,7 @@ block: the profiles' transforms come from GalSim (the exponential's and Kolmogor
 forms with GalSim's constants, the truncated bulge's tabulated from ``kValue``), are sheared by
 rescaling k, multiplied by the PSF and the square-pixel response, shifted by a phase and
 inverse-FFT'd on a grid twice the stamp. One FFT per cutout and band replaces GalSim's
-per-object setup: ~7x faster (docs/benchmarks.md); ``tests/test_simulate.py`` checks the
+per-object setup: ~4x faster than ``drawImage`` (docs/benchmarks.md); ``tests/test_simulate.py`` checks the
 pixels against ``galsim.drawImage``.
 """
 
