@@ -43,8 +43,11 @@ class Frame:
             self._hdul = fits.open(self.path, memmap=True)
         except (OSError, ValueError) as exc:
             raise DeepdipError(f"frame {self.path} is not a readable FITS file: {str(exc).splitlines()[0]}") from None
-        hdus = [self._hdul[hdu]] if hdu is not None else _data_hdus(self._hdul)
-        if not hdus or hdus[0].data.ndim != 2:
+        try:
+            hdus = [self._hdul[hdu]] if hdu is not None else _data_hdus(self._hdul)
+        except (KeyError, IndexError):
+            raise DeepdipError(f"frame {self.path} has no HDU {hdu!r}") from None
+        if not hdus or getattr(hdus[0].data, "ndim", 0) != 2:
             raise DeepdipError(f"frame {self.path} holds no 2-D image")
         self.data = hdus[0].data
         self.wcs = _celestial_wcs(hdus[0].header)

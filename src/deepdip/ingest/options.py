@@ -104,8 +104,11 @@ def load_config(path) -> dict:
     suffix = path.suffix.lower()
     try:
         if suffix in (".yaml", ".yml"):
-            import yaml
-
+            try:
+                import yaml
+            except ImportError:
+                raise DeepdipError("YAML config files need PyYAML (pip install pyyaml); JSON and TOML work "
+                                   "without it") from None
             data = yaml.safe_load(text) or {}
         elif suffix == ".toml":
             import tomllib

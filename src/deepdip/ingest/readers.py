@@ -152,9 +152,12 @@ class FitsCutoutSource:
         hdus = _data_hdus(hdul)
         if self.options.hdu is not None:
             try:
-                return hdul[self.options.hdu]
+                hdu = hdul[self.options.hdu]
             except (KeyError, IndexError):
                 raise BadGalaxy(f"{path} has no HDU {self.options.hdu!r}") from None
+            if getattr(hdu.data, "ndim", 0) < 2:
+                raise BadGalaxy(f"{path} HDU {self.options.hdu!r} holds no image")
+            return hdu
         if not hdus:
             raise BadGalaxy(f"{path} holds no image")
         return hdus[0]
