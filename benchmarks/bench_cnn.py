@@ -90,7 +90,7 @@ def bench_loader(survey, n: int, batch: int, workers: int, seconds: float, tmp: 
     loader = make_loader(ds, batch_size=batch, shuffle=True, seed=0, num_workers=workers)
     seen, t0 = 0, None
     for epoch in range(100):
-        loader.sampler.set_epoch(epoch)
+        loader.batch_sampler.set_epoch(epoch)
         for i, (images, *_rest) in enumerate(loader):
             if t0 is None:  # skip worker start-up
                 t0 = time.perf_counter()
@@ -109,6 +109,7 @@ def main(argv=None):
                    help='JSON {label: [model, kwargs]} instead of --models, to compare designs')
     p.add_argument("--modes", default="infer,train")
     p.add_argument("--no-loader", action="store_true", help="skip the DataLoader measurement")
+    p.add_argument("--loader-only", action="store_true", help="only the DataLoader measurement")
     p.add_argument("--precisions", default="fp32,bf16")
     p.add_argument("--layouts", default="nchw,channels_last")
     p.add_argument("--seconds", type=float, default=5.0, help="timing per measurement")
@@ -130,6 +131,8 @@ def main(argv=None):
     print("| model | precision | layout | mode | batch | images/s | GFLOP/s | MFU vs fp32 peak | MFU vs own-dtype peak |")
     print("|---|---|---|---|---|---|---|---|---|")
     variants = json.loads(args.variants) if args.variants else {m: [m, {}] for m in args.models.split(",")}
+    if args.loader_only:
+        variants = {}
     for label, (name, kwargs) in variants.items():
         flops = count_flops(create_model(name, len(survey.bands), survey.nbins, survey.stamp_size, **kwargs))
         for prec in args.precisions.split(","):

@@ -1,8 +1,9 @@
 """Peak memory of CNN training and prediction is flat in the number of galaxies.
 
 Trains one epoch and predicts every row of two toy stores (64x64x5 stamps) of different sizes,
-each in a fresh process, and reports the peak resident memory (main process, and its DataLoader
-workers) — the images are read in blocks and chunks, never all at once.
+each in a fresh process, and reports that process's peak resident memory (``VmHWM``; not
+``ru_maxrss``, which Linux carries over from the parent through fork and exec) — the images are
+read in blocks and chunks, never all at once.
 
     flock /tmp/deepdip-cpu.lock python benchmarks/bench_cnn_memory.py --sizes 2000,8000
 """
@@ -17,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 JOB = r"""
-import json, resource, sys
+import json, sys
 from deepdip.train.toydata import make_toy_store
 from deepdip.store import CutoutStore
 what, store, out = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -28,8 +29,8 @@ if what == "train":
 else:
     from deepdip.predict import predict_store
     predict_store(out, store, out + ".parquet", rows="all", progress=False)
-print(json.dumps({"self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+print(json.dumps({"peak_mb": int(hwm) / 1024}))
 """
 
 
@@ -50,8 +51,7 @@ def main(argv=None):
                                      capture_output=True, text=True, check=True)
                 mem = json.loads(res.stdout.strip().splitlines()[-1])
                 rows.append(dict(n=n, store_mb=size_mb, what=what, **mem))
-                print(f"N={n:>6} store {size_mb:7.0f} MB  {what:<8} peak RSS {mem['self_mb']:7.0f} MB "
-                      f"(workers {mem['children_mb']:.0f} MB)", flush=True)
+                print(f"N={n:>6} store {size_mb:7.0f} MB  {what:<8} peak RSS {mem['peak_mb']:7.0f} MB", flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(rows, indent=2))
 

@@ -25,8 +25,8 @@ def test_compact_is_at_least_10x_cheaper():
     net = create_model("compact", 5, 180, 64)
     flops = count_flops(net)
     assert flops * 10 <= big
-    assert count_params(net) == 911_668
-    assert flops == pytest.approx(1.297e8, rel=2e-3)
+    assert count_params(net) == 444_276
+    assert flops == pytest.approx(3.417e7, rel=2e-3)
 
 
 @pytest.mark.parametrize("name", ["pasquet19", "compact"])

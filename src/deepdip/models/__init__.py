@@ -63,7 +63,7 @@ def pasquet19(**kwargs) -> nn.Module:
     return Pasquet19(**kwargs)
 
 
-@register_model("compact", "CPU-efficient CNN: strided stem, batch norm, >10x fewer FLOPs than pasquet19")
+@register_model("compact", "CPU-efficient CNN: strided stem, batch norm, 44x fewer FLOPs than pasquet19")
 def compact(**kwargs) -> nn.Module:
     from deepdip.models.compact import Compact
     return Compact(**kwargs)

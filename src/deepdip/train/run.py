@@ -253,6 +253,10 @@ def train_member(store, fold: int, member: int, member_dir: Path, *, config: dic
     torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // n_proc if on_cpu else torch.get_num_threads()))
     if num_workers is None:
         num_workers = 1 if on_cpu else 4
+    if on_cpu:
+        # Tiny gradients and Adam moments become denormal floats, which x86 cores process ~100x
+        # slower; flushing them to zero changes nothing measurable in the result.
+        torch.set_flush_denormal(True)
     train_rows, val_rows = split_train_val(store, fold, config["seed"], config["val_fraction"], config["max_val"],
                                            config.get("max_train"))
 
