@@ -89,7 +89,7 @@ def array_case(tmp_path):
 
 
 def test_arrays_npy_with_csv_catalogue_maps_columns_and_converts_counts(array_case):
-    folder, images, fluxes, cat = array_case
+    folder, _, fluxes, cat = array_case
     # counts at zero point 25 -> nanomaggies: x 10^(-0.4 (25 - 22.5)) = 0.1
     result = ingest_arrays(folder / "images.npy", folder / "out.h5", cat,
                            opts(columns={"id": "OBJID", "z_spec": "ZSPEC"}, flux_unit="counts", zero_point=25.0))
@@ -140,7 +140,7 @@ def test_nan_pixels_stop_the_run_or_are_rejected(array_case):
     images = images.copy()
     images[2, 1, 3, 4] = np.nan
     np.save(folder / "images.npy", images)
-    o = dict(columns={"id": "OBJID", "z_spec": "ZSPEC"})
+    o = {"columns": {"id": "OBJID", "z_spec": "ZSPEC"}}
     with pytest.raises(DeepdipError, match=r"galaxy 102: NaN/inf pixels \(1 in r\)"):
         ingest_arrays(folder / "images.npy", folder / "out.h5", cat, opts(**o))
     assert not (folder / "out.h5").exists()
@@ -174,8 +174,8 @@ def test_array_and_catalogue_lengths_must_match(array_case):
 
 
 def test_dereddened_input_is_reddened_back_with_ebv_and_coefficients(array_case):
-    folder, images, fluxes, cat = array_case
-    o = dict(columns={"id": "OBJID", "z_spec": "ZSPEC"}, dereddened_input=True)
+    folder, _, fluxes, cat = array_case
+    o = {"columns": {"id": "OBJID", "z_spec": "ZSPEC"}, "dereddened_input": True}
     with pytest.raises(DeepdipError, match="needs A/E\\(B-V\\) per band"):
         ingest_arrays(folder / "images.npy", folder / "out.h5", cat, opts(**o))
     ingest_arrays(folder / "images.npy", folder / "out.h5", cat, opts(extinction_coeffs={"g": 3.0, "r": 2.0}, **o))
@@ -396,7 +396,7 @@ def test_centroid_centring_moves_an_offset_galaxy_to_the_centre(tmp_path):
 
 
 def test_cli_with_yaml_config_and_one_line_error(array_case, capsys):
-    folder, _, fluxes, cat = array_case
+    folder, _, _, cat = array_case
     (folder / "ingest.yaml").write_text(
         "bands: [g, r]\npixel_scale: 0.262\ncolumns: {id: OBJID, z_spec: ZSPEC}\nphotometry: false\n"
         f"arrays: {folder / 'images.npy'}\ncatalog: {cat}\n")

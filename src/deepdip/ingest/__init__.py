@@ -24,6 +24,18 @@ from deepdip.ingest.pipeline import IngestResult, ingest_arrays, ingest_cutouts,
 from deepdip.ingest.rejects import IngestWarning
 from deepdip.ingest.units import DECAM_EXTINCTION, ebv_from_transmission, flux_factors
 
-__all__ = ["IngestOptions", "IngestResult", "IngestWarning", "ingest_arrays", "ingest_cutouts", "ingest_frames",
-           "load_config", "read_table", "build_catalog", "Catalog", "flux_factors", "ebv_from_transmission",
-           "DECAM_EXTINCTION"]
+__all__ = [
+           "DECAM_EXTINCTION",
+           "Catalog",
+           "IngestOptions",
+           "IngestResult",
+           "IngestWarning",
+           "build_catalog",
+           "ebv_from_transmission",
+           "flux_factors",
+           "ingest_arrays",
+           "ingest_cutouts",
+           "ingest_frames",
+           "load_config",
+           "read_table",
+]

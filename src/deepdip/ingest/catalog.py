@@ -19,7 +19,6 @@ from deepdip.ingest.options import STANDARD_COLUMNS, IngestOptions
 from deepdip.ingest.rejects import IngestWarning
 from deepdip.ingest.units import ebv_from_transmission
 
-
 _INTEGER = re.compile(r"\s*[+-]?\d+\s*")  # int() alone would also accept "1_000" as 1000
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz")
 
@@ -131,9 +130,7 @@ def _ids(table: dict, options: IngestOptions, need_keys: bool) -> tuple[np.ndarr
     if raw.dtype.kind == "f" and np.any(~np.isfinite(raw)):
         raise DeepdipError(f"id column {name!r} has missing values")
     try:
-        if raw.dtype.kind in "iu":
-            ids = raw.astype(np.int64)
-        elif raw.dtype.kind == "f" and np.array_equal(raw, np.round(raw)):
+        if raw.dtype.kind in "iu" or (raw.dtype.kind == "f" and np.array_equal(raw, np.round(raw))):
             ids = raw.astype(np.int64)
         elif raw.dtype.kind in "US" and all(_INTEGER.fullmatch(k) for k in keys):
             ids = np.array([int(k) for k in keys], dtype=np.int64)

@@ -69,7 +69,7 @@ class IngestOptions:
     chunk_size: int = _help("galaxies per write", 256)
 
     @classmethod
-    def from_mapping(cls, mapping: dict, source: str = "options") -> "IngestOptions":
+    def from_mapping(cls, mapping: dict, source: str = "options") -> IngestOptions:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(mapping) - known)
         if unknown:

@@ -181,10 +181,10 @@ def _need_pixel_scale(pixel_scale, source) -> float:
     scale = pixel_scale or getattr(source, "pixel_scale", None)
     if not scale:
         raise DeepdipError("pixel scale unknown: give --pixel-scale (arcsec/pixel) or a survey preset")
-    if pixel_scale and getattr(source, "pixel_scale", None):
-        if abs(source.pixel_scale - pixel_scale) > 0.01 * pixel_scale:
-            warnings.warn(f"input pixel scale {source.pixel_scale:.4g}\" differs from the survey's {pixel_scale:.4g}\"; "
-                          "stamps are not resampled", IngestWarning, stacklevel=3)
+    given = getattr(source, "pixel_scale", None)
+    if pixel_scale and given and abs(given - pixel_scale) > 0.01 * pixel_scale:
+        warnings.warn(f"input pixel scale {source.pixel_scale:.4g}\" differs from the survey's {pixel_scale:.4g}\"; "
+                      "stamps are not resampled", IngestWarning, stacklevel=3)
     return float(scale)
 
 
@@ -196,9 +196,9 @@ def ingest_arrays(images, out, catalog=None, options: IngestOptions | None = Non
     """
     options = options or IngestOptions()
     _, bands, pixel_scale = _resolve_survey(options)
+    source = ArraySource(images, bands, options)  # first: a missing image file is the clearer message
     default = images if isinstance(images, (str, Path)) and str(images).endswith(".npz") else None
     table = _table(catalog, default)
-    source = ArraySource(images, bands, options)
     cat = build_catalog(table, options, bands, need_positions=options.centre == "wcs")
     scale = _need_pixel_scale(pixel_scale, source)
     prov = _provenance("arrays", {"images": images if isinstance(images, (str, Path)) else "array",

@@ -100,7 +100,7 @@ def _find_band_hdu(hdus, name: str):
 
 
 def _celestial_wcs(header):
-    from astropy.wcs import FITSFixedWarning, WCS
+    from astropy.wcs import WCS, FITSFixedWarning
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FITSFixedWarning)  # harmless header normalisation notes

@@ -54,11 +54,10 @@ class Rejects:
         if not self.rows:
             return None
         path = Path(path)
-        with atomic_path(path) as tmp:
-            with open(tmp, "w", newline="") as fh:
-                writer = csv.writer(fh)
-                writer.writerow(["id", "reason"])
-                writer.writerows(self.rows)
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["id", "reason"])
+            writer.writerows(self.rows)
         warnings.warn(f"{len(self.rows)} galaxies skipped ({self.summary()}); list in {path}", IngestWarning,
                       stacklevel=2)
         return path

@@ -35,8 +35,7 @@ def flux_factors(bands, flux_unit: str, zero_point=None) -> np.ndarray:
     if unit in UNIT_FACTORS:
         return np.full(len(bands), UNIT_FACTORS[unit])
     if unit != "counts":
-        known = ", ".join(["nanomaggy", "maggy", "Jy", "mJy", "uJy", "nJy", "counts"])
-        raise DeepdipError(f"unknown flux unit {flux_unit!r}; known: {known}")
+        raise DeepdipError(f"unknown flux unit {flux_unit!r}; known: nanomaggy, maggy, Jy, mJy, uJy, nJy, counts")
     if zero_point is None:
         raise DeepdipError("flux unit 'counts' needs a zero point (--zero-point 27.0 or g=27.0,r=27.1,...)")
     if isinstance(zero_point, dict):
