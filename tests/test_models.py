@@ -57,3 +57,14 @@ def test_models_cli(capsys):
     assert main(["models", "--survey", "sdss"]) == 0
     out = capsys.readouterr().out
     assert "pasquet19" in out and "27,596,372" in out and "compact" in out
+
+
+def test_model_defaults_are_the_constructor_keywords():
+    from deepdip.models import create_model, model_defaults
+
+    defaults = model_defaults("compact")
+    assert "widths" in defaults and "in_chans" not in defaults
+    # Building with the recorded defaults gives the same architecture as building with none.
+    a = create_model("compact", in_chans=5, num_bins=180, img_size=64)
+    b = create_model("compact", in_chans=5, num_bins=180, img_size=64, **defaults)
+    assert [p.shape for p in a.parameters()] == [p.shape for p in b.parameters()]

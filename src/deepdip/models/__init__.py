@@ -37,6 +37,22 @@ def create_model(name: str, in_chans: int, num_bins: int, img_size: int, n_extra
     return _REGISTRY[name][0](in_chans=in_chans, num_bins=num_bins, img_size=img_size, n_extra=n_extra, **kwargs)
 
 
+def model_defaults(name: str) -> dict:
+    """The architecture keywords of model ``name`` (beyond the shape arguments) with their defaults.
+
+    Stored in run configs and model files so a model trained today still loads after a default
+    changes (e.g. the widths of ``compact``).
+    """
+    import inspect
+
+    if name not in _REGISTRY:
+        raise DeepdipError(f"unknown model {name!r}; available: {', '.join(_REGISTRY)}")
+    cls = _REGISTRY[name][0](_return_class=True)
+    shape_args = {"self", "in_chans", "num_bins", "img_size", "n_extra"}
+    return {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
+            if k not in shape_args and p.default is not inspect.Parameter.empty}
+
+
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -58,15 +74,15 @@ def count_flops(model: nn.Module, in_chans: int | None = None, img_size: int | N
 
 
 @register_model("pasquet19", "Pasquet et al. 2019 inception network (faithful, 27.6 M params for SDSS)")
-def pasquet19(**kwargs) -> nn.Module:
+def pasquet19(_return_class: bool = False, **kwargs) -> nn.Module:
     from deepdip.models.pasquet19 import Pasquet19
-    return Pasquet19(**kwargs)
+    return Pasquet19 if _return_class else Pasquet19(**kwargs)
 
 
 @register_model("compact", "CPU-efficient CNN: strided stem, batch norm, 44x fewer FLOPs than pasquet19")
-def compact(**kwargs) -> nn.Module:
+def compact(_return_class: bool = False, **kwargs) -> nn.Module:
     from deepdip.models.compact import Compact
-    return Compact(**kwargs)
+    return Compact if _return_class else Compact(**kwargs)
 
 
-__all__ = ["create_model", "list_models", "register_model", "count_params", "count_flops"]
+__all__ = ["create_model", "list_models", "register_model", "model_defaults", "count_params", "count_flops"]

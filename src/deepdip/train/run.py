@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from deepdip.errors import DeepdipError
+from deepdip.models import model_defaults
 from deepdip.zgrid import ZGrid
 
 log = logging.getLogger(__name__)
@@ -190,7 +191,7 @@ def train(store, fold=0, model: str = "compact", ensemble: int = 1, epochs: int 
     if ensemble < 1:
         raise DeepdipError("--ensemble must be at least 1")
     run_dir = Path(out)
-    config = dict(model=model, model_kwargs=model_kwargs or {}, seed=int(seed), stretch=stretch,
+    config = dict(model=model, model_kwargs={**model_defaults(model), **(model_kwargs or {})}, seed=int(seed), stretch=stretch,
                   optimizer=hp["optimizer"], lr=float(hp["lr"]), weight_decay=float(hp["weight_decay"]),
                   schedule=hp["schedule"], batch_size=int(hp["batch_size"]), augment=bool(augment),
                   val_fraction=float(val_fraction), max_val=int(max_val),
