@@ -305,7 +305,7 @@ def train_member(store, fold: int, member: int, member_dir: Path, *, config: dic
     if trainer.is_global_zero:
         best = checkpoint.best_model_path
         if best and Path(best).exists():
-            state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+            state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
             module.load_state_dict(state)
         net = PhotozNet(**net_kwargs)
         net.load_state_dict(module.net.state_dict())
@@ -326,7 +326,7 @@ def _readable_checkpoint(path: Path) -> bool:
     if not path.exists():
         return False
     try:
-        torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         return True
     except Exception as exc:  # noqa: BLE001 - any unreadable file means "cannot resume from it"
         log.warning("ignoring unreadable checkpoint %s (%s); starting this member afresh", path, exc)
