@@ -16,6 +16,12 @@ from deepdip.zgrid import ZGrid
 DEFAULT_CHUNK = 4096
 
 
+def passthrough_columns(store) -> list[str]:
+    """Store columns copied into every photo-z catalogue, so evaluation can bin by magnitude or
+    position without reopening the store. One definition for the CNN and every baseline."""
+    return [c for c in store.columns if c.startswith("mag_") or c in ("z_true", "ra", "dec")]
+
+
 class PhotozEstimator(ABC):
     """Base class: subclasses set ``name`` and ``zgrid`` and implement :meth:`fit` and :meth:`predict_pdf`."""
 
@@ -41,7 +47,7 @@ class PhotozEstimator(ABC):
         from deepdip.catalog import CatalogWriter
 
         rows = np.asarray(rows, dtype=np.int64)
-        extra_cols = [c for c in store.columns if c.startswith("mag_") or c == "z_true"]
+        extra_cols = passthrough_columns(store)
         with CatalogWriter(out, self.zgrid, method=self.name, config=self.config()) as writer:
             bar = tqdm(total=len(rows), desc=f"predict {self.name}", unit="gal", disable=not progress)
             for start in range(0, len(rows), chunk_size):

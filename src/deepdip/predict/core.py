@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from deepdip.errors import DeepdipError
+from deepdip.estimators import passthrough_columns
 from deepdip.train.augment import allowed_symmetries, dihedral
 from deepdip.train.modelfile import ModelFile
 
@@ -154,7 +155,7 @@ def predict_store(run, store, out, rows="test", *, tta: bool = False, chunk_size
         sel, per_row_fold = np.asarray(rows, dtype=np.int64), None
 
     nets_all = [m.net for m in every]
-    extra_cols = [c for c in store.columns if c.startswith("mag_") or c in ("z_true", "ra", "dec")]
+    extra_cols = passthrough_columns(store)
     config = {"run": str(run), "models": [str(m.path) for m in every], "tta": tta,
               "model": every[0].config["net"]["model"], "n_members": len(every)}
     starts = range(0, len(sel), chunk_size)
