@@ -160,6 +160,33 @@ def test_time_budget_plans_epochs(toy, tmp_path):
     assert 1 <= info["epochs"] < 500
 
 
+def test_plan_epochs_shortens_only_budgets_shorter_than_a_few_epochs():
+    from deepdip.train.budget import MIN_EPOCHS, STEP_OVERHEAD, plan_epochs
+
+    # 100 batches of 0.1 s: a full epoch ~14 s, so 10 minutes hold 40 of them: untouched.
+    assert plan_epochs(600, 100, 10, 0.1)["train_batches"] is None
+    # The paper's network on a CPU: 170 batches of 4.7 s (an epoch ~19 min) in a 5-minute budget.
+    plan = plan_epochs(300, 170, 10, 4.7)
+    per_epoch = plan["train_batches"] * 4.7 * STEP_OVERHEAD + plan["val_batches"] * 4.7 * STEP_OVERHEAD * 2 / 3
+    assert 1 <= plan["train_batches"] < 170 and 2 <= plan["val_batches"] <= 10
+    assert per_epoch <= 300 / MIN_EPOCHS * 1.05    # MIN_EPOCHS validations fit in the budget
+
+
+def test_short_budget_trains_shorter_epochs_and_keeps_the_plan(toy, tmp_path):
+    from deepdip.train import train
+
+    kw = dict(fold=0, out=tmp_path / "s", model_kwargs=json.loads(TINY), batch_size=8, progress=False,
+              num_workers=0, tensorboard=False)
+    run = train(toy, max_minutes=0.01, **kw)     # 0.6 s: far less than MIN_EPOCHS full epochs
+    member = run / "fold0" / "member0"
+    plan = json.loads((member / "budget_plan.json").read_text())
+    assert plan["train_batches"] is not None and plan["train_batches"] < plan["full_epoch_s"] / plan["step_s"]
+    last = torch.load(member / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    # Every epoch ran exactly the planned number of batches.
+    assert last["global_step"] == (last["epoch"] + 1) * plan["train_batches"]
+    assert (member / "model.pt").exists()
+
+
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_gloo(toy, tmp_path):
     """DDP over 2 CPU processes (gloo): the same code path as multi-GPU / multi-node training."""

@@ -164,6 +164,10 @@ def make_datamodule(store, train_rows, val_rows, zgrid: ZGrid, *, batch_size: in
     import lightning as L
 
     class _DataModule(L.LightningDataModule):
+        def __init__(self):
+            super().__init__()
+            self.batch_size = batch_size   # training batch; validation uses twice as many
+
         def setup(self, stage=None):
             self.train_set = StoreDataset(store, train_rows, zgrid)
             self.val_set = StoreDataset(store, val_rows, zgrid)

@@ -281,7 +281,7 @@ def train_member(store, fold: int, member: int, member_dir: Path, *, config: dic
         callbacks.append(TQDMProgressBar(refresh_rate=10))
     max_time = None
     if budget_minutes is not None:
-        callbacks.append(TimeBudget(budget_minutes, hp["epochs"]))
+        callbacks.append(TimeBudget(budget_minutes, hp["epochs"], plan_path=member_dir / "budget_plan.json"))
         # Hard stop a little after the planned end, in case an epoch runs slower than measured.
         max_time = {"seconds": int(60 * budget_minutes * 1.1 + 30)}
     # One CSV version per session (version_0, version_1 after a resume...): nothing is overwritten.
