@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import galsim
 import numpy as np
@@ -63,6 +65,26 @@ def test_same_seed_same_store_whatever_the_workers(small_sdss, tmp_path):
     assert sorted(ca) == sorted(cb) and all(np.array_equal(ca[k], cb[k]) for k in ca)
     other = simulate_store(str(small_sdss), 20, seed=10, out=tmp_path / "s10.h5", workers=1, progress=False)
     assert other["n"] == 20 and not np.array_equal(CutoutStore(tmp_path / "s10.h5").column("z_spec"), ca["z_spec"][:20])
+
+
+def test_unguarded_script_with_workers_fails_fast_and_writes_nothing(small_sdss, tmp_path):
+    """Spawned workers re-import a script without a __main__ guard and die: the call must say so, not hang."""
+    out = tmp_path / "mock.h5"
+    script = tmp_path / "unguarded.py"
+    script.write_text("from deepdip.simulate import simulate_store\n"
+                      f"simulate_store({str(small_sdss)!r}, 40, seed=1, out={str(out)!r}, workers=2, progress=False)\n")
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "DeepdipError" in proc.stderr and 'if __name__ == "__main__":' in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["unguarded.py"]  # no store, no temporary
+
+
+def test_simulate_store_records_the_one_extinction_law(small_store):
+    from deepdip.extinction import EXTINCTION_LAW, extinction_coefficients
+
+    provenance = json.loads(CutoutStore(small_store).attrs["provenance"])
+    assert provenance["extinction_law"] == EXTINCTION_LAW
+    assert np.allclose(provenance["extinction_coeffs"], extinction_coefficients(load_survey("sdss").filters))
 
 
 def test_colours_redden_with_redshift():

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from deepdip.baselines.photometry import Photometry, extinction_coefficients
+from deepdip.baselines.photometry import Photometry
 
 # method name -> "module:class"; imported on use so that e.g. BPZ's dependency is only needed for BPZ.
 METHODS: dict[str, str] = {
@@ -37,4 +37,4 @@ def make_baseline(method: str, zgrid=None, **params):
     return baseline_class(method)(zgrid, **params)
 
 
-__all__ = ["METHODS", "Photometry", "baseline_class", "extinction_coefficients", "make_baseline"]
+__all__ = ["METHODS", "Photometry", "baseline_class", "make_baseline"]

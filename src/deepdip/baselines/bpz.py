@@ -149,12 +149,12 @@ class BPZBaseline(CatalogueBaseline):
                     priors[m] = _interpolate_types(p[:, :, None], self.settings["interp"])[:, :, 0]
                 like = like * priors[m]
             out[i] = like.sum(axis=1)
-        return out  # normalised (a row of zeros -> uniform) by the caller's normalise below
+        return out  # normalised (a row of zeros -> uniform) by predict_pdf_photometry below
 
     def predict_pdf_photometry(self, phot):
-        from deepdip.baselines.pdf import normalise
+        from deepdip.baselines.pdf import normalise_or_uniform
 
-        return normalise(super().predict_pdf_photometry(phot)).astype(np.float32)
+        return normalise_or_uniform(super().predict_pdf_photometry(phot)).astype(np.float32)
 
 
 def _mag(flux_maggies):

@@ -29,10 +29,10 @@ def histogram(zgrid: ZGrid, z: np.ndarray, weights: np.ndarray | None = None) ->
     w = np.ones_like(z, dtype=np.float64) if weights is None else np.broadcast_to(weights, z.shape).astype(np.float64)
     flat = (np.arange(n)[:, None] * zgrid.nbins + zgrid.bin_index(z)).ravel()
     out = np.bincount(flat, weights=w.ravel(), minlength=n * zgrid.nbins).reshape(n, zgrid.nbins)
-    return normalise(out)
+    return normalise_or_uniform(out)
 
 
-def normalise(pdf: np.ndarray) -> np.ndarray:
+def normalise_or_uniform(pdf: np.ndarray) -> np.ndarray:
     """Rows scaled to sum to 1 (a row of zeros becomes uniform: "no information")."""
     pdf = np.clip(np.asarray(pdf, dtype=np.float64), 0.0, None)
     s = pdf.sum(axis=1, keepdims=True)
@@ -43,8 +43,9 @@ def normalise(pdf: np.ndarray) -> np.ndarray:
 def smooth(pdf: np.ndarray, sigma_bins: float) -> np.ndarray:
     """Gaussian convolution along redshift; mass is reflected at the grid ends (z >= zmin)."""
     if sigma_bins <= 0:
-        return normalise(pdf)
-    return normalise(gaussian_filter1d(np.asarray(pdf, dtype=np.float64), sigma_bins, axis=1, mode="reflect"))
+        return normalise_or_uniform(pdf)
+    smoothed = gaussian_filter1d(np.asarray(pdf, dtype=np.float64), sigma_bins, axis=1, mode="reflect")
+    return normalise_or_uniform(smoothed)
 
 
 def log_score(pdf: np.ndarray, zgrid: ZGrid, z_true: np.ndarray) -> float:

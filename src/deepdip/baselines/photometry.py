@@ -10,43 +10,14 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 
 from deepdip.errors import DeepdipError
-
-#: R_V = 3.1 extinction law used for A_b / E(B-V); O'Donnell (1994) is what the SDSS pipeline uses.
-EXTINCTION_LAW = "odonnell94"
-R_V = 3.1
+from deepdip.extinction import extinction_coefficients
 
 # Columns that hold the answer (or the noiseless inputs) in a mock and must never be features.
 _TRUTH = re.compile(r"^(id|fold|z_spec|z_true|z|redshift|mag_.*|.*true.*|ebv)$", re.IGNORECASE)
-
-
-@lru_cache(maxsize=None)
-def _coefficient(filter_name: str, law: str, r_v: float) -> float:
-    import extinction
-    import speclite.filters
-
-    filt = speclite.filters.load_filter(filter_name)
-    wave = np.asarray(filt.wavelength, dtype=np.float64)  # Angstrom
-    resp = np.asarray(filt.response, dtype=np.float64)
-    ebv = 0.01  # small, so the coefficient is the linear (low-reddening) one
-    a_lambda = getattr(extinction, law)(wave, r_v * ebv, r_v)
-    # Photon-counting detector, source flat in f_nu (AB): weights S(lambda) / lambda.
-    w = resp / wave
-    ratio = np.trapezoid(w * 10 ** (-0.4 * a_lambda), wave) / np.trapezoid(w, wave)
-    return float(-2.5 * np.log10(ratio) / ebv)
-
-
-def extinction_coefficients(filters, law: str = EXTINCTION_LAW, r_v: float = R_V) -> np.ndarray:
-    """A_b / E(B-V) for each speclite filter name (R_V = 3.1 law integrated over the filter curve).
-
-    For ``sdss2010-ugriz`` this gives 4.88, 3.82, 2.71, 2.12, 1.54 (SDSS pipeline: 5.16, 3.79, 2.75,
-    2.09, 1.48; the u difference is the source SED assumed).
-    """
-    return np.array([_coefficient(f, law, r_v) for f in filters])
 
 
 @dataclass
@@ -136,7 +107,7 @@ class Photometry:
 
 def store_extinction_coefficients(store, filters) -> np.ndarray:
     """A_b / E(B-V) of a store: the survey's own (``attrs["extinction_coeffs"]``, as a survey pipeline
-    publishes them, and as the mock was reddened) or else computed from the filter curves."""
+    publishes them, and as the mock was reddened) or else :func:`deepdip.extinction.extinction_coefficients`."""
     attrs = getattr(store, "attrs", {}) or {}
     provenance = attrs.get("provenance") or {}
     if isinstance(provenance, str):

@@ -165,7 +165,7 @@ def _per_band(table: dict, name: str, bands, options: IngestOptions) -> np.ndarr
 
 
 def _extinction_coeffs(bands, options: IngestOptions) -> np.ndarray:
-    """A_b / E(B-V): the user's values, else integrated over the survey preset's filter curves."""
+    """A_b / E(B-V): the user's values, else deepdip's law at the survey preset's filters."""
     if all(b in options.extinction_coeffs for b in bands):
         return np.array([float(options.extinction_coeffs[b]) for b in bands])
     from deepdip.surveys import available_surveys, load_survey
@@ -173,7 +173,7 @@ def _extinction_coeffs(bands, options: IngestOptions) -> np.ndarray:
     if options.survey not in available_surveys():
         raise DeepdipError("dereddened input needs A/E(B-V) per band: give extinction_coeffs (--extinction-coeff "
                            "g=3.214,...) or a survey preset")
-    from deepdip.baselines.photometry import extinction_coefficients
+    from deepdip.extinction import extinction_coefficients
 
     return extinction_coefficients(tuple(load_survey(options.survey).filters))
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
 
 from deepdip.errors import DeepdipError
+from deepdip.extinction import EXTINCTION_LAW
 from deepdip.photometry import measure_photometry
 from deepdip.simulate import population, rendering
 
@@ -51,6 +54,11 @@ def _warm_up():
     import photutils.geometry  # noqa: F401
 
 
+UNGUARDED = ("the worker processes of simulate_store exited while starting up. Workers are spawned and "
+             "re-import the calling script, so a script that calls simulate_store with workers > 1 must "
+             'make the call under `if __name__ == "__main__":` (or use workers=1)')
+
+
 def simulate_store(survey, n: int, seed: int, out, workers: int = 1, progress: bool = True,
                    shard_size: int | None = None) -> dict:
     """Simulate ``n`` galaxies of ``survey`` (a preset name, JSON path or Survey) into ``out``.
@@ -70,15 +78,16 @@ def simulate_store(survey, n: int, seed: int, out, workers: int = 1, progress: b
             raise DeepdipError(f"survey preset {survey.name!r} has no {key!r}: it cannot be simulated")
     out = Path(out)
     single_file = out.suffix in (".h5", ".hdf5")
-    pool = _start_pool(workers) if workers > 1 else None  # workers start up while we prepare
+    pool, started = _start_pool(workers) if workers > 1 else (None, [])  # workers start up while we prepare
     try:
-        return _simulate(survey, n, seed, out, pool, progress, None if single_file else (shard_size or SHARD_SIZE))
+        return _simulate(survey, n, seed, out, pool, started, progress,
+                         None if single_file else (shard_size or SHARD_SIZE))
     finally:
         if pool is not None:
-            pool.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _simulate(survey, n, seed, out, pool, progress, shard_size) -> dict:
+def _simulate(survey, n, seed, out, pool, started, progress, shard_size) -> dict:
     from tqdm.auto import tqdm
 
     from deepdip.store import StoreWriter
@@ -91,33 +100,47 @@ def _simulate(survey, n, seed, out, pool, progress, shard_size) -> dict:
         "generator": "deepdip.simulate", "seed": int(seed), "n": int(n), "block_size": BLOCK_SIZE,
         "survey_preset": survey.params,
         "extinction_coeffs": ctx["ext_coeffs"].tolist(),
-        "extinction_law": "Fitzpatrick (1999), R_V = 3.1, at filter effective wavelengths",
+        "extinction_law": EXTINCTION_LAW,
         "photometry": "deepdip.photometry.measure_photometry (Kron 2.5 matched apertures)",
     }
+    try:
+        for future in started:  # before anything is written: a pool that cannot start fails here
+            future.result()
+    except BrokenProcessPool:
+        raise DeepdipError(UNGUARDED) from None
     writer = StoreWriter(out, bands=survey.bands, image_shape=(survey.stamp_size, survey.stamp_size),
                          survey=survey.name, pixel_scale=survey.pixel_scale, flux_unit=survey["flux_unit"],
                          seed=seed, attrs=provenance,
                          shard_size=shard_size)
-    blocks = map(_run_block, tasks) if pool is None else pool.imap(_run_block, tasks)
+    blocks = map(_run_block, tasks) if pool is None else pool.map(_run_block, tasks)
+    # the writer drops its temporary on any exception, so a failed run leaves nothing behind
     with writer, tqdm(total=n, unit="gal", desc=f"simulate {survey.name}", disable=not progress) as bar:
-        for images, cat in blocks:
-            writer.append(images, cat)
-            bar.update(len(images))
+        try:
+            for images, cat in blocks:
+                writer.append(images, cat)
+                bar.update(len(images))
+        except BrokenProcessPool:
+            raise DeepdipError("a simulate_store worker process died unexpectedly (killed, out of memory?)") from None
     seconds = time.perf_counter() - t0
     return {"n": n, "seconds": seconds, "galaxies_per_s": n / seconds}
 
 
 def _start_pool(workers: int):
-    """``workers`` spawned processes with one thread each.
+    """``workers`` spawned processes with one thread each, and a warm-up future per process.
 
     Spawn, not fork: forked workers deadlocked with GalSim's OpenMP state. One thread: several
     processes' BLAS/OpenMP thread pools otherwise fight over the same cores (the children read
-    OMP_NUM_THREADS when they start, so it is set only around their creation).
+    OMP_NUM_THREADS when they start, so it is set only around their creation: the executor spawns
+    a process per submitted task until it has ``workers``, hence the warm-up tasks submitted here).
+    An executor rather than ``multiprocessing.Pool``: when a worker dies (e.g. it re-imported an
+    unguarded script, see ``UNGUARDED``) its futures raise ``BrokenProcessPool`` instead of the
+    pool silently replacing the worker while the caller waits for ever.
     """
     saved = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = "1"
     try:
-        return mp.get_context("spawn").Pool(workers, initializer=_warm_up)
+        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+        return pool, [pool.submit(_warm_up) for _ in range(workers)]
     finally:
         if saved is None:
             os.environ.pop("OMP_NUM_THREADS", None)

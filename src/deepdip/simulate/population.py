@@ -28,6 +28,7 @@ import numpy as np
 from scipy.optimize import nnls
 
 from deepdip.errors import DeepdipError
+from deepdip.extinction import extinction_coefficients
 from deepdip.simulate import reddening, rendering
 from deepdip.simulate.templates import TemplateTable, cosmology, template_properties, template_table
 
@@ -57,7 +58,7 @@ def prepare(survey) -> dict:
         ctx["colour"] = template_table(tuple(_gmm_params(pop["colour_file"])["filters"]), zmax)
     z = np.linspace(1e-3, zmax, 1000)
     ctx["kpc_per_arcsec"] = (z, cosmology().angular_diameter_distance(z).to_value("kpc") / 206264.806)
-    ctx["ext_coeffs"] = reddening.band_coefficients(tuple(survey.filters))
+    ctx["ext_coeffs"] = extinction_coefficients(survey.filters)
     ctx["wave_eff"] = np.array([f.effective_wavelength.to_value("Angstrom")
                                 for f in speclite.filters.load_filters(*survey.filters)])
     ctx["render"] = rendering.transforms()

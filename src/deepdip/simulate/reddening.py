@@ -2,25 +2,12 @@
 
 E(B-V) follows a log-normal fitted to the real SDSS main-sample sight lines (median 0.026, most
 between 0.01 and 0.1, a long tail); A_band = R_band * E(B-V) with R_band the Fitzpatrick (1999)
-law (R_V = 3.1, ``extinction`` package) at the filter's effective wavelength.
+law (R_V = 3.1) at the filter's effective wavelength, from :mod:`deepdip.extinction`.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
-
-
-@lru_cache(maxsize=16)
-def band_coefficients(filters: tuple[str, ...]) -> np.ndarray:
-    """A_band / E(B-V) for each speclite filter (Fitzpatrick 1999, R_V = 3.1)."""
-    import extinction
-    import speclite.filters
-
-    wave = np.array([f.effective_wavelength.to_value("Angstrom")
-                     for f in speclite.filters.load_filters(*filters)])
-    return extinction.fitzpatrick99(wave, 3.1, 3.1)  # A_V = R_V for E(B-V) = 1
 
 
 def sample_ebv(survey, n: int, rng: np.random.Generator) -> np.ndarray:
