@@ -16,6 +16,8 @@ def test_demo_end_to_end_tiny(tmp_path, capsys):
         assert 0 < metrics[method]["sigma_mad"] < 1 and 0 <= metrics[method]["outlier_frac"] <= 1
     html = (out / "index.html").read_text()
     assert "gallery.png" in html and "cnn" in html and "bpz" in html
+    floor = json.loads((out / "information_floor.json").read_text())
+    assert "Information floor" in html and 0 < floor["true_magnitudes_morphology"]["sigma_mad"] < 1
     assert (out / "gallery.png").stat().st_size > 10_000
     printed = capsys.readouterr().out
     assert "report:" in printed and "sigma_MAD" in printed

@@ -13,6 +13,7 @@ import pytest
 from deepdip.cli import main as cli_main
 from deepdip.simulate import BLOCK_SIZE, population, rendering, simulate_store
 from deepdip.simulate.calibrate import load_sdss_reference, split_halves
+from deepdip.errors import DeepdipError
 from deepdip.store import CutoutStore, validate_store
 from deepdip.surveys import Survey, load_survey
 
@@ -171,3 +172,21 @@ def test_population_follows_real_sdss():
         for band in (1, 2):  # g-r and r-i medians
             mock = np.median(pop[f"mag_{'ugriz'[band]}"][m] - pop[f"mag_{'ugriz'[band + 1]}"][m])
             assert mock == pytest.approx(np.median(mag_real[r, band] - mag_real[r, band + 1]), abs=0.03)
+
+
+def test_information_floor_regresses_on_the_mock_truths(small_sdss, tmp_path):
+    from deepdip.simulate.floor import information_floor
+    from deepdip.train.toydata import make_toy_store
+
+    path = tmp_path / "m300.h5"
+    simulate_store(str(small_sdss), 300, seed=5, out=path, workers=1, progress=False)
+    store = CutoutStore(path)
+    floor = information_floor(store, fold=0)
+    assert floor["n_test"] == int((store.column("fold") == 0).sum()) and floor["n_train"] + floor["n_test"] == 300
+    for key in ("true_magnitudes", "true_magnitudes_morphology"):
+        m = floor[key]
+        # Noise-free colours of 240 galaxies already place z to a few per cent, far better than a guess.
+        assert 0 < m["sigma_mad"] < 0.05 and m["n"] == floor["n_test"]
+    toy = CutoutStore(make_toy_store(tmp_path / "toy.h5", n=50, size=8))
+    with pytest.raises(DeepdipError, match="truth column"):
+        information_floor(toy)

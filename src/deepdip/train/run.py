@@ -248,6 +248,7 @@ def train_member(store, fold: int, member: int, member_dir: Path, *, config: dic
     from deepdip.train.modelfile import PhotozNet, net_config, save_model_file
     from deepdip.train.module import PhotozModule
 
+    _quiet_lightning()
     seed = member_seed(config["seed"], fold, member)
     n_proc = (devices if isinstance(devices, int) else 1) * num_nodes
     on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
@@ -319,6 +320,24 @@ def train_member(store, fold: int, member: int, member_dir: Path, *, config: dic
         save_model_file(model_path, net, cfg, info)
     trainer.strategy.barrier()
     return model_path
+
+
+class _DropLightningAdverts(logging.Filter):
+    """Lightning prints a promotional tip for its cloud logger on every fit; it is not our users' concern."""
+
+    def filter(self, record):
+        return "litlogger" not in record.getMessage()
+
+
+_ADVERT_FILTER = _DropLightningAdverts()
+
+
+def _quiet_lightning() -> None:
+    import warnings
+
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_ADVERT_FILTER)  # idempotent
+    # Emitted by Lightning's own pytree helper against newer torch; nothing we can act on.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
 def _readable_checkpoint(path: Path) -> bool:
