@@ -114,6 +114,7 @@ def main(argv=None):
     p.add_argument("--layouts", default="nchw,channels_last")
     p.add_argument("--seconds", type=float, default=5.0, help="timing per measurement")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--train-batch", type=int, default=128, help="training batch size (inference uses twice it)")
     p.add_argument("--loader-n", type=int, default=4096, help="galaxies in the loader test store")
     p.add_argument("--out", default="benchmarks/output/cnn.json")
     args = p.parse_args(argv)
@@ -138,7 +139,7 @@ def main(argv=None):
         for prec in args.precisions.split(","):
             for layout in args.layouts.split(","):
                 for train in [m == "train" for m in args.modes.split(",")]:
-                    batch = 128 if train else 256
+                    batch = args.train_batch * (1 if train else 2)
                     ips = bench_model(name, survey, prec, layout == "channels_last", batch, args.seconds, train,
                                       kwargs)
                     achieved = flops * (3 if train else 1) * ips
