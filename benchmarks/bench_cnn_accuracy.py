@@ -9,7 +9,7 @@ fold for reference. Heavy: run under the CPU lock, e.g.
         --minutes 5,10,20 --out benchmarks/output/cnn_accuracy.json
     ... --minutes 5 --train-sizes 2000,5000,10000,0          # 0 = all training galaxies
     ... --variants '{"small": {"model_kwargs": {"widths": [16, 32, 48, 64]}}}' --minutes 4
-    ... --baselines knn,rf,boost --models ''
+    ... --baselines knn,rf,boost --models ''   # baselines run at each --train-sizes too
 """
 
 from __future__ import annotations
@@ -53,14 +53,16 @@ def run_cnn(store, fold, model, minutes, max_train, seed, workdir, extra: dict) 
                 n_train=info["n_train"], best_val_loss=info["best_val_loss"])
 
 
-def run_baseline(store, fold, method, workdir) -> dict:
+def run_baseline(store, fold, method, workdir, max_train: int = 0, seed: int = 0) -> dict:
     from deepdip.baselines import baseline_class
 
     t0 = time.perf_counter()
-    est = baseline_class(method)().fit(store, fold)
+    # The same number of training galaxies as the CNN at this size (a seeded subset of the
+    # training folds; not the same rows, since the CNN also carves its validation set from them).
+    est = baseline_class(method)(max_train=max_train, seed=seed).fit(store, fold)
     train_s = time.perf_counter() - t0
-    out = est.predict_catalog(store, store.split_rows("test", fold=fold), Path(workdir) / f"{method}.parquet",
-                              progress=False)
+    out = est.predict_catalog(store, store.split_rows("test", fold=fold),
+                              Path(workdir) / f"{method}_{max_train or 'all'}_s{seed}.parquet", progress=False)
     return dict(evaluate(out), train_s=train_s, n_train=int(getattr(est, "n_train_", -1)))
 
 
@@ -96,13 +98,15 @@ def main(argv=None):
                          if k in row), flush=True)
 
     for method in filter(None, args.baselines.split(",")):
-        record(dict(method=method, **run_baseline(store, args.fold, method, workdir), load=os.getloadavg()[0]))
+        for size in (int(n) for n in args.train_sizes.split(",")):
+            record(dict(method=method, max_train=size, seed=args.seed,
+                        **run_baseline(store, args.fold, method, workdir, size, args.seed), load=os.getloadavg()[0]))
     for model in filter(None, args.models.split(",")):
         for name, extra in variants.items():
             for minutes in (float(m) for m in args.minutes.split(",")):
                 for size in (int(n) for n in args.train_sizes.split(",")):
                     res = run_cnn(store, args.fold, model, minutes, size, args.seed, workdir, dict(extra))
-                    record(dict(method=model, variant=name, minutes=minutes, max_train=size, **res,
+                    record(dict(method=model, variant=name, minutes=minutes, max_train=size, seed=args.seed, **res,
                                 load=os.getloadavg()[0]))
 
 
