@@ -68,6 +68,7 @@ class TimeBudget(L.Callback):
         if plan.get("train_batches"):
             trainer.limit_train_batches = int(plan["train_batches"])
             trainer.limit_val_batches = int(plan["val_batches"])
+            trainer.log_every_n_steps = max(1, min(trainer.log_every_n_steps, int(plan["train_batches"])))
             log.info("budget of %.1f min holds < %d full epochs (%.0f s each): epochs of %d batches, "
                      "validation on %d batches", self.budget_s / 60, MIN_EPOCHS, plan["full_epoch_s"],
                      plan["train_batches"], plan["val_batches"])
