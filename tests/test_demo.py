@@ -17,7 +17,7 @@ def test_demo_end_to_end_tiny(tmp_path, capsys):
     html = (out / "index.html").read_text()
     assert "gallery.png" in html and "cnn" in html and "bpz" in html
     floor = json.loads((out / "information_floor.json").read_text())
-    assert "Information floor" in html and 0 < floor["true_magnitudes_morphology"]["sigma_mad"] < 1
+    assert "Information floor" in html and 0 < floor["bayes_true_photometry"]["sigma_mad"] < 1
     assert (out / "gallery.png").stat().st_size > 10_000
     printed = capsys.readouterr().out
     assert "report:" in printed and "sigma_MAD" in printed

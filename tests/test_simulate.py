@@ -183,10 +183,13 @@ def test_information_floor_regresses_on_the_mock_truths(small_sdss, tmp_path):
     store = CutoutStore(path)
     floor = information_floor(store, fold=0)
     assert floor["n_test"] == int((store.column("fold") == 0).sum()) and floor["n_train"] + floor["n_test"] == 300
-    for key in ("true_magnitudes", "true_magnitudes_morphology"):
+    for key in ("bayes_true_photometry", "bayes_measured_photometry", "lgbm_true_magnitudes",
+                "lgbm_true_magnitudes_morphology"):
         m = floor[key]
         # Noise-free colours of 240 galaxies already place z to a few per cent, far better than a guess.
         assert 0 < m["sigma_mad"] < 0.05 and m["n"] == floor["n_test"]
+    # The exact posterior from noise-free magnitudes beats the same posterior given noisy ones.
+    assert floor["bayes_true_photometry"]["sigma_mad"] < floor["bayes_measured_photometry"]["sigma_mad"]
     toy = CutoutStore(make_toy_store(tmp_path / "toy.h5", n=50, size=8))
     with pytest.raises(DeepdipError, match="truth column"):
         information_floor(toy)

@@ -137,6 +137,16 @@ def store_filters(store) -> tuple:
     if "filters" in attrs:
         filters = attrs["filters"]
         return tuple(filters.split(",")) if isinstance(filters, str) else tuple(str(f) for f in filters)
+    # A mock records the whole preset it was drawn from (custom preset files included).
+    prov = attrs.get("provenance")
+    try:
+        preset = (json.loads(prov) if isinstance(prov, str) else dict(prov or {})).get("survey_preset") or {}
+    except ValueError:
+        preset = {}
+    if preset.get("filters") and preset.get("bands"):
+        by_band = dict(zip(preset["bands"], preset["filters"]))
+        if all(b in by_band for b in store.bands):
+            return tuple(by_band[b] for b in store.bands)
     from deepdip.surveys import load_survey
 
     survey = load_survey(store.survey)

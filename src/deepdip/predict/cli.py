@@ -19,11 +19,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk-size", type=int, default=2048, help="galaxies read per chunk [2048]")
     parser.add_argument("--batch-size", type=int, default=512, help="galaxies per forward pass [512]")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (per Dask task with --dask)")
+    parser.add_argument("--dask", metavar="SCHEDULER", default=None,
+                        help="run the chunks on a Dask cluster: a scheduler address (tcp://host:8786), a "
+                             "scheduler.json file, or local:N for N worker processes on this machine; the "
+                             "catalogue is the same as without --dask. Workers must read STORE and RUN at the "
+                             "same paths (shared file system)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args) -> int:
+    if args.dask:
+        from deepdip.predict.dask_adapter import predict_store_dask
+
+        out = predict_store_dask(args.run, args.store, args.out, rows=args.rows, client=args.dask, tta=args.tta,
+                                 chunk_size=args.chunk_size, batch_size=args.batch_size, bf16=args.bf16,
+                                 threads=args.threads, progress=not args.no_progress)
+        print(f"wrote {out}")
+        return 0
     from deepdip.predict.core import predict_store
 
     out = predict_store(args.run, args.store, args.out, rows=args.rows, tta=args.tta, chunk_size=args.chunk_size,

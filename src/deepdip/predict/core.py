@@ -2,13 +2,16 @@
 
 ``predict_chunk`` is the one core (images in memory -> PDFs); :func:`predict_store` streams a
 store through it chunk by chunk with the next chunk read in a background thread, so memory stays
-flat in the number of galaxies. A Lightning or Dask adapter calls the same ``predict_chunk`` on
-its own partitions (e.g. ``ddf.map_partitions``), so a laptop and a cluster run one code path.
+flat in the number of galaxies. Each chunk goes through one :class:`RunPredictor` step (read,
+ensemble PDFs, catalogue columns); the Dask adapter (:mod:`deepdip.predict.dask_adapter`) runs the
+same step on workers, and :class:`EnsemblePredictor` is the bare ``images -> PDFs`` function for
+``ddf.map_partitions``, so a laptop and a cluster run one code path.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +117,113 @@ def _read(store, rows):
     return store.images(rows), store.column("ebv", rows)[:, None].astype(np.float32)
 
 
+class RunPredictor:
+    """The models of a run as a picklable ``(store, rows) -> catalogue chunk`` function.
+
+    The one per-chunk step of :func:`predict_store` and of its Dask adapter
+    (:func:`deepdip.predict.dask_adapter.predict_store_dask`): read the rows' cutouts, average the
+    PDFs of the right models (each row's own fold with ``folds``, else every member), and gather
+    the columns copied into the catalogue. The result is the keyword arguments of
+    :meth:`deepdip.catalog.CatalogWriter.write`, which normalises the PDFs and computes the point
+    estimates. Holds only model paths; each process loads the networks on first use.
+
+    Parameters
+    ----------
+    by_fold : dict of int to list of path
+        Model files by fold (:func:`find_model_files`).
+    columns : list of str
+        Store columns passed through to the catalogue (:func:`deepdip.estimators.passthrough_columns`).
+    """
+
+    def __init__(self, by_fold, *, columns=(), tta: bool = False, batch_size: int = 512, bf16: bool = False):
+        self.by_fold = {int(k): [str(Path(p).absolute()) for p in paths] for k, paths in by_fold.items()}
+        self.columns = list(columns)
+        self.tta, self.batch_size, self.bf16 = tta, batch_size, bf16
+        self._nets = None
+        self._lock = threading.Lock()
+
+    def __getstate__(self):
+        return {**self.__dict__, "_nets": None, "_lock": None}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def nets(self) -> dict[int, list]:
+        """The networks by fold, loaded (``weights_only``) on first use in this process."""
+        with self._lock:
+            if self._nets is None:
+                self._nets = {k: [m.net for m in load_members(paths)] for k, paths in self.by_fold.items()}
+            return self._nets
+
+    def pdf(self, images: np.ndarray, extra: np.ndarray, folds: np.ndarray | None = None) -> np.ndarray:
+        """PDFs of one chunk: by each row's fold ensemble (``folds``) or by all members (None)."""
+        nets = self.nets()
+        kw = {"tta": self.tta, "batch_size": self.batch_size, "bf16": self.bf16}
+        if folds is None:
+            return predict_chunk([n for ns in nets.values() for n in ns], images, extra, **kw)
+        pdf = None
+        for k in np.unique(folds):
+            m = folds == k
+            p = predict_chunk(nets[int(k)], images[m], extra[m], **kw)
+            if pdf is None:
+                pdf = np.empty((len(folds), p.shape[1]), np.float32)
+            pdf[m] = p
+        return pdf if pdf is not None else np.zeros((0, 0), np.float32)
+
+    def catalog_chunk(self, store, rows: np.ndarray, folds: np.ndarray | None = None, data=None) -> dict:
+        """``CatalogWriter.write`` keyword arguments for ``rows`` of ``store`` (``data``: already read)."""
+        images, extra = _read(store, rows) if data is None else data
+        pdf = self.pdf(images, extra, folds)
+        cat = store.catalog(["id", "z_spec", "fold", *self.columns], rows=rows)
+        return {"ids": cat["id"], "pdf": pdf, "z_spec": cat["z_spec"], "fold": cat["fold"],
+                "extra": {c: cat[c] for c in self.columns}}
+
+
+def plan_prediction(run, store, rows="test", *, tta: bool = False, batch_size: int = 512, bf16: bool = False):
+    """Check a run against a store and choose the rows: the set-up shared by every executor.
+
+    Returns
+    -------
+    predictor : RunPredictor
+        With the networks already loaded in this process.
+    sel : int64 array
+        Store rows to predict, in catalogue order.
+    row_folds : int64 array or None
+        Fold of each row of ``sel`` (whose ensemble predicts it), or None for all members.
+    zgrid : ZGrid
+    config : dict
+        Recorded in the catalogue metadata.
+    """
+    by_fold = find_model_files(run)
+    members = {k: load_members(paths, store) for k, paths in by_fold.items()}
+    every = [m for ms in members.values() for m in ms]
+    zgrid = every[0].zgrid
+    if any(m.zgrid != zgrid for m in every):
+        raise DeepdipError(f"models in {run} use different redshift bins")
+
+    if isinstance(rows, str) and rows == "test":
+        if -1 in members:
+            raise DeepdipError("a single model file has no test fold: use --rows all")
+        folds = store.column("fold")
+        sel = np.flatnonzero(np.isin(folds, list(members)))
+        if not len(sel):
+            raise DeepdipError(f"the store has no rows in the trained folds {sorted(members)}")
+        row_folds = folds[sel].astype(np.int64)
+    elif isinstance(rows, str) and rows == "all":
+        sel, row_folds = np.arange(len(store), dtype=np.int64), None
+    elif isinstance(rows, str):
+        raise DeepdipError(f"--rows must be test or all, got {rows!r}")
+    else:
+        sel, row_folds = np.asarray(rows, dtype=np.int64), None
+
+    predictor = RunPredictor(by_fold, columns=passthrough_columns(store), tta=tta, batch_size=batch_size, bf16=bf16)
+    predictor._nets = {k: [m.net for m in ms] for k, ms in members.items()}
+    config = {"run": str(run), "models": [str(m.path) for m in every], "tta": tta,
+              "model": every[0].config["net"]["model"], "n_members": len(every)}
+    return predictor, sel, row_folds, zgrid, config
+
+
 def predict_store(run, store, out, rows="test", *, tta: bool = False, chunk_size: int = 2048,
                   batch_size: int = 512, bf16: bool = False, progress: bool = True, threads: int | None = None) -> Path:
     """Predict rows of ``store`` with the models of ``run`` into the photo-z catalogue ``out``.
@@ -122,6 +232,7 @@ def predict_store(run, store, out, rows="test", *, tta: bool = False, chunk_size
     that never saw it), so with ``--fold all`` every labelled galaxy gets a cross-validated PDF;
     folds with no trained model are skipped. ``rows="all"`` (or an array of row indices): every
     requested galaxy, by all members of all folds, as for new, unlabelled data.
+    :func:`deepdip.predict.dask_adapter.predict_store_dask` writes the same catalogue on a Dask cluster.
     """
     from tqdm.auto import tqdm
 
@@ -132,54 +243,19 @@ def predict_store(run, store, out, rows="test", *, tta: bool = False, chunk_size
     if threads:
         torch.set_num_threads(threads)
     torch.set_flush_denormal(True)  # denormal activations are ~100x slower on x86 CPUs
-    by_fold = find_model_files(run)
-    members = {k: load_members(paths, store) for k, paths in by_fold.items()}
-    every = [m for ms in members.values() for m in ms]
-    zgrid = every[0].zgrid
-    if any(m.zgrid != zgrid for m in every):
-        raise DeepdipError(f"models in {run} use different redshift bins")
-
-    folds = store.column("fold")
-    if isinstance(rows, str) and rows == "test":
-        if -1 in members:
-            raise DeepdipError("a single model file has no test fold: use --rows all")
-        sel = np.flatnonzero(np.isin(folds, list(members)))
-        if not len(sel):
-            raise DeepdipError(f"the store has no rows in the trained folds {sorted(members)}")
-        per_row_fold = folds[sel].astype(np.int64)
-    elif isinstance(rows, str) and rows == "all":
-        sel, per_row_fold = np.arange(len(store), dtype=np.int64), None
-    elif isinstance(rows, str):
-        raise DeepdipError(f"--rows must be test or all, got {rows!r}")
-    else:
-        sel, per_row_fold = np.asarray(rows, dtype=np.int64), None
-
-    nets_all = [m.net for m in every]
-    extra_cols = passthrough_columns(store)
-    config = {"run": str(run), "models": [str(m.path) for m in every], "tta": tta,
-              "model": every[0].config["net"]["model"], "n_members": len(every)}
-    starts = range(0, len(sel), chunk_size)
+    predictor, sel, row_folds, zgrid, config = plan_prediction(run, store, rows, tta=tta, batch_size=batch_size,
+                                                               bf16=bf16)
     with CatalogWriter(out, zgrid, method="cnn", config=config) as writer, \
             concurrent.futures.ThreadPoolExecutor(1) as pool, \
             tqdm(total=len(sel), desc="predict cnn", unit="gal", disable=not progress) as bar:
         # Read chunk i+1 while the network works on chunk i.
         future = pool.submit(_read, store, sel[:chunk_size]) if len(sel) else None
-        for start in starts:
+        for start in range(0, len(sel), chunk_size):
             chunk = sel[start:start + chunk_size]
-            images, extra = future.result()
+            data = future.result()
             if start + chunk_size < len(sel):
                 future = pool.submit(_read, store, sel[start + chunk_size:start + 2 * chunk_size])
-            if per_row_fold is None:
-                pdf = predict_chunk(nets_all, images, extra, tta=tta, batch_size=batch_size, bf16=bf16)
-            else:
-                pdf = np.empty((len(chunk), zgrid.nbins), np.float32)
-                chunk_folds = per_row_fold[start:start + chunk_size]
-                for k in np.unique(chunk_folds):
-                    m = chunk_folds == k
-                    pdf[m] = predict_chunk([mf.net for mf in members[int(k)]], images[m], extra[m], tta=tta,
-                                           batch_size=batch_size, bf16=bf16)
-            cat = store.catalog(["id", "z_spec", "fold", *extra_cols], rows=chunk)
-            writer.write(cat["id"], pdf, z_spec=cat["z_spec"], fold=cat["fold"],
-                         extra={c: cat[c] for c in extra_cols})
+            folds = None if row_folds is None else row_folds[start:start + chunk_size]
+            writer.write(**predictor.catalog_chunk(store, chunk, folds, data=data))
             bar.update(len(chunk))
     return Path(out)

@@ -1,15 +1,27 @@
-"""How much redshift information a mock's galaxies carry at all: regressions on their truths.
+"""How much redshift information a mock's galaxies carry: the floor under any estimator.
 
 An estimator working from the pixels can beat catalogue photometry only by using information the
-catalogue lacks. In a mock, the images are made from known quantities: noise-free magnitudes,
-half-light radius, bulge fraction, axis ratio (and E(B-V), which every method is given). A
-regression of z on those truths, with the ``boost`` baseline's learner and the same split, shows
-what is reachable at this training size: no method fed the noisy images can do much better (it
-could only if the learner, not the information, were the limit). It needs truth columns, so it is
-a diagnostic of mocks, never an estimator: its numbers are a reference line, not a competitor.
+catalogue lacks, and nothing can beat the information the galaxies carry. A mock is built from
+known quantities, so both are measurable on its test fold:
+
+* **Bayes floors** (``gmm`` populations, e.g. ``sdss``): the mock draws (z, r, colours) from a
+  Gaussian mixture, so p(z | magnitudes) is known exactly, a mixture of 1-D Gaussians (for
+  measured photometry, the mixture convolved with each galaxy's errors). Its median is the best
+  point estimate any method could make from those magnitudes with unlimited training data.
+  ``bayes_true_photometry`` uses the noise-free magnitudes, ``bayes_measured_photometry`` the
+  store's measured fluxes and errors (Gaussian magnitude errors; Kron fluxes as measured).
+* **Learner floors**: LightGBM with the ``boost`` baseline's settings, trained on the other
+  folds' truths (noise-free magnitudes; plus the true size, bulge fraction and axis ratio the
+  images were drawn from): what a good learner reaches at this training size.
+
+They need truth columns, so they are diagnostics of mocks, never estimators: reference lines
+beside the methods, not competitors. Morphology is not in the Bayes floors; the learner rows show
+how much it adds.
 """
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 
@@ -17,6 +29,7 @@ from deepdip import metrics
 from deepdip.errors import DeepdipError
 
 MORPHOLOGY = ("hlr", "bulge_frac", "q_disk")   # what the renderer draws besides the SED
+GMM_FEATURES = ["z", "r", "u-g", "g-r", "r-i", "i-z"]
 
 
 def truth_features(cat: dict, bands, ref_band: str, morphology: bool) -> np.ndarray:
@@ -28,17 +41,21 @@ def truth_features(cat: dict, bands, ref_band: str, morphology: bool) -> np.ndar
     return np.concatenate(parts, axis=1)
 
 
-def information_floor(store, fold: int = 0, *, ref_band: str | None = None, seed: int = 0,
-                      n_jobs: int = 1) -> dict:
-    """σ_MAD, η, bias on the test ``fold`` of LightGBM regressions trained on the other folds' truths.
+def _point(zp, z) -> dict:
+    return {"sigma_mad": metrics.sigma_mad(zp, z), "outlier_frac": metrics.outlier_frac(zp, z),
+            "bias": metrics.bias(zp, z), "n": int(len(z))}
 
-    Returns ``{"true_magnitudes": {...}, "true_magnitudes_morphology": {...}, "n_train", "n_test"}``.
+
+def information_floor(store, fold: int = 0, *, gmm: dict | None = None, seed: int = 0, n_jobs: int = 1) -> dict:
+    """Floors on the test ``fold`` of a mock store (see the module docstring for each key).
+
+    ``gmm``: the population mixture the store was drawn from (as in ``deepdip/data``); default:
+    the store's survey preset's, checked against the digest in the store's provenance (the Bayes
+    rows are left out when the store records another population or none).
     Raises :class:`DeepdipError` for a store without the truth columns of a deepdip mock.
     """
-    import lightgbm
-
     bands = list(store.bands)
-    ref_band = ref_band or ("r" if "r" in bands else bands[len(bands) // 2])
+    ref_band = "r" if "r" in bands else bands[len(bands) // 2]
     needed = ["z_spec", "fold", *MORPHOLOGY, *(f"mag_{b}" for b in bands)]
     missing = [c for c in needed if c not in store.columns]
     if missing:
@@ -48,14 +65,81 @@ def information_floor(store, fold: int = 0, *, ref_band: str | None = None, seed
     test = np.asarray(cat["fold"]) == fold
     z = np.asarray(cat["z_spec"], dtype=np.float64)
     out = {"n_train": int((~test).sum()), "n_test": int(test.sum())}
-    for key, morphology in (("true_magnitudes", False), ("true_magnitudes_morphology", True)):
+
+    gmm = gmm if gmm is not None else _store_gmm(store)
+    if gmm is not None and bands == ["u", "g", "r", "i", "z"]:
+        mag = truth_features(cat, bands, "r", morphology=False)[test]           # r, u-g, g-r, r-i, i-z
+        out["bayes_true_photometry"] = _point(posterior_median(gmm, mag, np.zeros((len(mag), 5, 5))), z[test])
+        cond, err = _measured_colours(store, np.flatnonzero(test))
+        out["bayes_measured_photometry"] = _point(posterior_median(gmm, cond, err), z[test])
+
+    import lightgbm
+
+    for key, morphology in (("lgbm_true_magnitudes", False), ("lgbm_true_magnitudes_morphology", True)):
         x = truth_features(cat, bands, ref_band, morphology)
-        # The boost baseline's regressor settings (deepdip.baselines.boost), so the gap to it is
+        # The boost baseline's regressor settings (deepdip.baselines.boost): the gap to it is
         # information, not learner.
         model = lightgbm.LGBMRegressor(n_estimators=600, learning_rate=0.03, num_leaves=31, min_child_samples=20,
                                        subsample=0.8, subsample_freq=1, random_state=seed, n_jobs=n_jobs,
                                        deterministic=True, force_row_wise=True, verbose=-1)
-        zp = model.fit(x[~test], z[~test]).predict(x[test])
-        out[key] = {"sigma_mad": metrics.sigma_mad(zp, z[test]), "outlier_frac": metrics.outlier_frac(zp, z[test]),
-                    "bias": metrics.bias(zp, z[test]), "n": int(test.sum())}
+        out[key] = _point(model.fit(x[~test], z[~test]).predict(x[test]), z[test])
+    return out
+
+
+def _store_gmm(store) -> dict | None:
+    """The mixture the store was drawn from, if its provenance names one that is still shipped unchanged."""
+    from deepdip.simulate.population import _gmm_params, population_digest
+
+    prov = store.attrs.get("provenance", "{}")
+    try:
+        prov = json.loads(prov) if isinstance(prov, str) else dict(prov)
+    except ValueError:
+        return None
+    preset = prov.get("survey_preset") or {}
+    pop = preset.get("population") or {}
+    if pop.get("model") != "gmm" or not prov.get("population_sha256"):
+        return None
+    if prov["population_sha256"] != population_digest(preset):
+        return None   # drawn from another version of the population
+    p = _gmm_params(pop["file"])
+    return p if list(p.get("features", GMM_FEATURES)) == GMM_FEATURES else None
+
+
+def _measured_colours(store, rows) -> tuple[np.ndarray, np.ndarray]:
+    """Measured, dereddened (r, u-g, g-r, r-i, i-z) and their error covariance ``[n, 5, 5]``."""
+    from deepdip.baselines.photometry import Photometry
+
+    flux, err = Photometry.from_store(store, rows=rows).dereddened()
+    flux = np.where(flux > 0, flux, np.nan)
+    mag = 22.5 - 2.5 * np.log10(flux)
+    sig = 2.5 / np.log(10) * err / flux
+    # A non-detection becomes a magnitude with a huge error: no information, no crash.
+    bad = ~np.isfinite(mag) | ~np.isfinite(sig)
+    mag, sig = np.where(bad, 20.0, mag), np.where(bad, 1e3, sig)
+    jac = np.array([[0, 0, 1, 0, 0], [1, -1, 0, 0, 0], [0, 1, -1, 0, 0], [0, 0, 1, -1, 0], [0, 0, 0, 1, -1]], float)
+    return mag @ jac.T, np.einsum("ij,nj,kj->nik", jac, sig**2, jac)
+
+
+def posterior_median(gmm: dict, cond: np.ndarray, err: np.ndarray, *, chunk: int = 1000) -> np.ndarray:
+    """Median of p(z | cond) for a mixture over (z, cond...), each row observed with error covariance ``err``."""
+    from scipy.special import ndtr
+
+    w, mu, cov = np.asarray(gmm["weights"]), np.asarray(gmm["means"]), np.asarray(gmm["covariances"])
+    c_cc, c_zc = cov[:, 1:, 1:], cov[:, 0, 1:]
+    grid = np.linspace(1e-3, float(mu[:, 0].max() + 6 * np.sqrt(cov[:, 0, 0].max())), 800)
+    out = np.empty(len(cond))
+    for lo in range(0, len(cond), chunk):
+        sl = slice(lo, lo + chunk)
+        s = c_cc[None] + err[sl, None]                                             # [n, K, d, d]
+        inv = np.linalg.inv(s)
+        diff = cond[sl, None, :] - mu[None, :, 1:]                                 # [n, K, d]
+        logr = np.log(w) - 0.5 * np.einsum("nki,nkij,nkj->nk", diff, inv, diff) - 0.5 * np.linalg.slogdet(s)[1]
+        resp = np.exp(logr - logr.max(1, keepdims=True))
+        resp /= resp.sum(1, keepdims=True)
+        gain = np.einsum("ki,nkij->nkj", c_zc, inv)                                # [n, K, d]
+        mean = mu[None, :, 0] + np.einsum("nkj,nkj->nk", gain, diff)
+        sd = np.sqrt(np.maximum(cov[None, :, 0, 0] - np.einsum("nkj,kj->nk", gain, c_zc), 1e-12))
+        cdf = np.einsum("nk,nkg->ng", resp, ndtr((grid[None, None, :] - mean[..., None]) / sd[..., None]))
+        cdf = (cdf - cdf[:, :1]) / np.maximum(cdf[:, -1:] - cdf[:, :1], 1e-12)   # truncated at z > 0
+        out[sl] = [np.interp(0.5, c, grid) for c in cdf]
     return out

@@ -101,6 +101,7 @@ def _simulate(survey, n, seed, out, pool, started, progress, shard_size) -> dict
         "survey_preset": survey.params,
         "extinction_coeffs": ctx["ext_coeffs"].tolist(),
         "extinction_law": EXTINCTION_LAW,
+        "population_sha256": population.population_digest(survey),
         "photometry": "deepdip.photometry.measure_photometry (Kron 2.5 matched apertures)",
     }
     try:

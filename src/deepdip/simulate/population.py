@@ -105,9 +105,24 @@ def sample_population(survey, n: int, rng: np.random.Generator, ctx: dict) -> di
 
 # --- gmm: the density learned from real SDSS galaxies -------------------------------------------
 
+def population_digest(survey) -> str | None:
+    """SHA-256 of the population data file a preset samples from (recorded in mock provenance)."""
+    name = survey.get("population", {}).get("file")
+    if not name:
+        return None
+    import hashlib
+
+    return hashlib.sha256((resources.files("deepdip") / "data" / name).read_bytes()).hexdigest()
+
+
 @lru_cache(maxsize=4)
 def _gmm_params(name: str) -> dict:
-    p = json.loads((resources.files("deepdip") / "data" / name).read_text())
+    return gmm_from_dict(json.loads((resources.files("deepdip") / "data" / name).read_text()))
+
+
+def gmm_from_dict(p: dict) -> dict:
+    """A population mixture as stored (JSON lists) -> arrays, with Cholesky factors and normalised weights."""
+    p = dict(p)
     p["covariances"] = np.asarray(p["covariances"])
     p["chol"] = np.linalg.cholesky(p["covariances"])
     p["means"] = np.asarray(p["means"])

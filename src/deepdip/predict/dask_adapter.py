@@ -1,0 +1,174 @@
+"""Run CNN inference on a Dask cluster (``dask.distributed``, the engine of LSDB/HATS).
+
+:func:`predict_store_dask` writes exactly the catalogue of :func:`deepdip.predict.predict_store`
+(same rows in the same order, same columns and metadata): the driver checks the run against the
+store and chooses the rows (:func:`~deepdip.predict.core.plan_prediction`), each worker task reads
+one chunk of rows from the store and runs the same :class:`~deepdip.predict.core.RunPredictor`
+step, and the driver appends the results to the catalogue in row order as they arrive, with a
+bounded number of chunks in flight so memory stays flat however large the store.
+
+Workers must be able to import deepdip and read the store and the model files at the same
+(absolute) paths as the driver, e.g. on a shared file system. Each worker process loads the
+networks once and keeps its own HDF5 handles.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import uuid
+from pathlib import Path
+
+from deepdip.errors import DeepdipError
+
+
+def _predict_task(predictor, store, rows, folds, threads):
+    """One chunk on a worker: the same step as :func:`deepdip.predict.predict_store`."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)  # denormal activations are ~100x slower on x86 CPUs
+    return predictor.catalog_chunk(store, rows, folds)
+
+
+@contextlib.contextmanager
+def dask_client(spec=None, *, timeout: float = 30):
+    """A ``distributed.Client`` for ``spec``; one this function creates is closed on exit.
+
+    ``spec``: a ``Client`` (used as is); None (the current default client, e.g. made by
+    ``Client(...)`` earlier in the session); ``"local"`` or ``"local:N"`` (a ``LocalCluster`` of N
+    single-threaded worker processes on this machine); a ``scheduler.json`` file written by
+    ``dask scheduler --scheduler-file`` / dask-jobqueue / dask-mpi; or a scheduler address such as
+    ``tcp://10.0.0.1:8786``. Raises DeepdipError when there is no client or the scheduler cannot
+    be reached within ``timeout`` seconds.
+    """
+    try:
+        from distributed import Client, LocalCluster, default_client
+    except ImportError as exc:  # pragma: no cover - a dependency, but say what is missing
+        raise DeepdipError(f"Dask inference needs dask.distributed: pip install 'dask[distributed]' ({exc})") from None
+
+    if spec is None:
+        try:
+            client = default_client()
+        except ValueError:
+            raise DeepdipError("no Dask client: pass client= (a distributed.Client, a scheduler address or "
+                               "'local:N'), or create one first with distributed.Client(...)") from None
+        yield client
+        return
+    if isinstance(spec, Client):
+        yield spec
+        return
+    if not isinstance(spec, str) or not spec.strip():
+        raise DeepdipError(f"client must be a distributed.Client, a scheduler address or 'local:N', not {spec!r}")
+    spec = spec.strip()
+    if spec == "local" or spec.startswith("local:"):
+        n = spec.partition(":")[2]
+        if n and not (n.isdigit() and int(n) > 0):
+            raise DeepdipError(f"--dask local:N needs a positive number of workers, got {spec!r}")
+        with LocalCluster(n_workers=int(n) if n else None, threads_per_worker=1, processes=True) as cluster, \
+                Client(cluster, set_as_default=False) as client:
+            yield client
+        return
+    try:
+        if spec.endswith(".json"):
+            if not Path(spec).is_file():
+                raise DeepdipError(f"no such Dask scheduler file: {spec}")
+            client = Client(scheduler_file=spec, timeout=timeout, set_as_default=False)
+        else:
+            client = Client(spec, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise DeepdipError(f"cannot reach the Dask scheduler at {spec} ({type(exc).__name__}: {exc})") from None
+    with client:
+        yield client
+
+
+def predict_store_dask(run, store, out, rows="test", *, client=None, tta: bool = False, chunk_size: int = 2048,
+                       batch_size: int = 512, bf16: bool = False, threads: int | None = None,
+                       max_in_flight: int | None = None, progress: bool = True, timeout: float = 30) -> Path:
+    """:func:`deepdip.predict.predict_store` with the chunks run on Dask workers.
+
+    Parameters
+    ----------
+    run, store, out, rows, tta, chunk_size, batch_size, bf16
+        As for :func:`~deepdip.predict.predict_store`; the catalogue written is the same.
+    client : distributed.Client, str or None
+        See :func:`dask_client`: None uses the current default client (DeepdipError if none),
+        ``"local:N"`` starts a LocalCluster of N worker processes, a string is a scheduler address
+        or a ``scheduler.json`` file.
+    threads : int, optional
+        torch CPU threads per task (Dask's nannies start workers with ``OMP_NUM_THREADS=1``).
+    max_in_flight : int, optional
+        Chunks submitted but not yet written (default: twice the cluster's worker threads, at
+        least 2); bounds the memory of the driver and the workers.
+    timeout : float
+        Seconds to wait for the scheduler and for a first worker.
+
+    Returns
+    -------
+    Path of the catalogue, written atomically (nothing appears at ``out`` if a chunk fails).
+    """
+    from tqdm.auto import tqdm
+
+    from deepdip.catalog import CatalogWriter
+    from deepdip.predict.core import plan_prediction
+    from deepdip.store import CutoutStore
+
+    if chunk_size < 1:
+        raise DeepdipError(f"chunk_size must be positive, got {chunk_size}")
+    store = store if isinstance(store, CutoutStore) else CutoutStore(store)
+    if not store.path.is_absolute():  # workers may run in another directory
+        store = CutoutStore(store.path.absolute())
+    predictor, sel, row_folds, zgrid, config = plan_prediction(run, store, rows, tta=tta, batch_size=batch_size,
+                                                               bf16=bf16)
+    starts = list(range(0, len(sel), chunk_size))
+
+    with dask_client(client, timeout=timeout) as dc:
+        from distributed import KilledWorker
+
+        if not dc.nthreads():
+            try:
+                dc.wait_for_workers(1, timeout=timeout)
+            except (TimeoutError, OSError):
+                raise DeepdipError(f"the Dask scheduler {dc.scheduler.address} has no workers "
+                                   f"(none joined within {timeout:g} s)") from None
+        if max_in_flight is None:
+            max_in_flight = max(2, 2 * sum(dc.nthreads().values()))
+        # One copy of the predictor and the store per worker: the networks load once per process
+        # and the HDF5 handles stay open across tasks.
+        shared = dc.scatter([predictor, store], broadcast=True, hash=False)
+        tag = uuid.uuid4().hex[:8]
+        pending: collections.deque = collections.deque()
+        todo = iter(starts)
+
+        def submit_next() -> None:
+            start = next(todo, None)
+            if start is None:
+                return
+            folds = None if row_folds is None else row_folds[start:start + chunk_size]
+            pending.append((start, dc.submit(_predict_task, shared[0], shared[1], sel[start:start + chunk_size],
+                                             folds, threads, key=f"deepdip-predict-{tag}-{start}")))
+
+        try:
+            with CatalogWriter(out, zgrid, method="cnn", config=config) as writer, \
+                    tqdm(total=len(sel), desc="predict cnn (dask)", unit="gal", disable=not progress) as bar:
+                for _ in range(max_in_flight):
+                    submit_next()
+                while pending:
+                    start, future = pending.popleft()
+                    try:
+                        chunk = future.result()
+                    except KilledWorker as exc:
+                        raise DeepdipError(f"Dask workers died predicting catalogue rows {start}.."
+                                           f"{start + chunk_size - 1} (out of memory? try a smaller --chunk-size): "
+                                           f"{exc}") from None
+                    future.release()
+                    submit_next()
+                    writer.write(**chunk)
+                    bar.update(len(chunk["ids"]))
+        finally:
+            futures = [f for _, f in pending] + list(shared)
+            if futures:
+                dc.cancel(futures)
+    return Path(out)
+
