@@ -68,22 +68,3 @@ def test_model_defaults_are_the_constructor_keywords():
     a = create_model("compact", in_chans=5, num_bins=180, img_size=64)
     b = create_model("compact", in_chans=5, num_bins=180, img_size=64, **defaults)
     assert [p.shape for p in a.parameters()] == [p.shape for p in b.parameters()]
-
-
-def test_pasquet19_fused_1x1_convolutions_compute_the_same_function():
-    """The inception modules run their four 1x1 convolutions as one: same outputs and gradients."""
-    torch.manual_seed(0)
-    fused = create_model("pasquet19", in_chans=5, num_bins=12, img_size=16, hidden=32)
-    plain = create_model("pasquet19", in_chans=5, num_bins=12, img_size=16, hidden=32, fuse_1x1=False)
-    for m in fused.modules():   # distinct PReLU slopes, so a mixed-up split would show
-        if isinstance(m, torch.nn.PReLU):
-            torch.nn.init.uniform_(m.weight, -0.5, 0.5)
-    plain.load_state_dict(fused.state_dict())
-    x, e = torch.randn(3, 5, 16, 16), torch.randn(3, 1)
-    out_f, out_p = fused(x, e), plain(x, e)
-    torch.testing.assert_close(out_f, out_p, rtol=1e-5, atol=1e-6)
-    out_f.square().sum().backward()
-    out_p.square().sum().backward()
-    for (name, pf), pp in zip(fused.named_parameters(), plain.parameters()):
-        torch.testing.assert_close(pf.grad, pp.grad, rtol=1e-4, atol=1e-6, msg=name)
-    assert count_flops(fused) == count_flops(plain)

@@ -36,53 +36,25 @@ class Inception(nn.Module):
     Output channels: ``3 * n2 + n1`` with the 5x5 branch, ``2 * n2 + n1`` without.
     """
 
-    def __init__(self, in_chans: int, n1: int, n2: int, with_5x5: bool = True, fuse_1x1: bool = True):
+    def __init__(self, in_chans: int, n1: int, n2: int, with_5x5: bool = True):
         super().__init__()
-        self.fuse_1x1 = fuse_1x1
         self.branch1x1 = ConvPReLU(in_chans, n2, 1)
         self.branch3x3 = nn.Sequential(ConvPReLU(in_chans, n1, 1), ConvPReLU(n1, n2, 3))
         self.branch5x5 = nn.Sequential(ConvPReLU(in_chans, n1, 1), ConvPReLU(n1, n2, 5)) if with_5x5 else None
         self.branch_pool = ConvPReLU(in_chans, n1, 1)
         self.out_chans = n2 * (3 if with_5x5 else 2) + n1
 
-    def _reductions(self):
-        """The 1x1 units that read the module's input: 1x1 branch, then the 3x3, 5x5, pool reductions."""
-        units = [self.branch1x1, self.branch3x3[0]]
-        if self.branch5x5 is not None:
-            units.append(self.branch5x5[0])
-        return units + [self.branch_pool]
-
     def _forward(self, x):
-        if not self.fuse_1x1:
-            return self._forward_unfused(x)
-        # The four 1x1 convolutions (and their PReLUs) all read x: run them as one convolution with
-        # the concatenated weights, then split. Same function and parameters as four separate
-        # ones, but one pass over x and one wider matrix multiply (see docs/benchmarks.md).
-        units = self._reductions()
-        y = F.conv2d(x, torch.cat([u.conv.weight for u in units]), torch.cat([u.conv.bias for u in units]))
-        y = F.prelu(y, torch.cat([u.act.weight for u in units]))
-        parts = torch.split(y, [u.conv.out_channels for u in units], dim=1)
-        outs = [parts[0], self.branch3x3[1](parts[1])]
-        if self.branch5x5 is not None:
-            outs.append(self.branch5x5[1](parts[2]))
-        outs.append(_same_avg_pool(parts[-1]))
-        return outs
-
-    def _forward_unfused(self, x):
-        """Unit by unit, as the paper draws it (the reference the fused path is tested against)."""
         outs = [self.branch1x1(x), self.branch3x3(x)]
         if self.branch5x5 is not None:
             outs.append(self.branch5x5(x))
-        outs.append(_same_avg_pool(self.branch_pool(x)))
+        # 2x2 average pool with stride 1, padded right/bottom so the size is kept (TF 'SAME').
+        pooled = F.avg_pool2d(F.pad(self.branch_pool(x), (0, 1, 0, 1), mode="replicate"), 2, stride=1)
+        outs.append(pooled)
         return outs
 
     def forward(self, x):
         return torch.cat(self._forward(x), dim=1)
-
-
-def _same_avg_pool(x):
-    """2x2 average pool with stride 1, padded right/bottom so the size is kept (TF 'SAME')."""
-    return F.avg_pool2d(F.pad(x, (0, 1, 0, 1), mode="replicate"), 2, stride=1)
 
 
 class Pasquet19(nn.Module):
@@ -102,24 +74,21 @@ class Pasquet19(nn.Module):
         Width of the two dense layers (1096 in the paper).
     drop_rate : float
         Dropout before each dense layer (0 in the paper).
-    fuse_1x1 : bool
-        Run each inception module's four 1x1 convolutions as one (same function and parameters;
-        faster). False computes them one by one (for benchmarks).
     """
 
     def __init__(self, in_chans: int = 5, num_bins: int = 180, img_size: int = 64, n_extra: int = 1,
-                 hidden: int = 1096, drop_rate: float = 0.0, fuse_1x1: bool = True):
+                 hidden: int = 1096, drop_rate: float = 0.0):
         super().__init__()
         self.in_chans, self.num_bins, self.img_size, self.n_extra = in_chans, num_bins, img_size, n_extra
         self.stem = ConvPReLU(in_chans, 64, 5)                       # N x 64 x 64 x 64
         self.pool0 = nn.AvgPool2d(2)                                  # N x 64 x 32 x 32
-        self.inc0 = Inception(64, 48, 64, fuse_1x1=fuse_1x1)  # N x 240 x 32 x 32
-        self.inc1 = Inception(self.inc0.out_chans, 64, 92, fuse_1x1=fuse_1x1)  # N x 340 x 32 x 32
+        self.inc0 = Inception(64, 48, 64)                             # N x 240 x 32 x 32
+        self.inc1 = Inception(self.inc0.out_chans, 64, 92)            # N x 340 x 32 x 32
         self.pool1 = nn.AvgPool2d(2)                                  # N x 340 x 16 x 16
-        self.inc2 = Inception(self.inc1.out_chans, 92, 128, fuse_1x1=fuse_1x1)  # N x 476 x 16 x 16
-        self.inc3 = Inception(self.inc2.out_chans, 92, 128, fuse_1x1=fuse_1x1)  # N x 476 x 16 x 16
+        self.inc2 = Inception(self.inc1.out_chans, 92, 128)           # N x 476 x 16 x 16
+        self.inc3 = Inception(self.inc2.out_chans, 92, 128)           # N x 476 x 16 x 16
         self.pool2 = nn.AvgPool2d(2)                                  # N x 476 x 8 x 8
-        self.inc4 = Inception(self.inc3.out_chans, 92, 128, with_5x5=False, fuse_1x1=fuse_1x1)  # N x 348 x 8 x 8
+        self.inc4 = Inception(self.inc3.out_chans, 92, 128, with_5x5=False)  # N x 348 x 8 x 8
         side = img_size // 8
         self.num_features = self.inc4.out_chans * side * side        # 22272 for 64x64
         self.head = nn.Sequential(
