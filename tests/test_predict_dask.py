@@ -62,13 +62,15 @@ def test_dask_catalogue_equals_predict_store(run, toy, client, tmp_path):
     expect = read_catalog(predict_store(run, toy, tmp_path / "local.parquet", rows="test", chunk_size=50,
                                         progress=False))
     # Small chunks and few in flight: results arrive out of order and must still be written in row order.
-    out = predict_store_dask(run, toy, tmp_path / "dask.parquet", rows="test", client=client, chunk_size=17,
-                             max_in_flight=3, progress=False)
+    with distributed.get_task_stream(client=client) as stream:
+        out = predict_store_dask(run, toy, tmp_path / "dask.parquet", rows="test", client=client, chunk_size=17,
+                                 max_in_flight=3, progress=False)
     got = read_catalog(out)
     _assert_same(got, expect)
     assert sorted(got.table["fold"].unique()) == [0, 1]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
-    assert client.run(lambda: 1) and len(client.nthreads()) == 2
+    workers = {t["worker"] for t in stream.data if str(t["key"]).startswith("deepdip-predict")}
+    assert len(workers) == 2  # both worker processes ran chunks
 
 
 def test_dask_explicit_rows_keep_their_order_and_use_the_default_client(run, toy, client, tmp_path):
