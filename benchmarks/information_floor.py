@@ -16,7 +16,7 @@ import json
 
 from deepdip import metrics
 from deepdip.baselines import make_baseline
-from deepdip.simulate.floor import information_floor
+from deepdip.simulate.floor import bayes_with_less_noise, information_floor
 from deepdip.simulate.population import gmm_from_dict
 from deepdip.store import CutoutStore
 
@@ -33,6 +33,8 @@ def main(argv=None):
     ap.add_argument("store")
     ap.add_argument("--fold", type=int, default=0)
     ap.add_argument("--gmm", default=None, help="population mixture JSON the store was drawn from")
+    ap.add_argument("--noise-scales", default="", help="also: the Bayes limit with the measured errors "
+                    "scaled by these factors, e.g. 1,0.7,0.5,0.3,0")
     args = ap.parse_args(argv)
 
     store = CutoutStore(args.store)
@@ -50,6 +52,11 @@ def main(argv=None):
         if key in floor:
             m = floor[key]
             print(f"| {label} | {m['sigma_mad']:.4f} | {100 * m['outlier_frac']:.2f} % | {m['bias']:+.4f} |")
+    if args.noise_scales:
+        scales = [float(v) for v in args.noise_scales.split(",")]
+        print("\n| photometric errors (× measured) | Bayes σ_MAD | η |\n|---|---|---|")
+        for scale, m in bayes_with_less_noise(store, args.fold, scales, gmm=gmm).items():
+            print(f"| {scale:g} | {m['sigma_mad']:.4f} | {100 * m['outlier_frac']:.2f} % |")
 
 
 if __name__ == "__main__":
