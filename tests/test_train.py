@@ -172,12 +172,15 @@ def test_plan_epochs_shortens_only_budgets_shorter_than_a_few_epochs():
     assert per_epoch <= 300 / MIN_EPOCHS * 1.05    # MIN_EPOCHS validations fit in the budget
 
 
-def test_short_budget_trains_shorter_epochs_and_keeps_the_plan(toy, tmp_path):
-    from deepdip.train import train
+def test_short_budget_trains_shorter_epochs_and_keeps_the_plan(toy, tmp_path, monkeypatch):
+    from deepdip.train import budget, train
 
+    # The tiny model's epochs take milliseconds: ask for more epochs than any full one allows in
+    # the 3-second minimum budget, so that the budget is "short" whatever this machine's speed.
+    monkeypatch.setattr(budget, "MIN_EPOCHS", 10_000)
     kw = dict(fold=0, out=tmp_path / "s", model_kwargs=json.loads(TINY), batch_size=8, progress=False,
               num_workers=0, tensorboard=False)
-    run = train(toy, max_minutes=0.01, **kw)     # 0.6 s: far less than MIN_EPOCHS full epochs
+    run = train(toy, max_minutes=0.01, **kw)
     member = run / "fold0" / "member0"
     plan = json.loads((member / "budget_plan.json").read_text())
     assert plan["train_batches"] is not None and plan["train_batches"] < plan["full_epoch_s"] / plan["step_s"]
