@@ -4,7 +4,7 @@
 
 (Session 2, torch 2.13.0 CPU: compiling the backward fails inside inductor; see docs/benchmarks.md.)
 """
-import time, torch, torch.nn.functional as F, numpy as np
+import time, torch, torch.nn.functional as F
 from deepdip.models import create_model, count_flops
 torch.set_num_threads(2)
 def peak():

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+
+def write_json_atomic(path: str | os.PathLike, data, **dumps_kwargs) -> Path:
+    """Write ``data`` as indented JSON to ``path`` through :func:`atomic_path`."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, **dumps_kwargs))
+    return Path(path)
 
 
 @contextlib.contextmanager

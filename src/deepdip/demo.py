@@ -10,10 +10,10 @@ Each step's output is kept in ``DIR``; running the same command again reuses fin
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
+from deepdip.atomic import write_json_atomic
 from deepdip.errors import DeepdipError
 
 BASELINES = ("knn", "rf", "boost", "bpz")
@@ -98,9 +98,9 @@ def run_demo(out, *, n: int = 20000, survey: str = "sdss", model: str = "compact
                        title=f"deepdip demo: {survey} mock, {n} galaxies, test fold {fold}",
                        extra_sections=[_floor_section(floor), gallery_html])
     # Beside the report's metrics, not inside them: the floor uses truths no estimator may see.
-    _write_json(out / "information_floor.json", floor)
+    write_json_atomic(out / "information_floor.json", floor)
     timings["evaluate_s"] = time.monotonic() - t
-    (out / "timings.json").write_text(json.dumps(timings, indent=2))
+    write_json_atomic(out / "timings.json", timings)
     _print_table(metrics, list(catalogs))
     for key, label in FLOOR_ROWS.items():
         if key in floor:
@@ -108,13 +108,6 @@ def run_demo(out, *, n: int = 20000, survey: str = "sdss", model: str = "compact
             print(f"{'floor':<8}{m['sigma_mad']:>11.4f}{m['outlier_frac']:>11.3%}   {label} (uses the mock's truths)")
     print(f"\nreport: {out / 'index.html'}\nmetrics: {out / 'metrics.json'}")
     return metrics
-
-
-def _write_json(path: Path, data: dict) -> None:
-    from deepdip.atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2))
 
 
 FLOOR_ROWS = {   # deepdip.simulate.floor keys -> labels of the report

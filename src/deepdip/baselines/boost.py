@@ -35,7 +35,8 @@ class BoostedTreesBaseline(CatalogueBaseline):
                              "graininess only (the residual model sets the width)"),
     }
 
-    def _booster(self, **overrides):
+    def booster(self, **overrides):
+        """An unfitted LightGBM regressor with this baseline's settings (``overrides`` replace some)."""
         import lightgbm
 
         s = self.settings
@@ -49,7 +50,7 @@ class BoostedTreesBaseline(CatalogueBaseline):
 
     def _scale_booster(self):
         # A smaller model: it only has to learn how the typical error varies across colour space.
-        return self._booster(n_estimators=200, learning_rate=0.05, min_child_samples=50)
+        return self.booster(n_estimators=200, learning_rate=0.05, min_child_samples=50)
 
     def _fit(self, phot, z_spec):
         self.features_ = ColourFeatures(self.ref_band_).fit(phot)
@@ -59,8 +60,8 @@ class BoostedTreesBaseline(CatalogueBaseline):
         z_oof = np.empty(len(x))
         for k in range(INNER_FOLDS):
             test = fold == k
-            z_oof[test] = self._booster().fit(x[~test], z_spec[~test]).predict(x[test])
-        self.regressor_ = self._booster().fit(x, z_spec)
+            z_oof[test] = self.booster().fit(x[~test], z_spec[~test]).predict(x[test])
+        self.regressor_ = self.booster().fit(x, z_spec)
         resid = (z_spec - z_oof) / (1.0 + z_oof)
         # The error model predicts log|r|: its exponent is a typical |r| (a scale), robust to outliers.
         log_abs = np.log(np.abs(resid) + 1e-5)

@@ -109,13 +109,7 @@ def store_extinction_coefficients(store, filters) -> np.ndarray:
     """A_b / E(B-V) of a store: the survey's own (``attrs["extinction_coeffs"]``, as a survey pipeline
     publishes them, and as the mock was reddened) or else :func:`deepdip.extinction.extinction_coefficients`."""
     attrs = getattr(store, "attrs", {}) or {}
-    provenance = attrs.get("provenance") or {}
-    if isinstance(provenance, str):
-        try:
-            provenance = json.loads(provenance)
-        except ValueError:
-            provenance = {}
-    given = attrs.get("extinction_coeffs", provenance.get("extinction_coeffs") if isinstance(provenance, dict) else None)
+    given = attrs.get("extinction_coeffs", getattr(store, "provenance", {}).get("extinction_coeffs"))
     if given is not None:
         coeffs = np.asarray(json.loads(given) if isinstance(given, str) else given, dtype=np.float64)
         if coeffs.shape == (len(filters),):
@@ -138,11 +132,7 @@ def store_filters(store) -> tuple:
         filters = attrs["filters"]
         return tuple(filters.split(",")) if isinstance(filters, str) else tuple(str(f) for f in filters)
     # A mock records the whole preset it was drawn from (custom preset files included).
-    prov = attrs.get("provenance")
-    try:
-        preset = (json.loads(prov) if isinstance(prov, str) else dict(prov or {})).get("survey_preset") or {}
-    except ValueError:
-        preset = {}
+    preset = getattr(store, "provenance", {}).get("survey_preset") or {}
     if preset.get("filters") and preset.get("bands"):
         by_band = dict(zip(preset["bands"], preset["filters"]))
         if all(b in by_band for b in store.bands):

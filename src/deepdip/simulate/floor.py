@@ -21,7 +21,6 @@ how much it adds.
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 
@@ -73,16 +72,13 @@ def information_floor(store, fold: int = 0, *, gmm: dict | None = None, seed: in
         cond, err = _measured_colours(store, np.flatnonzero(test))
         out["bayes_measured_photometry"] = _point(posterior_median(gmm, cond, err), z[test])
 
-    import lightgbm
+    from deepdip.baselines.boost import BoostedTreesBaseline
 
+    learner = BoostedTreesBaseline(seed=seed, n_jobs=n_jobs)
     for key, morphology in (("lgbm_true_magnitudes", False), ("lgbm_true_magnitudes_morphology", True)):
         x = truth_features(cat, bands, ref_band, morphology)
-        # The boost baseline's regressor settings (deepdip.baselines.boost): the gap to it is
-        # information, not learner.
-        model = lightgbm.LGBMRegressor(n_estimators=600, learning_rate=0.03, num_leaves=31, min_child_samples=20,
-                                       subsample=0.8, subsample_freq=1, random_state=seed, n_jobs=n_jobs,
-                                       deterministic=True, force_row_wise=True, verbose=-1)
-        out[key] = _point(model.fit(x[~test], z[~test]).predict(x[test]), z[test])
+        # The boost baseline's own regressor: the gap to that baseline is information, not learner.
+        out[key] = _point(learner.booster().fit(x[~test], z[~test]).predict(x[test]), z[test])
     return out
 
 
@@ -90,11 +86,7 @@ def _store_gmm(store) -> dict | None:
     """The mixture the store was drawn from, if its provenance names one that is still shipped unchanged."""
     from deepdip.simulate.population import _gmm_params, population_digest
 
-    prov = store.attrs.get("provenance", "{}")
-    try:
-        prov = json.loads(prov) if isinstance(prov, str) else dict(prov)
-    except ValueError:
-        return None
+    prov = store.provenance
     preset = prov.get("survey_preset") or {}
     pop = preset.get("population") or {}
     if pop.get("model") != "gmm" or not prov.get("population_sha256"):

@@ -7,6 +7,8 @@ to DataLoader workers or Dask tasks and each opens its own file.
 
 from __future__ import annotations
 
+import json
+
 import os
 from pathlib import Path
 
@@ -94,6 +96,17 @@ class CutoutStore:
     @property
     def image_shape(self) -> tuple[int, int]:
         return self._shape[1:]
+
+    @property
+    def provenance(self) -> dict:
+        """The store's ``provenance`` attribute as a dict (how a mock or an ingest made it); {} if none or unreadable."""
+        prov = self.attrs.get("provenance") or {}
+        if isinstance(prov, str):
+            try:
+                prov = json.loads(prov)
+            except ValueError:
+                return {}
+        return prov if isinstance(prov, dict) else {}
 
     @property
     def survey(self) -> str:

@@ -60,11 +60,9 @@ class TimeBudget(L.Callback):
             plan = self._make_plan(trainer, pl_module)
             plan = trainer.strategy.broadcast(plan, src=0)
             if trainer.is_global_zero:
-                from deepdip.atomic import atomic_path
+                from deepdip.atomic import write_json_atomic
 
-                self.plan_path.parent.mkdir(parents=True, exist_ok=True)
-                with atomic_path(self.plan_path) as tmp:
-                    tmp.write_text(json.dumps(plan, indent=2))
+                write_json_atomic(self.plan_path, plan)
         if plan.get("train_batches"):
             trainer.limit_train_batches = int(plan["train_batches"])
             trainer.limit_val_batches = int(plan["val_batches"])

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from deepdip.atomic import write_json_atomic
 from deepdip.errors import DeepdipError
 from deepdip.models import model_defaults
 from deepdip.zgrid import ZGrid
@@ -117,13 +118,6 @@ def _check_run_config(run_dir: Path, config: dict) -> None:
                                "use another --out, or the same options to continue it")
 
 
-def _write_json(path: Path, data: dict) -> None:
-    from deepdip.atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-
-
 def train(store, fold=0, model: str = "compact", ensemble: int = 1, epochs: int | None = None,
           max_minutes: float | None = None, out="runs/cnn", seed: int = 0, *,
           batch_size: int | None = None, lr: float | None = None, weight_decay: float | None = None,
@@ -201,7 +195,7 @@ def train(store, fold=0, model: str = "compact", ensemble: int = 1, epochs: int 
                   apertures=resolve_apertures(hp["apertures"], store.image_shape[0]))
     _check_run_config(run_dir, config)
     if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
-        _write_json(run_dir / "run.json", config)
+        write_json_atomic(run_dir / "run.json", config, sort_keys=True)
 
     jobs = [(k, m) for k in folds for m in range(ensemble)]
     t0 = time.monotonic()
