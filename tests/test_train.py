@@ -198,3 +198,15 @@ def test_ddp_two_cpu_processes_gloo(toy, tmp_path):
     out, _ = p.communicate(timeout=400)
     assert p.returncode == 0, out
     assert (tmp_path / "ddp" / "fold0" / "member0" / "model.pt").exists()
+
+
+def test_unreadable_budget_plan_is_replaced(toy, tmp_path):
+    from deepdip.train import train
+
+    member = tmp_path / "p" / "fold0" / "member0"
+    member.mkdir(parents=True)
+    (member / "budget_plan.json").write_text("{truncated")
+    run = train(toy, fold=0, out=tmp_path / "p", max_minutes=0.01, model_kwargs=json.loads(TINY), batch_size=8,
+                progress=False, num_workers=0, tensorboard=False)
+    plan = json.loads((run / "fold0" / "member0" / "budget_plan.json").read_text())
+    assert "train_batches" in plan and (run / "fold0" / "member0" / "model.pt").exists()

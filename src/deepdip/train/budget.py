@@ -54,9 +54,8 @@ class TimeBudget(L.Callback):
     def setup(self, trainer, pl_module, stage):
         if stage != "fit" or self.plan_path is None:
             return
-        if self.plan_path.exists():   # resumed: the same epoch length as before the kill
-            plan = json.loads(self.plan_path.read_text())
-        else:
+        plan = _read_plan(self.plan_path)   # resumed: the same epoch length as before the kill
+        if plan is None:
             plan = self._make_plan(trainer, pl_module)
             plan = trainer.strategy.broadcast(plan, src=0)
             if trainer.is_global_zero:
@@ -114,6 +113,15 @@ class TimeBudget(L.Callback):
         self.elapsed_s = float(state.get("elapsed_s", 0.0))
         self.epoch_s = list(state.get("epoch_s", []))
         self.planned = state.get("planned")
+
+
+def _read_plan(path: Path) -> dict | None:
+    """The saved plan, or None when there is none or it cannot be read (then a new one is made)."""
+    try:
+        plan = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return plan if isinstance(plan, dict) and "train_batches" in plan else None
 
 
 def plan_epochs(budget_s: float, n_train_batches: int, n_val_batches: int, step_s: float) -> dict:
