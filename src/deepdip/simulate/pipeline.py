@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -19,6 +21,7 @@ import numpy as np
 from deepdip.errors import DeepdipError
 from deepdip.extinction import EXTINCTION_LAW
 from deepdip.photometry import measure_photometry
+from deepdip.signals import sigterm_as_exit
 from deepdip.simulate import population, rendering
 
 BLOCK_SIZE = 200
@@ -54,6 +57,53 @@ def _warm_up():
     import photutils.geometry  # noqa: F401
 
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _worker_init(parent_pid: int):
+    """Run in each worker as it starts: the worker must never outlive the process that made it.
+
+    On Linux the kernel sends SIGKILL to the worker when its parent dies, whatever killed the
+    parent (``kill -9`` included); the check of ``getppid`` closes the race of a parent that died
+    before the request was made. Elsewhere a daemon thread polls the parent. Ctrl-C in a terminal
+    reaches the whole process group: workers ignore SIGINT and let the parent shut them down.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    if not armed:
+        import threading
+
+        def watch():
+            while os.getppid() == parent_pid:
+                time.sleep(0.5)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="deepdip-parent-watch", daemon=True).start()
+
+
+def _stop_workers(pool: ProcessPoolExecutor):
+    """Stop the workers now (the run failed or was interrupted): do not wait for their blocks."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14
+    if terminate is not None:
+        terminate()
+        return
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            proc.terminate()
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
 UNGUARDED = ("the worker processes of simulate_store exited while starting up. Workers are spawned and "
              "re-import the calling script, so a script that calls simulate_store with workers > 1 must "
              'make the call under `if __name__ == "__main__":` (or use workers=1)')
@@ -78,13 +128,19 @@ def simulate_store(survey, n: int, seed: int, out, workers: int = 1, progress: b
             raise DeepdipError(f"survey preset {survey.name!r} has no {key!r}: it cannot be simulated")
     out = Path(out)
     single_file = out.suffix in (".h5", ".hdf5")
-    pool, started = _start_pool(workers) if workers > 1 else (None, [])  # workers start up while we prepare
-    try:
-        return _simulate(survey, n, seed, out, pool, started, progress,
-                         None if single_file else (shard_size or SHARD_SIZE))
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+    # SIGTERM unwinds like Ctrl-C: the writer drops its temporary, the workers are stopped
+    with sigterm_as_exit():
+        pool, started = _start_pool(workers) if workers > 1 else (None, [])  # workers start up while we prepare
+        try:
+            return _simulate(survey, n, seed, out, pool, started, progress,
+                             None if single_file else (shard_size or SHARD_SIZE))
+        except BaseException:
+            if pool is not None:
+                _stop_workers(pool)
+            raise
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _simulate(survey, n, seed, out, pool, started, progress, shard_size) -> dict:
@@ -135,12 +191,14 @@ def _start_pool(workers: int):
     a process per submitted task until it has ``workers``, hence the warm-up tasks submitted here).
     An executor rather than ``multiprocessing.Pool``: when a worker dies (e.g. it re-imported an
     unguarded script, see ``UNGUARDED``) its futures raise ``BrokenProcessPool`` instead of the
-    pool silently replacing the worker while the caller waits for ever.
+    pool silently replacing the worker while the caller waits for ever. Workers die with the
+    parent (``_worker_init``), even when it is killed with SIGKILL.
     """
     saved = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = "1"
     try:
-        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+                                   initializer=_worker_init, initargs=(os.getpid(),))
         return pool, [pool.submit(_warm_up) for _ in range(workers)]
     finally:
         if saved is None:
