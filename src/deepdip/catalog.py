@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from deepdip import __version__
-from deepdip.atomic import atomic_path
+from deepdip.atomic import atomic_path, check_output
 from deepdip.errors import DeepdipError
 from deepdip.metrics import normalise, point_estimates
 from deepdip.zgrid import ZGrid
@@ -101,8 +101,12 @@ class CatalogWriter:
     uniqueness within a chunk only (a global check would hold every id in memory).
     """
 
-    def __init__(self, path, zgrid: ZGrid, *, method: str, config: dict | None = None):
+    def __init__(self, path, zgrid: ZGrid, *, method: str, config: dict | None = None,
+                 overwrite: bool = False, inputs=()):
         self.path = Path(path)
+        self.overwrite = bool(overwrite)
+        self.inputs = tuple(inputs)
+        check_output(self.path, inputs=self.inputs, overwrite=self.overwrite)  # before any prediction
         self.zgrid = zgrid
         self._meta = json.dumps(_metadata(zgrid, method, config), default=str).encode()
         self._stack = contextlib.ExitStack()
@@ -111,7 +115,8 @@ class CatalogWriter:
         self.n_rows = 0
 
     def __enter__(self) -> "CatalogWriter":
-        self._tmp = self._stack.enter_context(atomic_path(self.path, suffix=".parquet"))
+        self._tmp = self._stack.enter_context(atomic_path(self.path, suffix=".parquet", overwrite=self.overwrite,
+                                                          inputs=self.inputs))
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
@@ -175,7 +180,7 @@ class CatalogWriter:
 
 
 def write_catalog(path, ids, pdf, zgrid: ZGrid, *, z_spec=None, fold=None, method: str,
-                  config: dict | None = None, extra: dict | None = None) -> Path:
+                  config: dict | None = None, extra: dict | None = None, overwrite: bool = False) -> Path:
     """Write a whole photo-z catalogue at once (see :class:`CatalogWriter` for chunks).
 
     Parameters
@@ -196,12 +201,14 @@ def write_catalog(path, ids, pdf, zgrid: ZGrid, *, z_spec=None, fold=None, metho
         JSON-serialisable estimator configuration, kept for provenance.
     extra : dict of str to array_like, optional
         More 1-D columns (magnitudes, coordinates...).
+    overwrite : bool
+        Replace an existing file at ``path`` (a directory is never replaced).
 
     Returns
     -------
     Path
     """
-    with CatalogWriter(path, zgrid, method=method, config=config) as writer:
+    with CatalogWriter(path, zgrid, method=method, config=config, overwrite=overwrite) as writer:
         writer.write(ids, pdf, z_spec=z_spec, fold=fold, extra=extra)
     return Path(path)
 
@@ -272,18 +279,18 @@ def to_qp(cat: PhotozCatalog):
     return qp.hist.create_ensemble(bins=cat.zgrid.edges, pdfs=density, ancil=ancil)
 
 
-def write_qp(cat: PhotozCatalog, path) -> Path:
+def write_qp(cat: PhotozCatalog, path, *, overwrite: bool = False) -> Path:
     """Write the catalogue as a qp ensemble file (``.hdf5``/``.h5`` or ``.fits``), atomically."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".hdf5", ".h5", ".hf5", ".hd5", ".fits", ".fit"):
         raise DeepdipError(f"qp output must end in .hdf5, .h5 or .fits, not '{path.name}'")
-    with atomic_path(path, suffix=suffix) as tmp:
+    with atomic_path(path, suffix=suffix, overwrite=overwrite) as tmp:
         to_qp(cat).write_to(os.fspath(tmp))
     return path
 
 
-def to_fits(cat: PhotozCatalog, path) -> Path:
+def to_fits(cat: PhotozCatalog, path, *, overwrite: bool = False) -> Path:
     """Write the catalogue as a FITS binary table (``PDF`` as a vector column), atomically.
 
     The header carries ``METHOD``, ``ZMIN``, ``ZMAX``, ``NBINS``, ``DDVERS`` (deepdip version)
@@ -302,6 +309,6 @@ def to_fits(cat: PhotozCatalog, path) -> Path:
         CONFIG=json.dumps(cat.config, default=str),
     )
     path = Path(path)
-    with atomic_path(path, suffix=".fits") as tmp:
+    with atomic_path(path, suffix=".fits", overwrite=overwrite) as tmp:
         table.write(tmp, format="fits")
     return path

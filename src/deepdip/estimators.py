@@ -40,15 +40,20 @@ class PhotozEstimator(ABC):
         """Settings recorded in the catalogue's metadata (override to add more)."""
         return {"estimator": type(self).__name__}
 
-    def predict_catalog(self, store, rows, out, chunk_size: int = DEFAULT_CHUNK, progress: bool = True):
-        """Predict ``rows`` of ``store`` chunk by chunk into the photo-z catalogue at ``out``."""
+    def predict_catalog(self, store, rows, out, chunk_size: int = DEFAULT_CHUNK, progress: bool = True,
+                        overwrite: bool = False):
+        """Predict ``rows`` of ``store`` chunk by chunk into the photo-z catalogue at ``out``.
+
+        ``out`` is never a directory or the store; an existing file is replaced only with ``overwrite``.
+        """
         from tqdm.auto import tqdm
 
         from deepdip.catalog import CatalogWriter
 
         rows = np.asarray(rows, dtype=np.int64)
         extra_cols = passthrough_columns(store)
-        with CatalogWriter(out, self.zgrid, method=self.name, config=self.config()) as writer:
+        with CatalogWriter(out, self.zgrid, method=self.name, config=self.config(), overwrite=overwrite,
+                           inputs=(store.path,)) as writer:
             bar = tqdm(total=len(rows), desc=f"predict {self.name}", unit="gal", disable=not progress)
             for start in range(0, len(rows), chunk_size):
                 chunk = rows[start:start + chunk_size]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deepdip.atomic import atomic_path
 from deepdip.catalog import read_catalog
 from deepdip.store import CutoutStore
 
@@ -66,8 +67,9 @@ def write_gallery(store_path, catalog_paths: list, out_png, n: int = 12, seed: i
     fig.suptitle("Example test-fold galaxies: gri composite and redshift PDFs (dashed: z_spec)", fontsize=9)
     fig.tight_layout()
     out_png = Path(out_png)
-    tmp = out_png.with_name(f".{out_png.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(out_png)
+    try:
+        with atomic_path(out_png, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
     return out_png

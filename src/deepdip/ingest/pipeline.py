@@ -110,7 +110,7 @@ def run(source, catalog: Catalog, out, options: IngestOptions, *, bands, pixel_s
     """Push every catalogue row through ``source`` into a store at ``out``."""
     from tqdm.auto import tqdm
 
-    from deepdip.store import StoreWriter
+    from deepdip.store import StoreWriter, check_store_output
 
     if options.centre not in CENTRE_MODES:
         raise DeepdipError(f"unknown centring {options.centre!r}; use one of {', '.join(CENTRE_MODES)}")
@@ -119,6 +119,9 @@ def run(source, catalog: Catalog, out, options: IngestOptions, *, bands, pixel_s
     if options.centre == "wcs" and "ra" not in catalog.columns:
         raise DeepdipError("--centre wcs needs ra/dec columns in the catalogue")
     out = Path(out)
+    # The files read (arrays, catalogue, frames) may never be replaced by the store: refuse now.
+    inputs = [Path(v) for k, v in provenance.get("inputs", {}).items() if k != "pattern" and Path(v).exists()]
+    check_store_output(out, sharded=False, overwrite=options.overwrite, inputs=inputs)
     factors = flux_factors(bands, options.flux_unit, options.zero_point)[:, None, None]
     rejects = Rejects(options.skip_bad)
     rejects_path = Path(options.rejects) if options.rejects else out.with_name(out.name + ".rejects.csv")
@@ -149,7 +152,8 @@ def run(source, catalog: Catalog, out, options: IngestOptions, *, bands, pixel_s
                 shape = stamp.shape[1:]
                 writer = StoreWriter(out, bands=bands, image_shape=shape, survey=options.survey,
                                      pixel_scale=pixel_scale, flux_unit="nanomaggy", n_folds=options.n_folds,
-                                     seed=options.seed, attrs=provenance)
+                                     seed=options.seed, attrs=provenance, overwrite=options.overwrite,
+                                     inputs=inputs)
             stamps.append(stamp)
             rows.append(row)
             if len(stamps) >= options.chunk_size:

@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepdip.errors import DeepdipError
+from deepdip.atomic import check_output
+from deepdip.errors import DeepdipError, check_number
 from deepdip.estimators import passthrough_columns
+from deepdip.store.checks import check_rows
 from deepdip.train.augment import allowed_symmetries, dihedral
 from deepdip.train.modelfile import ModelFile
 
@@ -195,6 +197,7 @@ def plan_prediction(run, store, rows="test", *, tta: bool = False, batch_size: i
     config : dict
         Recorded in the catalogue metadata.
     """
+    check_number("--batch-size", batch_size, minimum=1, integer=True, allow_none=False)
     by_fold = find_model_files(run)
     members = {k: load_members(paths, store) for k, paths in by_fold.items()}
     every = [m for ms in members.values() for m in ms]
@@ -217,6 +220,9 @@ def plan_prediction(run, store, rows="test", *, tta: bool = False, batch_size: i
     else:
         sel, row_folds = np.asarray(rows, dtype=np.int64), None
 
+    # Refuse NaN/inf pixels, NaN or negative E(B-V) and folds out of range in the rows to predict,
+    # before any prediction: the network would otherwise turn them into confident nonsense.
+    check_rows(store, sel, what="the rows to predict")
     predictor = RunPredictor(by_fold, columns=passthrough_columns(store), tta=tta, batch_size=batch_size, bf16=bf16)
     predictor._nets = {k: [m.net for m in ms] for k, ms in members.items()}
     config = {"run": str(run), "models": [str(m.path) for m in every], "tta": tta,
@@ -225,8 +231,12 @@ def plan_prediction(run, store, rows="test", *, tta: bool = False, batch_size: i
 
 
 def predict_store(run, store, out, rows="test", *, tta: bool = False, chunk_size: int = 2048,
-                  batch_size: int = 512, bf16: bool = False, progress: bool = True, threads: int | None = None) -> Path:
+                  batch_size: int = 512, bf16: bool = False, progress: bool = True, threads: int | None = None,
+                  overwrite: bool = False) -> Path:
     """Predict rows of ``store`` with the models of ``run`` into the photo-z catalogue ``out``.
+
+    ``out`` must not be a directory, the store or inside the run; an existing file there is
+    replaced only with ``overwrite=True``.
 
     ``rows="test"``: each galaxy of fold K is predicted by the fold-K ensemble only (the models
     that never saw it), so with ``--fold all`` every labelled galaxy gets a cross-validated PDF;
@@ -239,13 +249,18 @@ def predict_store(run, store, out, rows="test", *, tta: bool = False, chunk_size
     from deepdip.catalog import CatalogWriter
     from deepdip.store import CutoutStore
 
+    check_number("--chunk-size", chunk_size, minimum=1, integer=True, allow_none=False)
+    check_number("--batch-size", batch_size, minimum=1, integer=True, allow_none=False)
+    check_number("--threads", threads, minimum=1, integer=True)
     store = store if isinstance(store, CutoutStore) else CutoutStore(store)
+    inputs = (store.path, run)
+    check_output(out, inputs=inputs, overwrite=overwrite)
     if threads:
         torch.set_num_threads(threads)
     torch.set_flush_denormal(True)  # denormal activations are ~100x slower on x86 CPUs
     predictor, sel, row_folds, zgrid, config = plan_prediction(run, store, rows, tta=tta, batch_size=batch_size,
                                                                bf16=bf16)
-    with CatalogWriter(out, zgrid, method="cnn", config=config) as writer, \
+    with CatalogWriter(out, zgrid, method="cnn", config=config, overwrite=overwrite, inputs=inputs) as writer, \
             concurrent.futures.ThreadPoolExecutor(1) as pool, \
             tqdm(total=len(sel), desc="predict cnn", unit="gal", disable=not progress) as bar:
         # Read chunk i+1 while the network works on chunk i.

@@ -85,12 +85,13 @@ def dask_client(spec=None, *, timeout: float = 30):
 
 def predict_store_dask(run, store, out, rows="test", *, client=None, tta: bool = False, chunk_size: int = 2048,
                        batch_size: int = 512, bf16: bool = False, threads: int | None = None,
-                       max_in_flight: int | None = None, progress: bool = True, timeout: float = 30) -> Path:
+                       max_in_flight: int | None = None, progress: bool = True, timeout: float = 30,
+                       overwrite: bool = False) -> Path:
     """:func:`deepdip.predict.predict_store` with the chunks run on Dask workers.
 
     Parameters
     ----------
-    run, store, out, rows, tta, chunk_size, batch_size, bf16
+    run, store, out, rows, tta, chunk_size, batch_size, bf16, overwrite
         As for :func:`~deepdip.predict.predict_store`; the catalogue written is the same.
     client : distributed.Client, str or None
         See :func:`dask_client`: None uses the current default client (DeepdipError if none),
@@ -110,6 +111,7 @@ def predict_store_dask(run, store, out, rows="test", *, client=None, tta: bool =
     """
     from tqdm.auto import tqdm
 
+    from deepdip.atomic import check_output
     from deepdip.catalog import CatalogWriter
     from deepdip.predict.core import plan_prediction
     from deepdip.store import CutoutStore
@@ -117,6 +119,7 @@ def predict_store_dask(run, store, out, rows="test", *, client=None, tta: bool =
     if chunk_size < 1:
         raise DeepdipError(f"chunk_size must be positive, got {chunk_size}")
     store = store if isinstance(store, CutoutStore) else CutoutStore(store)
+    check_output(out, inputs=(store.path, run), overwrite=overwrite)  # before starting a cluster
     if not store.path.is_absolute():  # workers may run in another directory
         store = CutoutStore(store.path.absolute())
     predictor, sel, row_folds, zgrid, config = plan_prediction(run, store, rows, tta=tta, batch_size=batch_size,
@@ -150,7 +153,8 @@ def predict_store_dask(run, store, out, rows="test", *, client=None, tta: bool =
                                              folds, threads, key=f"deepdip-predict-{tag}-{start}")))
 
         try:
-            with CatalogWriter(out, zgrid, method="cnn", config=config) as writer, \
+            with CatalogWriter(out, zgrid, method="cnn", config=config, overwrite=overwrite,
+                               inputs=(store.path, run)) as writer, \
                     tqdm(total=len(sel), desc="predict cnn (dask)", unit="gal", disable=not progress) as bar:
                 for _ in range(max_in_flight):
                     submit_next()

@@ -16,11 +16,11 @@ from typing import Sequence
 
 import numpy as np
 
-from deepdip.atomic import atomic_path
 from deepdip.catalog import PhotozCatalog, read_catalog
 from deepdip.errors import DeepdipError
 from deepdip.metrics import binned_metrics, compute_metrics, delta_z, pit_values
 from deepdip.report import figures, html
+from deepdip.report.output import check_report_dir, report_folder
 
 POINT_ESTIMATES = ("z_mean", "z_median", "z_mode")
 
@@ -226,7 +226,7 @@ def report_sections(matched: Matched, metrics: dict, made: list[tuple[Path, str]
 def evaluate(catalog_paths: Sequence, out_dir, names: Sequence[str] | None = None, *,
              outlier_threshold: float = 0.05, point: str = "z_mean", magnitude: str | None = None,
              z_bins: int = 8, mag_bins: int = 8, title: str = "deepdip photo-z evaluation",
-             extra_sections: Sequence[str] = ()) -> dict:
+             extra_sections: Sequence[str] = (), overwrite: bool = False) -> dict:
     """Compare photo-z catalogues; write ``metrics.json``, ``index.html`` and PNGs into ``out_dir``.
 
     Parameters
@@ -234,7 +234,10 @@ def evaluate(catalog_paths: Sequence, out_dir, names: Sequence[str] | None = Non
     catalog_paths : sequence of path-like
         Photo-z catalogues (:func:`deepdip.catalog.write_catalog`), matched by id.
     out_dir : path-like
-        Report folder (created; existing files of the same names are replaced atomically).
+        Report folder. Created if absent; an existing folder keeps its other files, but a report
+        already there (``metrics.json``, ``index.html``) is replaced only with ``overwrite``, and
+        then the figures of the old report that the new one lacks are removed. The report is
+        built in a temporary folder and moved in when complete: a failure adds nothing.
     names : sequence of str, optional
         Method names in the report; default: each catalogue's method.
     outlier_threshold : float
@@ -246,6 +249,8 @@ def evaluate(catalog_paths: Sequence, out_dir, names: Sequence[str] | None = Non
         ``mag_i``, else the first ``mag_*`` column, if any.
     z_bins, mag_bins : int
         Number of equal-width bins of z_spec and of magnitude.
+    overwrite : bool
+        Replace a report already in ``out_dir``.
     title : str
         Page title.
     extra_sections : sequence of str
@@ -257,14 +262,13 @@ def evaluate(catalog_paths: Sequence, out_dir, names: Sequence[str] | None = Non
         The content of ``metrics.json`` (see :func:`score`).
     """
     out_dir = Path(out_dir)
+    check_report_dir(out_dir, overwrite=overwrite, inputs=catalog_paths)  # before any work
     matched = match_catalogs(catalog_paths, names)
     metrics = score(matched, point=point, outlier_threshold=outlier_threshold, magnitude=magnitude,
                     z_bins=z_bins, mag_bins=mag_bins)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    made = make_figures(matched, metrics, out_dir, point=point, outlier_threshold=outlier_threshold)
-    with atomic_path(out_dir / "metrics.json", suffix=".json") as tmp:
-        tmp.write_text(json.dumps(_json_safe(metrics), indent=2, allow_nan=False) + "\n")
-    fragments = report_sections(matched, metrics, made, out_dir) + list(extra_sections)
-    with atomic_path(out_dir / "index.html", suffix=".html") as tmp:
-        tmp.write_text(html.page(title, fragments), encoding="utf-8")
+    with report_folder(out_dir, overwrite=overwrite, inputs=catalog_paths) as build:
+        made = make_figures(matched, metrics, build, point=point, outlier_threshold=outlier_threshold)
+        (build / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2, allow_nan=False) + "\n")
+        fragments = report_sections(matched, metrics, made, build) + list(extra_sections)
+        (build / "index.html").write_text(html.page(title, fragments), encoding="utf-8")
     return metrics

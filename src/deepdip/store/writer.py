@@ -1,7 +1,10 @@
 """Create cutout stores: stream galaxies in, never hold the whole image array in memory.
 
-The store is written under a temporary name beside its destination and renamed only when the
-writer closes without error, so a crash or Ctrl-C never leaves a half-written store behind.
+The store is written under a unique temporary name beside its destination and renamed only when
+the writer closes without error, so a crash or Ctrl-C never leaves a half-written store behind and
+two writers of one destination never share a temporary. An existing destination is replaced only
+with ``overwrite=True`` and only if it is a store (a file, or a folder of ``part-*.h5`` shards):
+never a directory of other files, never one of the command's inputs (see :mod:`deepdip.atomic`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import h5py
 import numpy as np
 
 from deepdip import __version__
+from deepdip.atomic import unique_temporary, check_output, publish, remove_path, replace_dir
 from deepdip.errors import StoreError
 from deepdip.store.folds import assign_folds
 from deepdip.store.format import (
@@ -48,12 +52,20 @@ class StoreWriter:
         Extra provenance stored as JSON text in ``attrs["provenance"]``.
     shard_size : int, optional
         Write a folder of shard files with at most this many galaxies each.
+    overwrite : bool
+        Replace an existing store at ``path`` (never a directory of other files).
+    inputs : iterable of path-like
+        Files the caller reads from; ``path`` may not be one of them or a folder holding one.
     """
 
     def __init__(self, path, *, bands, image_shape, survey: str, pixel_scale: float,
                  flux_unit: str = "nanomaggy", n_folds: int = 5, seed: int = 0,
-                 attrs: dict | None = None, shard_size: int | None = None):
+                 attrs: dict | None = None, shard_size: int | None = None, overwrite: bool = False,
+                 inputs=()):
         self.path = Path(path)
+        self.overwrite = bool(overwrite)
+        # Refuse a bad destination now, before any galaxy is made; close() checks again.
+        check_store_output(self.path, sharded=shard_size is not None, overwrite=self.overwrite, inputs=inputs)
         self.bands = [str(b) for b in bands]
         self.image_shape = tuple(int(s) for s in image_shape)
         if len(self.image_shape) != 2:
@@ -72,7 +84,7 @@ class StoreWriter:
             "provenance": json.dumps(attrs or {}, sort_keys=True, default=str),
             "deepdip_version": __version__,
         }
-        self._tmp = self.path.with_name(f".{self.path.name}.tmp")
+        self._tmp: Path | None = None
         self._file: h5py.File | None = None
         self._shard_index = -1
         self._columns: list[str] | None = None
@@ -84,7 +96,7 @@ class StoreWriter:
     # -- lifecycle -----------------------------------------------------------------------------
     def _start(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._remove(self._tmp)
+        self._tmp = unique_temporary(self.path, ".h5" if self.shard_size is None else "")
         if self.shard_size is not None:
             self._tmp.mkdir()
         else:
@@ -106,13 +118,6 @@ class StoreWriter:
         self._shard_index += 1
         self._file = self._open_file(self._tmp / f"part-{self._shard_index:05d}.h5")
 
-    @staticmethod
-    def _remove(path: Path):
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-
     def close(self):
         """Finish the store and move it to its final name."""
         if self._closed:
@@ -120,20 +125,25 @@ class StoreWriter:
         if self._file is not None:
             self._file.close()
             self._file = None
-        if self.n_written == 0:
-            self._remove(self._tmp)
-            self._closed = True
-            raise StoreError(f"no galaxies were written to {self.path}")
-        self._remove(self.path)
-        self._tmp.replace(self.path)
         self._closed = True
+        try:
+            if self.n_written == 0:
+                raise StoreError(f"no galaxies were written to {self.path}")
+            if self.shard_size is None:
+                publish(self._tmp, self.path, overwrite=self.overwrite)
+            else:
+                replace_dir(self._tmp, self.path, is_ours=_is_shard_folder, overwrite=self.overwrite,
+                            what="sharded store")
+        finally:
+            remove_path(self._tmp)
 
     def abort(self):
         """Drop everything written so far; the destination is left untouched."""
         if self._file is not None:
             self._file.close()
             self._file = None
-        self._remove(self._tmp)
+        if self._tmp is not None:
+            remove_path(self._tmp)
         self._closed = True
 
     def __enter__(self):
@@ -207,6 +217,27 @@ class StoreWriter:
         self.n_written += n
 
 
+def _is_shard_folder(path: Path) -> bool:
+    """A folder of ours: nothing but ``part-*.h5`` shard files (what a sharded StoreWriter writes)."""
+    return all(p.is_file() and p.name.startswith("part-") and p.suffix == ".h5" for p in path.iterdir())
+
+
+def check_store_output(path, *, sharded: bool, overwrite: bool = False, inputs=()) -> Path:
+    """Refuse a store destination that would lose something (see the module docstring); cheap."""
+    path = Path(path)
+    check_output(path, inputs=inputs, overwrite=overwrite, kind="dir" if sharded else "file")
+    if sharded and path.exists() and not path.is_dir():
+        raise StoreError(f"output {path} is an existing file; a sharded store is a folder (nothing was written)")
+    if not sharded or not path.is_dir() or not any(path.iterdir()):
+        return path  # an empty folder holds nothing to lose
+    if not _is_shard_folder(path):
+        raise StoreError(f"output {path} is a folder holding other files than a sharded store; "
+                         "choose another output name (nothing was written)")
+    if not overwrite:
+        raise StoreError(f"output {path} holds a sharded store; pass --overwrite to replace it")
+    return path
+
+
 def create_store(path, images, catalog: dict, **kwargs) -> Path:
     """Write a whole store in one call (small stores, tests). ``kwargs`` go to :class:`StoreWriter`."""
     images = np.asarray(images)
@@ -224,7 +255,7 @@ def add_columns(path, columns: dict) -> None:
     path = Path(path)
     if path.is_dir():
         raise StoreError("add_columns on a sharded store: add the columns to each shard with add_columns(shard, ...)")
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = unique_temporary(path, ".h5")
     shutil.copyfile(path, tmp)
     try:
         with h5py.File(tmp, "r+") as f:
@@ -236,7 +267,7 @@ def add_columns(path, columns: dict) -> None:
                 if name in f[CATALOG]:
                     del f[CATALOG][name]
                 f[CATALOG].create_dataset(name, data=values)
-        tmp.replace(path)
+        tmp.replace(path)  # replaces the store the caller asked to extend, never anything else
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        remove_path(tmp)
         raise

@@ -15,6 +15,7 @@ from (seed, fold), each member's initialisation, shuffling, augmentation and dro
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -24,19 +25,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepdip.atomic import write_json_atomic
-from deepdip.errors import DeepdipError
+from deepdip.atomic import OutputError, check_output, exclusive_lock, write_json_atomic
+from deepdip.errors import DeepdipError, DeepdipValueError, check_number
 from deepdip.models import model_defaults
 from deepdip.zgrid import ZGrid
 
 log = logging.getLogger(__name__)
 
 # Per-model training defaults: Pasquet et al.'s recipe, and the CPU-tuned one for ``compact``.
+# ``patience`` None: no early stopping. ``ema``: decay of the moving average of the weights that is
+# validated and saved (0: the raw weights). ``lr_floor``: where the cosine schedule ends, as a
+# fraction of ``lr``.
+# ``compact`` (issue 18): a fixed number of epochs with a cosine schedule that anneals to zero and
+# an EMA of the weights, no early stopping. Its validation loss jumped from epoch to epoch with the
+# raw weights at a high learning rate, so early stopping and the best epoch (and the test metrics)
+# changed with any perturbation; 30 epochs of 14,448 galaxies take about 13 minutes on 2 cores.
 MODEL_DEFAULTS: dict[str, dict] = {
     "pasquet19": dict(optimizer="adam", lr=1e-4, weight_decay=0.0, schedule="step", batch_size=128,
-                      epochs=30, patience=10, apertures="none"),
+                      epochs=30, patience=10, apertures="none", ema=0.0, lr_floor=0.01),
     "compact": dict(optimizer="adamw", lr=2e-3, weight_decay=1e-4, schedule="cosine", batch_size=128,
-                    epochs=30, patience=10, apertures="auto"),
+                    epochs=30, patience=None, apertures="auto", ema=0.998, lr_floor=0.0),
 }
 # Aperture radii as fractions of the stamp size ("auto"): from PSF scale to most of the stamp.
 AUTO_APERTURES = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 0.45)
@@ -108,14 +116,105 @@ def fit_normalizer(normalizer, store, rows, seed: int, n_sample: int = 1000):
 
 
 def _check_run_config(run_dir: Path, config: dict) -> None:
+    """Refuse to continue a run with other settings, unless it has trained nothing yet.
+
+    A run directory whose ``run.json`` is there but that holds no checkpoint and no ``model.pt``
+    (a run that failed or was stopped before its first epoch ended) has nothing to mix up: it is
+    re-configured (the caller overwrites ``run.json``) so that the corrected command just works.
+    """
     path = run_dir / "run.json"
     if path.exists():
-        old = json.loads(path.read_text())
-        diff = [k for k in IDENTITY_KEYS
-                if json.dumps(old.get(k), sort_keys=True) != json.dumps(config.get(k), sort_keys=True)]
-        if diff:
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError):
+            old = None  # unreadable settings: only safe to replace when nothing was trained
+        diff = ["run.json"] if not isinstance(old, dict) else [
+            k for k in IDENTITY_KEYS if json.dumps(old.get(k), sort_keys=True) != json.dumps(config.get(k), sort_keys=True)]
+        if diff and _has_trained(run_dir):
             raise DeepdipError(f"{run_dir} holds a run with other settings ({', '.join(diff)}); "
                                "use another --out, or the same options to continue it")
+        if diff:
+            log.info("re-configuring %s: it holds settings but no checkpoint or model yet", run_dir)
+
+
+def _has_trained(run_dir: Path) -> bool:
+    """Whether any member of the run has a checkpoint or a finished model."""
+    return (any(run_dir.glob("fold*/member*/model.pt"))
+            or any(run_dir.glob("fold*/member*/checkpoints/*.ckpt")))
+
+
+def _lightning_precisions() -> tuple:
+    """The precision values Lightning's Trainer accepts: its own list, so a newer Lightning brings its new values."""
+    import typing
+
+    from lightning.fabric.connector import _PRECISION_INPUT
+
+    values = []
+    for literal in typing.get_args(_PRECISION_INPUT):
+        values.extend(typing.get_args(literal))
+    return tuple(values)
+
+
+def _check_train_options(*, ensemble, epochs, max_minutes, seed, batch_size, lr, weight_decay, optimizer,
+                         schedule, patience, val_fraction, max_val, max_train, stretch, num_workers, precision,
+                         accelerator, devices, num_nodes, strategy, threads) -> None:
+    """Every option of :func:`train` checked before anything is read or written (issue 18).
+
+    Raises :class:`~deepdip.errors.DeepdipValueError` naming the CLI option.
+    """
+    check_number("--ensemble", ensemble, minimum=1, integer=True, allow_none=False)
+    # 0 epochs would write an untrained model as if it were a result.
+    check_number("--epochs", epochs, minimum=1, integer=True)
+    check_number("--max-minutes", max_minutes, above=0)
+    # numpy's SeedSequence takes non-negative integers only.
+    check_number("--seed", seed, minimum=0, integer=True, allow_none=False)
+    check_number("--batch-size", batch_size, minimum=1, integer=True)
+    check_number("--lr", lr, above=0)
+    check_number("--weight-decay", weight_decay, minimum=0)
+    check_number("--patience", patience, minimum=0, integer=True)  # 0: no early stopping
+    check_number("val_fraction", val_fraction, above=0, maximum=0.9)
+    check_number("max_val", max_val, minimum=1, integer=True)
+    check_number("max_train", max_train, minimum=0, integer=True)  # 0 or None: every training galaxy
+    check_number("--workers", num_workers, minimum=0, integer=True)
+    check_number("--threads", threads, minimum=1, integer=True)
+    check_number("--num-nodes", num_nodes, minimum=1, integer=True, allow_none=False)
+    if optimizer is not None and optimizer not in ("adam", "adamw"):
+        raise DeepdipValueError(f"optimizer must be adam or adamw, got {optimizer!r}")
+    if schedule is not None and schedule not in ("cosine", "step", "constant"):
+        raise DeepdipValueError(f"--schedule must be cosine, step or constant, got {schedule!r}")
+    if stretch not in ("asinh", "pasquet"):
+        raise DeepdipValueError(f"--stretch must be asinh or pasquet, got {stretch!r}")
+    precisions = _lightning_precisions()
+    if precision not in precisions:
+        raise DeepdipValueError(f"--precision {precision!r} is not one Lightning accepts: "
+                                f"{', '.join(str(p) for p in precisions)}")
+    if isinstance(accelerator, str):
+        from lightning.pytorch.accelerators import AcceleratorRegistry
+
+        known = ["auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators())]
+        if accelerator not in known:
+            raise DeepdipValueError(f"--accelerator must be one of {', '.join(known)}, got {accelerator!r}")
+    if isinstance(strategy, str):
+        from lightning.pytorch.strategies import StrategyRegistry
+
+        known = ["auto", *StrategyRegistry.available_strategies()]
+        if strategy not in known:
+            raise DeepdipValueError(f"--strategy {strategy!r} is not a Lightning strategy; e.g. auto, ddp, ddp_spawn")
+    # Lightning reads devices=-1 as "all"; 0 or other negatives are no devices at all.
+    if isinstance(devices, int) and not isinstance(devices, bool) and devices < 1 and devices != -1:
+        raise DeepdipValueError(f"--devices must be a positive number, -1 (all), a list or auto, got {devices}")
+    if isinstance(devices, str) and devices != "auto" and not all(p.strip().lstrip("-").isdigit()
+                                                                   for p in devices.split(",") if p.strip()):
+        raise DeepdipValueError(f"--devices must be a number, a comma list of device ids or auto, got {devices!r}")
+
+
+def check_training_rows(store, folds, seed: int, val_fraction: float, max_val: int, max_train) -> None:
+    """Refuse a store whose rows used for training hold NaN/inf pixels, NaN or negative E(B-V),
+    or whose folds lie outside ``0..n_folds-1`` (:func:`deepdip.store.checks.check_rows`)."""
+    from deepdip.store.checks import check_rows
+
+    used = [np.concatenate(split_train_val(store, k, seed, val_fraction, max_val, max_train)) for k in folds]
+    check_rows(store, np.unique(np.concatenate(used)), what="the training rows")
 
 
 def train(store, fold=0, model: str = "compact", ensemble: int = 1, epochs: int | None = None,
@@ -169,10 +268,23 @@ def train(store, fold=0, model: str = "compact", ensemble: int = 1, epochs: int 
     """
     from deepdip.store import CutoutStore
 
+    # Options first, then the store, and only then the run directory: a bad value never leaves a run.json.
+    _check_train_options(ensemble=ensemble, epochs=epochs, max_minutes=max_minutes, seed=seed, batch_size=batch_size,
+                         lr=lr, weight_decay=weight_decay, optimizer=optimizer, schedule=schedule, patience=patience,
+                         val_fraction=val_fraction, max_val=max_val, max_train=max_train, stretch=stretch,
+                         num_workers=num_workers, precision=precision, accelerator=accelerator, devices=devices,
+                         num_nodes=num_nodes, strategy=strategy, threads=threads)
     store = store if isinstance(store, CutoutStore) else CutoutStore(store)
     if model not in MODEL_DEFAULTS:
         from deepdip.models import list_models
         raise DeepdipError(f"unknown model {model!r}; available: {', '.join(list_models())}")
+    if model_kwargs is not None:
+        if not isinstance(model_kwargs, dict):
+            raise DeepdipValueError(f"--model-kwargs must be a JSON object of keywords, got {model_kwargs!r}")
+        unknown = sorted(set(model_kwargs) - set(model_defaults(model)))
+        if unknown:
+            raise DeepdipValueError(f"--model-kwargs: {model} has no keyword {', '.join(unknown)}; "
+                                    f"it takes {', '.join(sorted(model_defaults(model))) or 'none'}")
     hp = dict(MODEL_DEFAULTS[model])
     for key, value in dict(batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
                            schedule=schedule, patience=patience, epochs=epochs, apertures=apertures).items():
@@ -193,10 +305,41 @@ def train(store, fold=0, model: str = "compact", ensemble: int = 1, epochs: int 
                   image_shape=list(store.image_shape), zgrid=zgrid.to_dict(), store=str(store.path),
                   survey=store.survey, flux_unit=store.flux_unit,
                   apertures=resolve_apertures(hp["apertures"], store.image_shape[0]))
-    _check_run_config(run_dir, config)
-    if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
-        write_json_atomic(run_dir / "run.json", config, sort_keys=True)
+    check_training_rows(store, folds, config["seed"], config["val_fraction"], config["max_val"], config["max_train"])
+    check_run_dir(run_dir, inputs=(store.path,))
+    # The launching process holds the run directory's lock for the whole call: a second `train`
+    # on the same --out fails at once instead of training the same members twice. DDP workers
+    # that Lightning or torchrun start (LOCAL_RANK/NODE_RANK > 0) run inside the launcher's lock.
+    launcher = int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
+    lock = exclusive_lock(run_dir / LOCK_NAME, f"run directory {run_dir}") if launcher else contextlib.nullcontext()
+    with lock:
+        _check_run_config(run_dir, config)
+        if launcher:
+            write_json_atomic(run_dir / "run.json", config, sort_keys=True)
+        _train_jobs(store, run_dir, folds, ensemble, max_minutes, config=config, hp=hp, zgrid=zgrid,
+                    num_workers=num_workers, precision=precision, channels_last=channels_last,
+                    accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
+                    threads=threads, progress=progress, tensorboard=tensorboard)
+    return run_dir
 
+
+LOCK_NAME = ".lock"
+
+
+def check_run_dir(run_dir: Path, inputs=()) -> None:
+    """Refuse a run directory that is a file, an input, or a folder of something other than a run."""
+    check_output(run_dir, inputs=inputs, kind="dir")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise OutputError(f"run directory {run_dir} is an existing file; choose a folder name")
+    if run_dir.is_dir() and not (run_dir / "run.json").exists():
+        foreign = [p.name for p in run_dir.iterdir() if p.name != LOCK_NAME]
+        if foreign:
+            raise OutputError(f"{run_dir} is a folder holding other files ({', '.join(sorted(foreign)[:3])}...), "
+                              "not a deepdip run; choose another --out")
+
+
+def _train_jobs(store, run_dir: Path, folds, ensemble: int, max_minutes, **member_kwargs) -> None:
+    """Train every (fold, member) not finished yet, sharing the time budget among those left."""
     jobs = [(k, m) for k in folds for m in range(ensemble)]
     t0 = time.monotonic()
     for i, (k, m) in enumerate(jobs):
@@ -207,11 +350,7 @@ def train(store, fold=0, model: str = "compact", ensemble: int = 1, epochs: int 
         if max_minutes is not None:
             todo = sum(1 for kk, mm in jobs[i:] if not (run_dir / f"fold{kk}" / f"member{mm}" / "model.pt").exists())
             budget = max(0.05, (max_minutes - (time.monotonic() - t0) / 60) / max(1, todo))
-        train_member(store, k, m, member_dir, config=config, hp=hp, zgrid=zgrid, budget_minutes=budget,
-                     num_workers=num_workers, precision=precision, channels_last=channels_last,
-                     accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
-                     threads=threads, progress=progress, tensorboard=tensorboard)
-    return run_dir
+        train_member(store, k, m, member_dir, budget_minutes=budget, **member_kwargs)
 
 
 def _parse_folds(fold, n_folds: int) -> list[int]:
@@ -246,6 +385,11 @@ def train_member(store, fold: int, member: int, member_dir: Path, *, config: dic
     seed = member_seed(config["seed"], fold, member)
     n_proc = (devices if isinstance(devices, int) else 1) * num_nodes
     on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    # Reproducibility: on a CPU, two runs with the same seed, epochs and thread count give the same
+    # weights bit for bit (oneDNN's kernels split work statically over the threads); another thread
+    # count sums in another order, so the thread count is part of what makes a run repeatable. The
+    # DataLoader workers only read images: the batch order (sampler), augmentation and dropout are
+    # drawn in this process from (seed, epoch, step), so the number of workers changes nothing.
     torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // n_proc if on_cpu else torch.get_num_threads()))
     if num_workers is None:
         num_workers = 1 if on_cpu else 4
@@ -263,7 +407,8 @@ def train_member(store, fold: int, member: int, member_dir: Path, *, config: dic
                       model_kwargs=config["model_kwargs"])
     module = PhotozModule(net=net_kwargs, zcentres=zgrid.centres.tolist(), optimizer=hp["optimizer"], lr=hp["lr"],
                           weight_decay=hp["weight_decay"], schedule=hp["schedule"], max_epochs=hp["epochs"],
-                          augment=config["augment"], seed=seed, channels_last=channels_last)
+                          augment=config["augment"], seed=seed, channels_last=channels_last,
+                          ema=float(hp.get("ema") or 0.0), lr_floor=float(hp.get("lr_floor", 0.01)))
     fit_normalizer(module.net.normalizer, store, train_rows, seed)
     data = make_datamodule(store, train_rows, val_rows, zgrid, batch_size=hp["batch_size"],
                            num_workers=num_workers, seed=seed)
@@ -271,7 +416,9 @@ def train_member(store, fold: int, member: int, member_dir: Path, *, config: dic
     ckpt_dir = member_dir / "checkpoints"
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min",
                                  save_top_k=1, save_last=True, every_n_epochs=1, enable_version_counter=False)
-    callbacks = [checkpoint, EarlyStopping(monitor="val_loss", mode="min", patience=hp["patience"])]
+    callbacks = [checkpoint]
+    if hp.get("patience"):   # None or 0: train the planned epochs (a deterministic length)
+        callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=hp["patience"]))
     if progress:
         callbacks.append(TQDMProgressBar(refresh_rate=10))
     max_time = None
@@ -287,6 +434,9 @@ def train_member(store, fold: int, member: int, member_dir: Path, *, config: dic
         accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy, precision=precision,
         max_epochs=hp["epochs"], max_time=max_time, callbacks=callbacks, logger=loggers,
         default_root_dir=member_dir, use_distributed_sampler=False, enable_progress_bar=progress,
+        # deterministic=False: torch.use_deterministic_algorithms is not needed for bitwise
+        # repeatable CPU runs (tests/test_train.py, tests/test_demo.py) and would refuse CUDA
+        # kernels without a deterministic version; GPU runs are repeatable only up to cuDNN.
         enable_model_summary=False, num_sanity_val_steps=0, deterministic=False,
         log_every_n_steps=max(1, min(10, len(train_rows) // hp["batch_size"])),
     )
@@ -303,14 +453,16 @@ def train_member(store, fold: int, member: int, member_dir: Path, *, config: dic
             state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
             module.load_state_dict(state)
         net = PhotozNet(**net_kwargs)
-        net.load_state_dict(module.net.state_dict())
+        net.load_state_dict(module.eval_net.state_dict())   # the weight average when there is one
         cfg = net_config(net_kwargs, bands=store.bands, image_shape=store.image_shape, flux_unit=store.flux_unit,
                          survey=store.survey, zgrid=zgrid)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.as_tensor(v).numel() == 1}
         info = dict(fold=int(fold), member=int(member), seed=int(seed), epochs=int(trainer.current_epoch),
                     best_val_loss=float(checkpoint.best_model_score) if checkpoint.best_model_score is not None
                     else float("nan"), n_train=int(len(train_rows)), n_val=int(len(val_rows)),
-                    metrics=metrics, run=dict(config))
+                    metrics=metrics, run=dict(config),
+                    recipe={k: hp.get(k) for k in ("epochs", "patience", "ema", "lr_floor")},
+                    threads=int(torch.get_num_threads()))
         save_model_file(model_path, net, cfg, info)
     trainer.strategy.barrier()
     return model_path
