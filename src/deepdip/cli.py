@@ -13,6 +13,7 @@ import sys
 
 from deepdip import __version__
 from deepdip.errors import DeepdipError
+from deepdip.signals import sigterm_as_exit
 
 # name -> (module, one-line help). Order is the order of the data flow.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -54,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return 0
         module = importlib.import_module(COMMANDS[args.command][0])
-        return int(module.run(args) or 0)
+        # SIGTERM (kill, a batch system's time limit) unwinds like Ctrl-C: every writer drops its
+        # temporary and nothing half-written is left; the exit status is still 143.
+        with sigterm_as_exit():
+            return int(module.run(args) or 0)
     except DeepdipError as exc:
         print(f"deepdip {command or ''}: error: {exc}".replace("  ", " "), file=sys.stderr)
         return 2
