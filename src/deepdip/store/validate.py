@@ -8,6 +8,8 @@ import h5py
 import numpy as np
 
 from deepdip.errors import StoreError
+from deepdip.store.checks import bad_ebv, bad_folds, nonfinite_image_rows
+from deepdip.store.checks import preview as _preview
 from deepdip.store.format import (
     CATALOG,
     IMAGE_DTYPE,
@@ -18,15 +20,6 @@ from deepdip.store.format import (
     decode_attr,
 )
 from deepdip.store.reader import open_h5, shard_paths
-
-# Pixels are scanned in blocks of this many galaxies so validation never loads the whole store.
-SCAN_ROWS = 512
-
-
-def _preview(values, limit: int = 5) -> str:
-    values = list(values)
-    shown = ", ".join(str(v) for v in values[:limit])
-    return shown + (f", ... ({len(values)} in all)" if len(values) > limit else "")
 
 
 def _check_file(f: h5py.File) -> tuple[list[str], np.ndarray | None]:
@@ -86,23 +79,18 @@ def _check_file(f: h5py.File) -> tuple[list[str], np.ndarray | None]:
     if "fold" in catalog and catalog["fold"].ndim == 1:
         folds = catalog["fold"][:]
         n_folds = attrs.get("n_folds")
-        bad = (folds < 0) | (folds >= n_folds) if isinstance(n_folds, int) else folds < 0
+        bad = bad_folds(folds, n_folds)
         if bad.any():
             problems.append(f"fold values outside 0..{(n_folds or 1) - 1}: {bad.sum()} rows"
                             + (f" (ids {_preview(ids[bad])})" if lengths_ok and ids is not None else ""))
     if "ebv" in catalog and catalog["ebv"].ndim == 1:
-        ebv = catalog["ebv"][:]
-        bad = ~np.isfinite(ebv)
-        if bad.any():
-            problems.append(f"non-finite ebv in {bad.sum()} rows"
-                            + (f" (ids {_preview(ids[bad])})" if lengths_ok and ids is not None else ""))
+        for bad, kind in zip(bad_ebv(catalog["ebv"][:]), ("non-finite", "negative")):
+            if bad.any():
+                problems.append(f"{kind} ebv in {bad.sum()} rows"
+                                + (f" (ids {_preview(ids[bad])})" if lengths_ok and ids is not None else ""))
 
     if n is not None and images.dtype.kind == "f":
-        bad_rows = []
-        for start in range(0, n, SCAN_ROWS):
-            block = images[start:start + SCAN_ROWS]
-            finite = np.isfinite(block).reshape(len(block), -1).all(axis=1)
-            bad_rows.extend((start + np.flatnonzero(~finite)).tolist())
+        bad_rows = nonfinite_image_rows(images).tolist()
         if bad_rows:
             who = ids[bad_rows] if lengths_ok and ids is not None else np.asarray(bad_rows)
             label = "ids" if lengths_ok and ids is not None else "rows"
