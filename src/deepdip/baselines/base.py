@@ -15,7 +15,7 @@ import numpy as np
 
 from deepdip.baselines.params import SHARED_PARAMS, Param, resolve
 from deepdip.baselines.photometry import Photometry
-from deepdip.errors import DeepdipError
+from deepdip.errors import DeepdipError, DeepdipValueError
 from deepdip.estimators import PhotozEstimator
 from deepdip.zgrid import ZGrid
 
@@ -68,6 +68,7 @@ class CatalogueBaseline(PhotozEstimator):
             from deepdip.surveys import load_survey
 
             self.zgrid = load_survey(store.survey).zgrid
+        self._check_bands(store)
         if self.settings["ref_band"] is None:
             self._store_ref_band = _survey_ref_band(store)
         rows = store.split_rows("train", fold=fold)
@@ -93,7 +94,17 @@ class CatalogueBaseline(PhotozEstimator):
         spec = self.settings["extra_columns"]
         if spec == "auto":
             return [c for c in MEASURED_SIZE_COLUMNS if c in store.columns]
-        return [c.strip() for c in spec.split(",") if c.strip()]
+        columns = [c.strip() for c in spec.split(",") if c.strip()]
+        refuse_truth_columns(store, columns)
+        return columns
+
+    def _check_bands(self, store) -> None:
+        """Parameters declared as band names (``Param.band``) must name one of the store's bands."""
+        for name, p in self.PARAMS.items():
+            value = self.settings.get(name)
+            if p.band and value is not None and value not in store.bands:
+                raise DeepdipValueError(f"--{name.replace('_', '-')} {value!r} is not a band of the store "
+                                        f"(bands: {','.join(store.bands)})")
 
     # ------------------------------------------------------------------ array face
     def fit_photometry(self, phot: Photometry, z_spec) -> "CatalogueBaseline":
@@ -129,6 +140,31 @@ class CatalogueBaseline(PhotozEstimator):
 
     def _predict(self, phot: Photometry) -> np.ndarray:
         raise NotImplementedError
+
+
+def store_truth_columns(store) -> tuple[set[str], str]:
+    """The truth columns of ``store`` and where that list comes from (for messages).
+
+    A mock records its truths in ``provenance["truth_columns"]`` (:mod:`deepdip.simulate.truths`).
+    Stores without that list (mocks written before it was recorded, ingested or hand-made stores)
+    fall back to the simulator's known truth names; :class:`~deepdip.baselines.photometry.Photometry`
+    refuses the name pattern of labels and truths (``z_*``, ``mag_*``, ``*true*``...) in any case.
+    """
+    from deepdip.simulate.truths import PROVENANCE_KEY, truth_columns
+
+    provenance = getattr(store, "provenance", {}) or {}
+    recorded = provenance.get(PROVENANCE_KEY)
+    if isinstance(recorded, (list, tuple)):
+        return {str(c) for c in recorded}, "listed as a truth in the store's provenance"
+    return set(truth_columns(store.bands)), "a truth column of deepdip mocks"
+
+
+def refuse_truth_columns(store, columns) -> None:
+    """Raise :class:`DeepdipValueError` when a requested feature column holds a truth of the store."""
+    truths, why = store_truth_columns(store)
+    bad = [c for c in columns if c in truths]
+    if bad:
+        raise DeepdipValueError(f"--extra-columns {','.join(bad)}: {why}; baselines use measured columns only")
 
 
 def _survey_ref_band(store) -> str | None:

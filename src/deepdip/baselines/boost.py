@@ -27,12 +27,12 @@ class BoostedTreesBaseline(CatalogueBaseline):
     name = "boost"
     PARAMS = {
         **SHARED_PARAMS,
-        "n_rounds": Param(int, 600, "boosting rounds of the redshift regressor"),
-        "learning_rate": Param(float, 0.03, "shrinkage per round"),
-        "num_leaves": Param(int, 31, "leaves per tree"),
-        "min_child_samples": Param(int, 20, "minimum training galaxies per leaf"),
+        "n_rounds": Param(int, 600, "boosting rounds of the redshift regressor", minimum=1),
+        "learning_rate": Param(float, 0.03, "shrinkage per round", above=0.0),
+        "num_leaves": Param(int, 31, "leaves per tree", minimum=2),  # LightGBM needs a split
+        "min_child_samples": Param(int, 20, "minimum training galaxies per leaf", minimum=0),
         "smooth_bins": Param(float, 1.0, "Gaussian smoothing of the PDF in bins, against the histogram's "
-                             "graininess only (the residual model sets the width)"),
+                             "graininess only (the residual model sets the width)", minimum=0.0),
     }
 
     def booster(self, **overrides):

@@ -51,12 +51,16 @@ class BPZBaseline(CatalogueBaseline):
     PARAMS = {
         **SHARED_PARAMS,
         "prior": Param(str, "trained", "redshift-type prior: 'trained' (Benitez's form fitted to the training "
-                       "spec-z, as RAIL's BPZliteInformer), 'hdfn' (Benitez 2000 HDF-N values) or 'flat'"),
-        "calibrate": Param(int, 1, "1 = fit per-band zero-point offsets on the training spec-z (BPZ's ZP_OFFSETS), 0 = off"),
-        "prior_band": Param(str, None, "band whose magnitude feeds the prior (default: the one nearest I814)"),
-        "interp": Param(int, 2, "templates interpolated between each adjacent pair (BPZ's INTERP)"),
-        "err_floor": Param(float, 0.05, "fractional flux error added in quadrature: template mismatch and zero points"),
-        "madau": Param(str, "no", "'yes' to apply Madau (1995) IGM absorption to the templates (only matters at z > 2)"),
+                       "spec-z, as RAIL's BPZliteInformer), 'hdfn' (Benitez 2000 HDF-N values) or 'flat'",
+                       choices=("trained", "hdfn", "flat")),
+        "calibrate": Param(int, 1, "1 = fit per-band zero-point offsets on the training spec-z (BPZ's ZP_OFFSETS), 0 = off",
+                           choices=(0, 1)),
+        "prior_band": Param(str, None, "band whose magnitude feeds the prior (default: the one nearest I814)", band=True),
+        "interp": Param(int, 2, "templates interpolated between each adjacent pair (BPZ's INTERP)", minimum=0),
+        "err_floor": Param(float, 0.05, "fractional flux error added in quadrature: template mismatch and zero points",
+                           minimum=0.0),
+        "madau": Param(str, "no", "'yes' to apply Madau (1995) IGM absorption to the templates (only matters at z > 2)",
+                       choices=("yes", "no")),
     }
 
     def _extra_columns(self, store) -> list[str]:
@@ -64,8 +68,6 @@ class BPZBaseline(CatalogueBaseline):
 
     def _fit(self, phot, z_spec):
         s = self.settings
-        if s["prior"] not in ("trained", "hdfn", "flat"):
-            raise ValueError(f"BPZ prior must be 'trained', 'hdfn' or 'flat', got {s['prior']!r}")
         base = template_fluxes(tuple(phot.filters), s["madau"])  # [nz_ab, nt, nf] on desc_bpz's z grid
         z_ab = np.arange(0.0, 12.0, 0.01)[: base.shape[0]]
         centres = self.zgrid.centres

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from deepdip.baselines.photometry import Photometry
+from deepdip.errors import DeepdipValueError
 
 ZERO_POINT = 22.5  # nanomaggies
 _POGSON = 2.5 / np.log(10.0)
@@ -36,7 +37,7 @@ class ColourFeatures:
 
     def fit(self, phot: Photometry) -> "ColourFeatures":
         if self.ref_band not in phot.bands:
-            raise ValueError(f"reference band {self.ref_band!r} is not one of the bands {phot.bands}")
+            raise DeepdipValueError(f"reference band {self.ref_band!r} is not one of the bands {phot.bands}")
         _, err = phot.dereddened()
         med = np.nanmedian(err, axis=0)
         # A band never observed in training still needs a positive, finite softening.

@@ -25,9 +25,10 @@ class RandomForestBaseline(CatalogueBaseline):
     name = "rf"
     PARAMS = {
         **SHARED_PARAMS,
-        "n_trees": Param(int, 200, "number of trees (votes per PDF)"),
-        "min_samples_leaf": Param(int, 1, "minimum training galaxies per leaf"),
-        "max_features": Param(float, 1.0, "fraction of features tried at each split (1.0 = bagged trees)"),
+        "n_trees": Param(int, 200, "number of trees (votes per PDF)", minimum=1),
+        "min_samples_leaf": Param(int, 1, "minimum training galaxies per leaf", minimum=1),
+        "max_features": Param(float, 1.0, "fraction of features tried at each split (1.0 = bagged trees)",
+                              above=0.0, maximum=1.0),
         "kernel_bins": KERNEL_BINS,
     }
 

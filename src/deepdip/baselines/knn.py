@@ -25,14 +25,13 @@ class KNNBaseline(CatalogueBaseline):
     name = "knn"
     PARAMS = {
         **SHARED_PARAMS,
-        "k": Param(int, 20, "number of neighbours whose spec-z make the PDF"),
-        "weights": Param(str, "distance", "neighbour weights: 'distance' (1/d, Beck et al.) or 'uniform'"),
+        "k": Param(int, 20, "number of neighbours whose spec-z make the PDF", minimum=1),
+        "weights": Param(str, "distance", "neighbour weights: 'distance' (1/d, Beck et al.) or 'uniform'",
+                         choices=("distance", "uniform")),
         "kernel_bins": KERNEL_BINS,
     }
 
     def _fit(self, phot, z_spec):
-        if self.settings["weights"] not in ("distance", "uniform"):
-            raise ValueError(f"kNN weights must be 'distance' or 'uniform', got {self.settings['weights']!r}")
         self.features_ = ColourFeatures(self.ref_band_).fit(phot)
         # Standardising gives the magnitude and each colour equal say in the distance.
         self.scaler_ = StandardScaler().fit(self.features_.transform(phot))

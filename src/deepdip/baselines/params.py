@@ -1,22 +1,56 @@
-"""Parameters of the catalogue baselines, each declared once with its type, default and help.
+"""Parameters of the catalogue baselines, each declared once with its type, default, help and valid range.
 
 RAIL-style: an estimator's ``PARAMS`` maps names to :class:`Param`; the constructor, ``get_params``,
-the CLI options (``deepdip baseline --k 30``) and the docs all read the same declaration.
+the CLI options (``deepdip baseline --k 30``), the validity checks and the docs all read the same
+declaration.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
+
+from deepdip.errors import DeepdipValueError
 
 
 @dataclass(frozen=True)
 class Param:
-    """One estimator parameter: ``type`` converts CLI strings, ``help`` explains it once."""
+    """One estimator parameter: ``type`` converts CLI strings, ``help`` explains it once.
+
+    The valid values are declared beside them, so the constructor refuses a bad value before any
+    fitting: ``minimum``/``maximum`` (inclusive), ``above`` (exclusive lower bound), ``choices``;
+    ``band`` marks a band name, checked against the store's bands when fitting on a store.
+    """
 
     type: type
     default: Any
     help: str
+    minimum: float | None = None
+    above: float | None = None
+    maximum: float | None = None
+    choices: tuple | None = None
+    band: bool = False
+
+    def check(self, name: str, value: Any) -> Any:
+        """``value`` converted to ``type``; :class:`DeepdipValueError` naming ``--name`` when invalid."""
+        flag = f"--{name.replace('_', '-')}"
+        try:
+            value = value if self.type is object else self.type(value)
+        except (TypeError, ValueError):
+            raise DeepdipValueError(f"{flag} must be of type {self.type.__name__}, got {value!r}") from None
+        if self.choices is not None and value not in self.choices:
+            raise DeepdipValueError(f"{flag} must be one of {', '.join(map(repr, self.choices))}, got {value!r}")
+        if isinstance(value, (int, float)):
+            if not math.isfinite(value):
+                raise DeepdipValueError(f"{flag} must be a finite number, got {value}")
+            if self.minimum is not None and value < self.minimum:
+                raise DeepdipValueError(f"{flag} must be at least {self.minimum}, got {value}")
+            if self.above is not None and value <= self.above:
+                raise DeepdipValueError(f"{flag} must be greater than {self.above}, got {value}")
+            if self.maximum is not None and value > self.maximum:
+                raise DeepdipValueError(f"{flag} must be at most {self.maximum}, got {value}")
+        return value
 
 
 # Shared by every baseline (RAIL's SHARED_PARAMS): the same name means the same thing everywhere.
@@ -24,7 +58,7 @@ SHARED_PARAMS: dict[str, Param] = {
     "ref_band": Param(
         str, None,
         "band whose magnitude joins the colours as a feature "
-        "(default: the survey's selection band, e.g. r for sdss)",
+        "(default: the survey's selection band, e.g. r for sdss)", band=True,
     ),
     "extra_columns": Param(
         str, "auto",
@@ -33,10 +67,12 @@ SHARED_PARAMS: dict[str, Param] = {
     ),
     "max_train": Param(
         int, 0,
-        "fit on at most this many training galaxies, a seeded random subset (0 = all): caps fit time",
+        "fit on at most this many training galaxies, a seeded random subset (0 = all): caps fit time", minimum=0,
     ),
-    "seed": Param(int, 0, "seed of every random choice of the estimator (subsets, trees, validation splits)"),
-    "n_jobs": Param(int, 1, "CPU threads for fitting and prediction"),
+    # 2**32 - 1: the largest seed numpy and scikit-learn accept.
+    "seed": Param(int, 0, "seed of every random choice of the estimator (subsets, trees, validation splits)",
+                  minimum=0, maximum=2**32 - 1),
+    "n_jobs": Param(int, 1, "CPU threads for fitting and prediction", minimum=1),
 }
 
 
@@ -44,17 +80,18 @@ SHARED_PARAMS: dict[str, Param] = {
 KERNEL_BINS = Param(
     float, 0.0,
     "Gaussian smoothing of the vote histogram, in bins; 0 = choose it on held-out training galaxies "
-    "so that their PIT is uniform (leave-one-out for knn, out-of-bag for rf)",
+    "so that their PIT is uniform (leave-one-out for knn, out-of-bag for rf)", minimum=0.0,
 )
 
 
 def resolve(declared: dict[str, Param], given: dict[str, Any]) -> dict[str, Any]:
-    """Defaults overlaid with ``given`` (``None`` means default), after rejecting unknown names."""
+    """Defaults overlaid with ``given`` (``None`` means default), after rejecting unknown names and
+    invalid values (:meth:`Param.check`)."""
     unknown = sorted(set(given) - set(declared))
     if unknown:
-        raise ValueError(f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(declared))}")
+        raise DeepdipValueError(f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(declared))}")
     out = {}
     for name, p in declared.items():
         value = given.get(name)
-        out[name] = p.default if value is None else (value if p.type is object else p.type(value))
+        out[name] = p.default if value is None else p.check(name, value)
     return out
