@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from deepdip.errors import DeepdipError
+from deepdip.errors import DeepdipError, check_number
 
 # Store columns the catalogue can provide, with the catalogue names tried when no mapping is
 # given (first match wins, case-insensitive).
@@ -67,6 +67,26 @@ class IngestOptions:
     n_folds: int = _help("cross-validation folds", 5)
     seed: int = _help("seed of the folds and of the padding noise", 0)
     chunk_size: int = _help("galaxies per write", 256)
+
+    def __post_init__(self):
+        """Refuse nonsense values at once, naming the CLI flag (and the config key), before any file is read.
+
+        (``centre`` and ``pad`` are checked against the pipeline's own lists when it starts.)
+        """
+        # assign_folds stores folds as int8: 1..127.
+        check_number("--folds (n_folds)", self.n_folds, minimum=1, maximum=127, integer=True, allow_none=False)
+        check_number("--pixel-scale (pixel_scale)", self.pixel_scale, above=0)
+        # A reddening is never negative; NaN would reach every estimator as a silent zero.
+        check_number("--ebv (ebv)", self.ebv, minimum=0)
+        check_number("--size (size)", self.size, minimum=1, integer=True)
+        # numpy's SeedSequence (folds, padding noise) takes non-negative integers only.
+        check_number("--seed (seed)", self.seed, minimum=0, integer=True, allow_none=False)
+        check_number("--chunk-size (chunk_size)", self.chunk_size, minimum=1, integer=True, allow_none=False)
+        zero_points = self.zero_point.values() if isinstance(self.zero_point, dict) else [self.zero_point]
+        for zp in zero_points:
+            check_number("--zero-point (zero_point)", zp)
+        for band, coeff in (self.extinction_coeffs or {}).items():
+            check_number(f"--extinction-coeff {band} (extinction_coeffs)", coeff, minimum=0)
 
     @classmethod
     def from_mapping(cls, mapping: dict, source: str = "options") -> IngestOptions:

@@ -29,6 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    from deepdip.errors import check_number
+
+    # Checked here for both executors, before a Dask cluster is contacted or a model loaded.
+    check_number("--chunk-size", args.chunk_size, minimum=1)
+    check_number("--batch-size", args.batch_size, minimum=1)
+    check_number("--threads", args.threads, minimum=1)
     if args.dask:
         from deepdip.predict.dask_adapter import predict_store_dask
 

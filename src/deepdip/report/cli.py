@@ -28,6 +28,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from deepdip.errors import DeepdipValueError, check_number
+
+    # Checked before any catalogue is read or any report file written.
+    check_number("--outlier-threshold", args.outlier_threshold, above=0)
+    check_number("--z-bins", args.z_bins, minimum=1)
+    check_number("--mag-bins", args.mag_bins, minimum=1)
+    if args.names is not None and len(args.names) != len(args.catalogs):
+        raise DeepdipValueError(f"--names gives {len(args.names)} name(s) for {len(args.catalogs)} catalogue(s): "
+                                "give one name per catalogue")
+
     from deepdip.report import evaluate
 
     metrics = evaluate(

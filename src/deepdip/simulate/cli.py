@@ -18,6 +18,17 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from deepdip.errors import check_number
+    from deepdip.surveys import check_simulatable, load_survey
+
+    # Every option is checked before the (slow) import of the simulator and before any work.
+    check_number("--n", args.n, minimum=1)
+    # SeedSequence takes non-negative integers only: a negative seed would fail inside a worker.
+    check_number("--seed", args.seed, minimum=0)
+    check_number("--workers", args.workers, minimum=1)
+    # A bad preset (name, JSON, keys, types) is named before the worker pool starts.
+    check_simulatable(load_survey(args.survey))
+
     from deepdip.simulate import simulate_store
 
     info = simulate_store(args.survey, args.n, args.seed, args.out, workers=args.workers,

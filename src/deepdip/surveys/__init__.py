@@ -8,11 +8,12 @@ The simulator may add more keys (depth, noise, population calibration); unknown 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from deepdip.errors import DeepdipError
+from deepdip.errors import DeepdipError, DeepdipValueError
 from deepdip.zgrid import ZGrid
 
 
@@ -44,28 +45,91 @@ def available_surveys() -> list[str]:
 
 
 def load_survey(name_or_path: str) -> Survey:
-    """Load a preset by name (``sdss``, ``cfhtls-wide``, ``legacy``) or from a JSON file path."""
+    """Load a preset by name (``sdss``, ``cfhtls-wide``, ``legacy``) or from a JSON file path.
+
+    A preset file that is not valid JSON, lacks a key or holds a value of the wrong type or range
+    raises :class:`~deepdip.errors.DeepdipValueError` naming the file and the key.
+    """
     path = Path(name_or_path)
     if path.suffix == ".json" and path.exists():
-        params = json.loads(path.read_text())
+        label = str(path)
+        try:
+            params = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DeepdipValueError(f"survey preset {label} cannot be read: {exc}") from None
+        except json.JSONDecodeError as exc:
+            raise DeepdipValueError(f"survey preset {label} is not valid JSON: {exc}") from None
     else:
         res = resources.files(__name__) / f"{name_or_path}.json"
         if not res.is_file():
             raise DeepdipError(
                 f"unknown survey {name_or_path!r}; available: {', '.join(available_surveys())} (or a preset .json path)"
             )
+        label = repr(name_or_path)
         params = json.loads(res.read_text())
+    if not isinstance(params, dict):
+        raise DeepdipValueError(f"survey preset {label} must be a JSON object of keys, got {type(params).__name__}")
     try:
-        return Survey(
-            name=params["name"],
-            bands=tuple(params["bands"]),
-            filters=tuple(params["filters"]),
-            pixel_scale=float(params["pixel_scale"]),
-            stamp_size=int(params["stamp_size"]),
-            zmin=float(params["zmin"]),
-            zmax=float(params["zmax"]),
-            nbins=int(params["nbins"]),
+        survey = Survey(
+            name=_get(params, "name", str, label),
+            bands=tuple(_get(params, "bands", list, label)),
+            filters=tuple(_get(params, "filters", list, label)),
+            pixel_scale=float(_get(params, "pixel_scale", (int, float), label)),
+            stamp_size=_get(params, "stamp_size", int, label),
+            zmin=float(_get(params, "zmin", (int, float), label)),
+            zmax=float(_get(params, "zmax", (int, float), label)),
+            nbins=_get(params, "nbins", int, label),
             params=params,
         )
     except KeyError as exc:
-        raise DeepdipError(f"survey preset {name_or_path!r} lacks the key {exc.args[0]!r}") from None
+        raise DeepdipError(f"survey preset {label} lacks the key {exc.args[0]!r}") from None
+    _check(survey, label)
+    return survey
+
+
+def _get(params: dict, key: str, kind, label: str):
+    value = params[key]
+    if isinstance(value, bool) or not isinstance(value, kind):
+        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise DeepdipValueError(f"survey preset {label}: {key!r} must be a {names}, got {value!r}")
+    return value
+
+
+def _check(survey: Survey, label: str) -> None:
+    """Values every reader of a preset relies on: what a bad preset file would otherwise break deep inside."""
+    def bad(msg):
+        raise DeepdipValueError(f"survey preset {label}: {msg}")
+
+    if not survey.bands or not all(isinstance(b, str) and b for b in survey.bands):
+        bad(f"'bands' must be a non-empty list of band names, got {list(survey.bands)}")
+    if len(set(survey.bands)) != len(survey.bands):
+        bad(f"'bands' repeats a band: {list(survey.bands)}")
+    if len(survey.filters) != len(survey.bands) or not all(isinstance(f, str) for f in survey.filters):
+        bad(f"'filters' must name one speclite filter per band ({len(survey.bands)}), got {list(survey.filters)}")
+    if not (math.isfinite(survey.pixel_scale) and survey.pixel_scale > 0):
+        bad(f"'pixel_scale' must be positive (arcsec/pixel), got {survey.pixel_scale}")
+    if survey.stamp_size < 1:
+        bad(f"'stamp_size' must be at least 1 pixel, got {survey.stamp_size}")
+    if not (math.isfinite(survey.zmin) and math.isfinite(survey.zmax) and 0 <= survey.zmin < survey.zmax):
+        bad(f"'zmin' and 'zmax' must satisfy 0 <= zmin < zmax, got {survey.zmin}, {survey.zmax}")
+    if survey.nbins < 1:
+        bad(f"'nbins' must be at least 1, got {survey.nbins}")
+
+
+def check_simulatable(survey: Survey) -> None:
+    """Refuse a preset that lacks (or has a wrong type for) a key the simulator reads, before it starts."""
+    label = repr(survey.name)
+    for key, kind in (("noise", dict), ("population", dict), ("psf_fwhm", list), ("zero_point", (int, float)),
+                      ("flux_unit", str), ("mag_limit", (int, float)), ("mag_limit_band", str)):
+        if key not in survey.params:
+            raise DeepdipValueError(f"survey preset {label} has no {key!r}: it cannot be simulated")
+        _get(survey.params, key, kind, label)
+    psf = survey["psf_fwhm"]
+    if len(psf) != len(survey.bands) or not all(isinstance(v, (int, float)) and v > 0 for v in psf):
+        raise DeepdipValueError(f"survey preset {label}: 'psf_fwhm' must hold one positive width (arcsec) per "
+                                f"band ({len(survey.bands)}), got {psf}")
+    if survey["mag_limit_band"] not in survey.bands:
+        raise DeepdipValueError(f"survey preset {label}: 'mag_limit_band' {survey['mag_limit_band']!r} is not one "
+                                f"of its bands {list(survey.bands)}")
+    if "poisson_var_per_nmgy" not in survey["noise"]:
+        raise DeepdipValueError(f"survey preset {label}: 'noise' lacks 'poisson_var_per_nmgy'")
