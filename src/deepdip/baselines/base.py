@@ -17,6 +17,7 @@ from deepdip.baselines.params import SHARED_PARAMS, Param, resolve
 from deepdip.baselines.photometry import Photometry
 from deepdip.errors import DeepdipError, DeepdipValueError
 from deepdip.estimators import PhotozEstimator
+from deepdip.store.checks import check_rows
 from deepdip.zgrid import ZGrid
 
 #: Measured (not truth) size columns that ``extra_columns="auto"`` picks up: the half-light radius
@@ -76,6 +77,8 @@ class CatalogueBaseline(PhotozEstimator):
         rows, z = rows[np.isfinite(z)], z[np.isfinite(z)]
         if self.uses_training_redshifts and len(rows) == 0:
             raise DeepdipError(f"no training galaxy with a known z_spec outside fold {fold}")
+        # NaN or negative E(B-V) would deredden to NaN fluxes, silently read as unobserved bands.
+        check_rows(store, rows, pixels=False, what="the training rows")
         self.fold_ = int(fold)
         phot = Photometry.from_store(store, rows, extra_columns=self._extra_columns(store))
         self.fit_photometry(phot, z)
@@ -83,6 +86,7 @@ class CatalogueBaseline(PhotozEstimator):
         return self
 
     def predict_pdf(self, store, rows) -> np.ndarray:
+        check_rows(store, rows, pixels=False, what="the rows to predict")
         return self.predict_pdf_photometry(self._store_photometry(store, rows))
 
     def _store_photometry(self, store, rows) -> Photometry:
