@@ -1,4 +1,4 @@
-"""Training: augmentation, normalisation, splits, determinism, resume after a kill, DDP."""
+"""Training: augmentation, normalisation, splits, DDP sharding, learning, determinism, resume after a kill."""
 
 import json
 import os
@@ -15,6 +15,7 @@ import torch
 from deepdip.errors import DeepdipError
 from deepdip.store import CutoutStore
 from deepdip.train.augment import allowed_symmetries, dihedral, random_dihedral
+from deepdip.train.data import BlockShuffleBatchSampler, make_datamodule
 from deepdip.train.normalize import Normalizer
 from deepdip.train.run import member_seed, split_train_val
 from deepdip.train.toydata import make_toy_store
@@ -94,6 +95,104 @@ def test_validation_is_carved_from_training_folds(toy):
     assert member_seed(1, 0, 0) != member_seed(1, 0, 1) != member_seed(1, 1, 0)
 
 
+# -- DDP sharding -------------------------------------------------------------------------------
+def _epoch_batches(n, world, epoch, batch_size=32, drop_last=False, shuffle=True, seed=4):
+    """Batches of every rank in one epoch: ``[[batch, ...] per rank]``."""
+    out = []
+    for rank in range(world):
+        s = BlockShuffleBatchSampler(n, batch_size, shuffle=shuffle, seed=seed, rank=rank, world_size=world,
+                                     drop_last=drop_last)
+        s.sampler.set_epoch(epoch)   # where Lightning calls it
+        out.append([np.asarray(b) for b in s])
+        assert len(s) == len(out[-1])
+    return out
+
+
+@pytest.mark.parametrize("n,world", [(300, 2), (301, 3), (100, 4), (5 * 1024 + 37, 2), (3000, 3)])
+def test_ddp_ranks_get_disjoint_shares_of_the_training_rows(n, world):
+    """Every rank gets batches (the same number: DDP steps in lockstep), the ranks' rows are
+    disjoint and together are the whole training set but for the < world rows an epoch leaves out."""
+    shares = []
+    for epoch in (0, 1):
+        per_rank = _epoch_batches(n, world, epoch)
+        counts = [len(b) for b in per_rank]
+        assert min(counts) > 0 and len(set(counts)) == 1, counts
+        rows = [np.concatenate(b) for b in per_rank]
+        union = np.concatenate(rows)
+        assert len(np.unique(union)) == len(union), "two ranks (or two batches) share a row"
+        assert union.min() >= 0 and union.max() < n
+        assert len(union) == n - n % world
+        shares.append(rows[0])
+        # drop_last: still the same number of full batches on every rank
+        full = _epoch_batches(n, world, epoch, drop_last=True, batch_size=16)
+        assert len({len(b) for b in full}) == 1 and all(len(x) == 16 for b in full for x in b)
+    assert not np.array_equal(np.sort(shares[0]), np.sort(shares[1])), "shares must be reshuffled each epoch"
+
+
+def test_one_process_epoch_is_a_permutation_of_all_rows():
+    for n in (1, 60, 1024, 3000):
+        [batches] = _epoch_batches(n, 1, 0)
+        assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(n))
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_ddp_validation_rows_are_split_exactly(world):
+    per_rank = _epoch_batches(101, world, 0, shuffle=False)
+    assert all(len(b) > 0 for b in per_rank)
+    assert np.array_equal(np.concatenate([np.concatenate(b) for b in per_rank]), np.arange(101))
+
+
+def test_a_rank_without_batches_is_refused(toy):
+    with pytest.raises(DeepdipError, match="cannot be shared by 4 processes"):
+        BlockShuffleBatchSampler(3, 8, shuffle=True, seed=0, rank=0, world_size=4)
+    with pytest.raises(DeepdipError, match="cannot be shared by 2 processes"):   # full batches only
+        BlockShuffleBatchSampler(200, 128, shuffle=True, seed=0, rank=1, world_size=2, drop_last=True)
+    # The data module refuses before reading anything, on every rank alike.
+    from types import SimpleNamespace
+
+    from deepdip.zgrid import ZGrid
+
+    store = CutoutStore(toy)
+    rows = np.arange(len(store))
+    for train_rows, val_rows, what in [(rows[:7], rows[7:20], "training"), (rows[:300], rows[300:302], "validation")]:
+        dm = make_datamodule(store, train_rows, val_rows, ZGrid(0.0, 0.4, 180), batch_size=8, num_workers=0, seed=0)
+        dm.trainer = SimpleNamespace(global_rank=1, world_size=4)
+        with pytest.raises(DeepdipError, match=f"{what} rows cannot be shared by 4 processes"):
+            dm.setup("fit")
+    dm = make_datamodule(store, rows[:300], rows[300:310], ZGrid(0.0, 0.4, 180), batch_size=8, num_workers=0, seed=0)
+    dm.trainer = SimpleNamespace(global_rank=1, world_size=4)
+    dm.setup("fit")
+    assert len(dm.train_dataloader()) == len(dm.train_dataloader()) > 0
+
+
+# -- learning -------------------------------------------------------------------------------------
+def test_training_beats_the_prior_on_a_learnable_toy_store(tmp_path):
+    """On toy galaxies whose colours, size and flux depend on z, the trained CNN is far better than
+    the prior (the training redshifts, i.e. what a network that learnt nothing, e.g. from shuffled
+    labels, predicts): a fraction of its sigma_MAD and of its bias at low and at high redshift."""
+    from deepdip.catalog import read_catalog
+    from deepdip.metrics import bias, sigma_mad
+    from deepdip.predict import predict_store
+    from deepdip.train import train
+
+    store = make_toy_store(tmp_path / "learn.h5", n=600, size=8, seed=0)
+    run = train(store, fold=0, epochs=12, batch_size=32, out=tmp_path / "run", seed=1, model_kwargs=json.loads(TINY),
+                threads=1, progress=False, num_workers=0, tensorboard=False)
+    cat = read_catalog(predict_store(run, store, tmp_path / "cnn.parquet", rows="test", progress=False))
+    zp, zs = cat.table["z_mean"].to_numpy(), cat.table["z_spec"].to_numpy()
+    s = CutoutStore(store)
+    train_z = s.column("z_spec", s.split_rows("train", fold=0))
+    prior = np.full_like(zs, np.median(train_z))   # the prior's best point estimate for sigma_MAD
+    lo, hi = zs < np.median(train_z), zs >= np.median(train_z)
+    assert min(lo.sum(), hi.sum()) > 20
+    assert sigma_mad(prior, zs) > 0.08                                  # the toy range is wide
+    assert sigma_mad(zp, zs) < 0.35 * sigma_mad(prior, zs)
+    for half in (lo, hi):                                               # the prior: +-0.07 or more
+        assert abs(bias(prior[half], zs[half])) > 0.05
+        assert abs(bias(zp[half], zs[half])) < 0.3 * abs(bias(prior[half], zs[half]))
+    assert abs(bias(zp, zs)) < 0.01
+
+
 # -- end to end: determinism, resume, config guard ----------------------------------------------
 def _weights(run):
     state = torch.load(Path(run) / "fold0" / "member0" / "model.pt", weights_only=True)["state_dict"]
@@ -112,32 +211,60 @@ def test_same_command_same_model(toy, tmp_path):
     assert run["model"] == "compact" and run["zgrid"]["nbins"] == 180
 
 
+def _sessions(member):
+    """Epochs logged by each training session of a member, oldest first (one CSV version per session)."""
+    import csv
+
+    out = []
+    for d in sorted((member / "logs").glob("version_*"), key=lambda d: int(d.name.split("_")[1])):
+        path = d / "metrics.csv"
+        rows = list(csv.DictReader(path.open())) if path.exists() else []
+        out.append(sorted({int(r["epoch"]) for r in rows if r.get("epoch")}))
+    return out
+
+
 def test_resume_after_kill_matches_unbroken_run(toy, tmp_path):
-    """Kill a training process after its first epoch checkpoint; the same command finishes the
-    run, and the result equals an uninterrupted run bit for bit."""
+    """Kill a training process after its first epoch checkpoint; the same command resumes the run
+    from the epoch after that checkpoint (not from scratch), and the result equals an
+    uninterrupted run bit for bit."""
     epochs = "6"
+    member = tmp_path / "killed" / "fold0" / "member0"
     p = cli(*train_cmd(toy, tmp_path / "killed", "--epochs", epochs))
-    last = tmp_path / "killed" / "fold0" / "member0" / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 240
-    while not last.exists() and p.poll() is None and time.time() < deadline:
+    last = member / "checkpoints" / "last.ckpt"
+    while not last.exists() and p.poll() is None:
         time.sleep(0.02)
     p.send_signal(signal.SIGKILL)
     p.communicate()
     assert p.returncode == -signal.SIGKILL, "training ended before it could be killed"
-    assert not (tmp_path / "killed" / "fold0" / "member0" / "model.pt").exists()
+    assert not (member / "model.pt").exists()
+    killed_at = torch.load(last, weights_only=True, map_location="cpu")["epoch"]   # epochs done: killed_at + 1
+    assert killed_at + 1 < int(epochs)
+    before = len(_sessions(member))
 
     p = cli(*train_cmd(toy, tmp_path / "killed", "--epochs", epochs))
     out, _ = p.communicate(timeout=300)
     assert p.returncode == 0, out
+    sessions = _sessions(member)
+    assert len(sessions) == before + 1
+    # The resumed session starts after the checkpoint's epoch and trains only what was left.
+    assert sessions[-1] == list(range(killed_at + 1, int(epochs))), sessions
+    assert torch.load(member / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")["epoch"] \
+        == int(epochs) - 1
+
     p = cli(*train_cmd(toy, tmp_path / "unbroken", "--epochs", epochs))
     out, _ = p.communicate(timeout=300)
     assert p.returncode == 0, out
+    assert _sessions(tmp_path / "unbroken" / "fold0" / "member0") == [list(range(int(epochs)))]
     wk, wu = _weights(tmp_path / "killed"), _weights(tmp_path / "unbroken")
     assert all(torch.equal(wk[k], wu[k]) for k in wu)
-    # a finished member is not retrained
+    # A finished member is not retrained: no new session, the model file untouched.
+    model = member / "model.pt"
+    stamp = (model.stat().st_mtime_ns, model.read_bytes())
     p = cli(*train_cmd(toy, tmp_path / "killed", "--epochs", epochs))
     out, _ = p.communicate(timeout=300)
-    assert p.returncode == 0 and "Epoch" not in out
+    assert p.returncode == 0, out
+    assert len(_sessions(member)) == before + 1
+    assert (model.stat().st_mtime_ns, model.read_bytes()) == stamp
 
 
 def test_run_with_other_settings_is_refused(toy, tmp_path):
@@ -151,13 +278,36 @@ def test_run_with_other_settings_is_refused(toy, tmp_path):
         train(toy, fold=7, out=tmp_path / "r2", epochs=1)
 
 
-def test_time_budget_plans_epochs(toy, tmp_path):
-    from deepdip.train import train
+class _Clock:
+    """A fake clock for :mod:`deepdip.train.budget`: every reading of ``monotonic`` (the epoch
+    clock) advances it by ``epoch_s``, every reading of ``perf_counter`` (the step timer) by
+    ``step_s``, so the budget's plan is the same on any machine, however loaded."""
 
-    run = train(toy, fold=0, out=tmp_path / "b", epochs=500, max_minutes=0.15, model_kwargs=json.loads(TINY),
+    def __init__(self, epoch_s, step_s):
+        self.t, self.p, self.epoch_s, self.step_s = 1000.0, 0.0, epoch_s, step_s
+
+    def monotonic(self):
+        self.t += self.epoch_s
+        return self.t
+
+    def perf_counter(self):
+        self.p += self.step_s
+        return self.p
+
+
+def test_time_budget_plans_epochs(toy, tmp_path, monkeypatch):
+    from deepdip.train import budget, train
+
+    # Each epoch "takes" two seconds (one reading at its end), a step 5 ms: a 9.15-second budget
+    # holds 4 full epochs of the 500 asked for, whatever the real speed.
+    monkeypatch.setattr(budget, "time", _Clock(epoch_s=2.0, step_s=0.005))
+    # 9.15 s: train() hands the member what is left of the budget at its start (microseconds less).
+    run = train(toy, fold=0, out=tmp_path / "b", epochs=500, max_minutes=0.1525, model_kwargs=json.loads(TINY),
                 progress=False, num_workers=0, tensorboard=False)
     info = torch.load(run / "fold0" / "member0" / "model.pt", weights_only=True)["info"]
-    assert 1 <= info["epochs"] < 500
+    plan = json.loads((run / "fold0" / "member0" / "budget_plan.json").read_text())
+    assert plan["train_batches"] is None          # full epochs: 6 of them fit easily
+    assert info["epochs"] == 4
 
 
 def test_plan_epochs_shortens_only_budgets_shorter_than_a_few_epochs():
@@ -192,21 +342,34 @@ def test_short_budget_trains_shorter_epochs_and_keeps_the_plan(toy, tmp_path, mo
 
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_gloo(toy, tmp_path):
-    """DDP over 2 CPU processes (gloo): the same code path as multi-GPU / multi-node training."""
+    """DDP over 2 CPU processes (gloo): the same code path as multi-GPU / multi-node training. On
+    this small store (~290 training rows, less than one 1024-row window) both ranks must train."""
     p = cli(*train_cmd(toy, tmp_path / "ddp", "--epochs", "2", "--accelerator", "cpu", "--devices", "2",
                        "--strategy", "ddp"))
     out, _ = p.communicate(timeout=400)
     assert p.returncode == 0, out
-    assert (tmp_path / "ddp" / "fold0" / "member0" / "model.pt").exists()
+    member = tmp_path / "ddp" / "fold0" / "member0"
+    assert (member / "model.pt").exists()
+    # Each rank's share of the training rows, in batches as the data module cuts them.
+    n_train = len(split_train_val(CutoutStore(toy), 0, seed=3)[0])
+    assert 128 < n_train // 2 < 1024       # one window per rank, more than one batch of 128 rows
+    per_rank = (n_train // 2) // 128       # full batches only (drop_last) on every rank
+    last = torch.load(member / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert last["epoch"] == 1 and last["global_step"] == 2 * per_rank
 
 
 def test_unreadable_budget_plan_is_replaced(toy, tmp_path):
+    """A kill can leave a truncated budget_plan.json: the rerun makes a new plan instead of crashing."""
+    import shutil
+
     from deepdip.train import train
 
-    member = tmp_path / "p" / "fold0" / "member0"
-    member.mkdir(parents=True)
+    kw = dict(fold=0, out=tmp_path / "p", max_minutes=0.01, model_kwargs=json.loads(TINY), batch_size=8,
+              progress=False, num_workers=0, tensorboard=False)
+    member = train(toy, **kw) / "fold0" / "member0"
+    (member / "model.pt").unlink()
+    shutil.rmtree(member / "checkpoints")
     (member / "budget_plan.json").write_text("{truncated")
-    run = train(toy, fold=0, out=tmp_path / "p", max_minutes=0.01, model_kwargs=json.loads(TINY), batch_size=8,
-                progress=False, num_workers=0, tensorboard=False)
-    plan = json.loads((run / "fold0" / "member0" / "budget_plan.json").read_text())
-    assert "train_batches" in plan and (run / "fold0" / "member0" / "model.pt").exists()
+    train(toy, **kw)
+    plan = json.loads((member / "budget_plan.json").read_text())
+    assert "train_batches" in plan and (member / "model.pt").exists()

@@ -10,6 +10,12 @@ several blocks, shuffles the rows inside the window and cuts it into batches. Ev
 galaxies from many places in the store (enough even if the store is sorted, e.g. by redshift),
 and the worker reads each block once, contiguously, from a small cache.
 
+Under DDP the rows, not the windows, are shared out: every epoch the block order is cut into
+``world_size`` equal, disjoint, contiguous shares of rows (a rank reads only its own blocks; a store
+with fewer than a window per rank is shared out row by row), and each rank cuts its share into windows. So every rank gets the same number of batches
+(ranks step in lockstep) even on a store smaller than one window per rank; a configuration in
+which some rank would get no batch at all is refused (:class:`~deepdip.errors.DeepdipError`).
+
 Augmentation is not done here but on the batch in the LightningModule, seeded by the global step,
 so it is reproducible whatever the number of workers and across a resume.
 """
@@ -22,6 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from deepdip.errors import DeepdipError
 from deepdip.zgrid import ZGrid
 
 BLOCK_ROWS = 64        # the store's HDF5 chunk height (deepdip.store.writer.CHUNK_ROWS)
@@ -88,16 +95,30 @@ class BlockShuffleBatchSampler(Sampler):
     """Batches of dataset positions in an order fixed by (seed, epoch, rank).
 
     With ``shuffle``: blocks of ``BLOCK_ROWS`` positions in random order, pooled ``window`` blocks
-    at a time, rows shuffled within the pool and cut into batches. Under DDP, rank r takes every
-    world-th window. Without ``shuffle``: consecutive batches (validation, prediction).
-    Lightning calls :meth:`set_epoch` each epoch (and on resume), like ``DistributedSampler``.
+    at a time, rows shuffled within the pool and cut into batches. Under DDP (``world_size > 1``)
+    the rows in that block order (in a random order when there are fewer than ``window`` blocks per
+    rank) are cut into ``world_size`` equal contiguous shares, rank r takes share r (the
+    ``n % world_size`` rows at the end of the epoch's order are left out of that epoch, as
+    ``DistributedSampler(drop_last=True)`` does) and pools its share ``window * BLOCK_ROWS`` rows at
+    a time: the shares are disjoint and every rank has the same number of batches. Without
+    ``shuffle``: consecutive batches (validation, prediction); under DDP, rank r takes the r-th of
+    ``world_size`` contiguous, nearly equal parts. Lightning calls :meth:`set_epoch` each epoch
+    (and on resume), like ``DistributedSampler``.
+
+    Raises :class:`~deepdip.errors.DeepdipError` when some rank would get no batch.
     """
 
     def __init__(self, n: int, batch_size: int, *, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1,
                  drop_last: bool = False, window: int = WINDOW_BLOCKS):
+        if batch_size < 1:
+            raise DeepdipError(f"batch size must be at least 1, got {batch_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} out of range for world size {world_size}")
         self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
         self.rank, self.world_size, self.drop_last, self.window = rank, world_size, drop_last, window
         self.epoch = 0
+        check_batches_per_rank(n, world_size, batch_size if drop_last else 1,
+                               "training" if shuffle else "validation")
         # Lightning calls set_epoch on ``loader.sampler`` and ``loader.batch_sampler.sampler`` only.
         self.sampler = _EpochSetter(self)
 
@@ -107,18 +128,33 @@ class BlockShuffleBatchSampler(Sampler):
     def _windows(self) -> list[np.ndarray]:
         n_blocks = -(-self.n // BLOCK_ROWS)
         if not self.shuffle:
+            if self.world_size > 1:   # contiguous, nearly equal parts: none empty (checked above)
+                lo, hi = (self.n * self.rank) // self.world_size, (self.n * (self.rank + 1)) // self.world_size
+            else:
+                lo, hi = 0, self.n
             span = self.window * BLOCK_ROWS
-            wins = [np.arange(s, min(s + span, self.n)) for s in range(0, self.n, span)]
-            return wins[self.rank::self.world_size]
+            return [np.arange(s, min(s + span, hi)) for s in range(lo, hi, span)]
         rng = np.random.default_rng([int(self.seed), self.epoch, 17])
         order = rng.permutation(n_blocks)
-        wins = []
-        for s in range(0, n_blocks, self.window):
-            pos = np.concatenate([np.arange(b * BLOCK_ROWS, min((b + 1) * BLOCK_ROWS, self.n)) for b in order[s:s + self.window]])
-            wins.append(rng.permutation(pos))
-        # Equal work per rank: every rank gets the same number of windows (DDP steps in lockstep).
-        per_rank = len(wins) // self.world_size if self.world_size > 1 else len(wins)
-        return wins[self.rank::self.world_size][:per_rank]
+        if self.world_size == 1:
+            wins = []
+            for s in range(0, n_blocks, self.window):
+                pos = np.concatenate([np.arange(b * BLOCK_ROWS, min((b + 1) * BLOCK_ROWS, self.n))
+                                      for b in order[s:s + self.window]])
+                wins.append(rng.permutation(pos))
+            return wins
+        # DDP: every rank derives the same order of rows, then takes its own share of it. A store
+        # smaller than a window per rank is shuffled row by row (its reads are few anyway); a
+        # larger one in block order, so that a rank reads only its own blocks.
+        span = self.window * BLOCK_ROWS
+        if self.n < span * self.world_size:
+            rows = rng.permutation(self.n)
+        else:
+            rows = np.concatenate([np.arange(b * BLOCK_ROWS, min((b + 1) * BLOCK_ROWS, self.n)) for b in order])
+        share = self.n // self.world_size
+        mine = rows[self.rank * share:(self.rank + 1) * share]
+        rank_rng = np.random.default_rng([int(self.seed), self.epoch, 17, self.rank])
+        return [rank_rng.permutation(mine[s:s + span]) for s in range(0, len(mine), span)]
 
     def _batches(self):
         for pos in self._windows():
@@ -133,6 +169,19 @@ class BlockShuffleBatchSampler(Sampler):
 
     def __len__(self) -> int:
         return sum(1 for _ in self._batches())
+
+
+def check_batches_per_rank(n: int, world_size: int, min_rows: int = 1, what: str = "training") -> None:
+    """Refuse (:class:`DeepdipError`) a split of ``n`` rows over ``world_size`` processes in which
+    some process would get fewer than ``min_rows`` rows, i.e. no batch: DDP would then train (or
+    validate) on nothing, or hang waiting for the empty rank."""
+    if world_size < 1:
+        raise ValueError(f"world size must be at least 1, got {world_size}")
+    if n // world_size < max(1, min_rows):
+        raise DeepdipError(
+            f"{n} {what} rows cannot be shared by {world_size} processes: each would get {n // world_size} "
+            f"(needs at least {max(1, min_rows)} for one batch); use fewer --devices/--num-nodes, a smaller "
+            "--batch-size or more galaxies")
 
 
 class _EpochSetter:
@@ -169,6 +218,10 @@ def make_datamodule(store, train_rows, val_rows, zgrid: ZGrid, *, batch_size: in
             self.batch_size = batch_size   # training batch; validation uses twice as many
 
         def setup(self, stage=None):
+            # Before any reading: every rank makes the same check, so all of them stop together.
+            _, world = self._rank()
+            check_batches_per_rank(len(train_rows), world, 2, "training")   # batch norm needs 2 rows
+            check_batches_per_rank(len(val_rows), world, 1, "validation")
             self.train_set = StoreDataset(store, train_rows, zgrid)
             self.val_set = StoreDataset(store, val_rows, zgrid)
 
