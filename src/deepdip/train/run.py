@@ -186,8 +186,8 @@ def _check_train_options(*, ensemble, epochs, max_minutes, seed, batch_size, lr,
         raise DeepdipValueError(f"--stretch must be asinh or pasquet, got {stretch!r}")
     precisions = _lightning_precisions()
     if precision not in precisions:
-        raise DeepdipValueError(f"--precision {precision!r} is not one Lightning accepts: "
-                                f"{', '.join(str(p) for p in precisions)}")
+        names = dict.fromkeys(str(p) for p in precisions if isinstance(p, str))  # ints are aliases of "64", "32"...
+        raise DeepdipValueError(f"--precision {precision!r} is not one Lightning accepts: {', '.join(names)}")
     if isinstance(accelerator, str):
         from lightning.pytorch.accelerators import AcceleratorRegistry
 
