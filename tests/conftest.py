@@ -35,3 +35,29 @@ def tiny_store(tmp_path) -> Path:
     images = rng.normal(size=(60, 5, 8, 8)).astype(np.float32)
     return create_store(tmp_path / "tiny.h5", images, make_catalog(60, rng), bands="ugriz", survey="sdss",
                         pixel_scale=0.396, seed=3)
+
+
+def assert_folds_predicted_by_their_own_models(cat, run, store, atol=1e-6):
+    """Every row of a cross-validated catalogue (``rows="test"``) holds the PDF of its own fold's
+    ensemble (``run/fold{K}/member*/model.pt``, recomputed here model file by model file), never
+    that of another fold, whose networks were trained on it. Needs two folds or more."""
+    from deepdip.predict import load_members, predict_chunk
+    from deepdip.store import CutoutStore
+
+    store = store if isinstance(store, CutoutStore) else CutoutStore(store)
+    row_of = {int(i): r for r, i in enumerate(store.column("id"))}
+    cat_folds = cat.table["fold"].to_numpy()
+    folds = sorted(int(k) for k in np.unique(cat_folds))
+    assert len(folds) >= 2, "a fold-assignment check needs a catalogue with two folds or more"
+    nets = {k: [m.net for m in load_members(sorted((Path(run) / f"fold{k}").glob("member*/model.pt")), store)]
+            for k in folds}
+    for k in folds:
+        sel = cat_folds == k
+        rows = np.array([row_of[int(i)] for i in cat.ids[sel]])
+        assert (store.column("fold", rows) == k).all()
+        images, ebv = store.images(rows), store.column("ebv", rows)[:, None]
+        np.testing.assert_allclose(cat.pdf[sel], predict_chunk(nets[k], images, ebv), atol=atol,
+                                   err_msg=f"fold-{k} rows are not predicted by the fold-{k} models")
+        for other in folds:   # the check has teeth: another fold's models give other PDFs
+            if other != k:
+                assert not np.allclose(cat.pdf[sel], predict_chunk(nets[other], images, ebv), atol=100 * atol)
