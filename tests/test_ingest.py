@@ -7,6 +7,7 @@ store holds what went in, and that each kind of bad input gets its own clear mes
 from __future__ import annotations
 
 import csv
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -447,7 +448,16 @@ def test_real_legacy_dr10_cutouts(tmp_path):
     assert np.all(np.isfinite(flux_r)) and np.median(flux_r / err_r) > 10
 
 
-# -- sim-to-real check (fine-tuning with leave-out CV) --------------------------------------------
+# -- sim-to-real study (benchmarks/sim_to_real_legacy.py: fine-tuning with leave-out CV) ----------
+
+def sim_to_real_study():
+    """The study script, imported from its file (benchmarks/ is not a package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "sim_to_real_legacy.py"
+    spec = importlib.util.spec_from_file_location("sim_to_real_legacy", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 @pytest.fixture
 def one_thread():
@@ -461,7 +471,8 @@ def one_thread():
 
 def test_finetune_learns_and_leave_out_cv_predicts_every_galaxy(one_thread):
     torch = pytest.importorskip("torch")
-    from deepdip.ingest.simtoreal import finetune, leave_out_cv, predict_pdfs
+    study = sim_to_real_study()
+    finetune, leave_out_cv, predict_pdfs = study.finetune, study.leave_out_cv, study.predict_pdfs
     from deepdip.train.modelfile import PhotozNet
     from deepdip.zgrid import ZGrid
 
@@ -481,3 +492,25 @@ def test_finetune_learns_and_leave_out_cv_predicts_every_galaxy(one_thread):
     assert after > 2 * before  # probability of the true bin rises on the training galaxies
     pdf = leave_out_cv([net], images, ebv, z, zgrid, n_groups=3, epochs=2, batch_size=4)
     assert pdf.shape == (6, 16) and np.allclose(pdf.sum(1), 1, atol=1e-4)
+
+
+def test_finetune_with_frozen_batch_norm_keeps_the_mock_statistics(one_thread):
+    torch = pytest.importorskip("torch")
+    finetune = sim_to_real_study().finetune
+    from deepdip.train.modelfile import PhotozNet
+    from deepdip.zgrid import ZGrid
+
+    torch.manual_seed(0)
+    zgrid = ZGrid(0.0, 0.8, 16)
+    net = PhotozNet("compact", in_chans=2, num_bins=zgrid.nbins, img_size=16).eval()
+    images = np.random.default_rng(1).normal(1.0, 0.5, (6, 2, 16, 16)).astype(np.float32)
+    ebv, z = np.full(6, 0.03, np.float32), np.linspace(0.1, 0.6, 6)
+
+    def running_means(model):
+        return [m.running_mean.clone() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+
+    frozen = finetune(net, images, ebv, z, zgrid, epochs=2, batch_size=3, freeze_bn=True)
+    moving = finetune(net, images, ebv, z, zgrid, epochs=2, batch_size=3)
+    assert running_means(net)  # the test means something only if the network has batch norm
+    assert all(torch.equal(a, b) for a, b in zip(running_means(net), running_means(frozen)))
+    assert not all(torch.equal(a, b) for a, b in zip(running_means(net), running_means(moving)))

@@ -11,7 +11,7 @@ from deepdip.catalog import read_catalog
 from deepdip.store import CutoutStore
 
 
-def _rgb(image: np.ndarray, bands: list[str]) -> np.ndarray:
+def rgb_composite(image: np.ndarray, bands: list[str]) -> np.ndarray:
     """Lupton et al. (2004) asinh colour composite from three bands (reddest as red)."""
     from astropy.visualization import make_lupton_rgb
 
@@ -51,7 +51,7 @@ def write_gallery(store_path, catalog_paths: list, out_png, n: int = 12, seed: i
                              gridspec_kw={"width_ratios": [1, 1.6] * ncol}, squeeze=False)
     for k, gid in enumerate(pick):
         ax_img, ax_pdf = axes[k // ncol, 2 * (k % ncol)], axes[k // ncol, 2 * (k % ncol) + 1]
-        ax_img.imshow(_rgb(images[k], store.bands), origin="lower")
+        ax_img.imshow(rgb_composite(images[k], store.bands), origin="lower")
         ax_img.set_axis_off()
         ax_img.set_title(f"id {gid}", fontsize=7)
         for cat, label in zip(cats, labels):

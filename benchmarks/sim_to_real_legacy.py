@@ -1,6 +1,6 @@
-"""Sim-to-real check: a CNN trained on a mock survey, tested on real ingested cutouts.
+"""Sim-to-real study: a CNN trained on a mock survey, tested on real ingested cutouts (docs/real-data.md).
 
-Three numbers tell the story (docs/real-data.md):
+Three numbers tell the story:
 
 1. the mock-trained ensemble applied as is to the real labelled galaxies;
 2. the same models fine-tuned on real galaxies, evaluated by leave-out cross-validation (each
@@ -9,21 +9,22 @@ Three numbers tell the story (docs/real-data.md):
 3. a figure of real cutouts beside the mock galaxies nearest in (redshift, r magnitude), to see
    what the network was not shown.
 
-    python -m deepdip.ingest.simtoreal --run RUN --real real.h5 --mock mock.h5 --select primary --out DIR
+    python benchmarks/sim_to_real_legacy.py --run RUN --real real.h5 --mock mock.h5 --select primary --out DIR
 
 Fine-tuning updates the backbone only: the normaliser learnt on the mock stays, so real pixels
-are scaled exactly as the mock ones were.
+are scaled exactly as the mock ones were. The fine-tuning loop is the study's own (a plain AdamW
+loop over a few dozen galaxies); it is not part of the library, whose training is ``deepdip.train``.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import json
 from pathlib import Path
 
 import numpy as np
 
+from deepdip.atomic import atomic_path, write_json_atomic
 from deepdip.errors import DeepdipError
 
 
@@ -68,12 +69,13 @@ def finetune(net, images, ebv, z, zgrid, *, epochs: int = 40, lr: float = 1e-4, 
 
     from deepdip.train.augment import random_dihedral
 
+    batch_norms = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d, torch.nn.SyncBatchNorm)
     torch.manual_seed(seed)
     net = copy.deepcopy(net)
     net.train()
     if freeze_bn:
         for module in net.modules():
-            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            if isinstance(module, batch_norms):
                 module.eval()
     for p in net.normalizer.parameters():
         p.requires_grad_(False)
@@ -151,14 +153,17 @@ def _mag(flux):
     return 22.5 - 2.5 * np.log10(np.clip(flux, 1e-3, None))
 
 
-def comparison_figure(real, mock, rows, out_png, n: int = 8, seed: int = 0) -> Path:
-    """Real cutouts (top) above the mock galaxies closest in (z, r magnitude) (bottom)."""
+def comparison_figure(real, mock, rows, out_png, n: int = 8, seed: int = 0, real_label: str = "real") -> Path:
+    """Real cutouts (top) above the mock galaxies closest in (z, r magnitude) (bottom).
+
+    ``real_label`` names the real data in the title (e.g. "Legacy DR10").
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from deepdip.gallery import _rgb
+    from deepdip.gallery import rgb_composite
 
     pick = np.sort(np.random.default_rng(seed).choice(rows, size=min(n, len(rows)), replace=False))
     r = list(real.bands).index("r")
@@ -181,16 +186,32 @@ def comparison_figure(real, mock, rows, out_png, n: int = 8, seed: int = 0) -> P
         m = int(np.nanargmin(dist))
         for ax, store, i, label in ((axes[0, j], real, int(row), f"real z={zr:.3f} r={mr:.1f}"),
                                     (axes[1, j], mock, m, f"mock z={mock_z[m]:.3f} r={mock_mag[m]:.1f}")):
-            ax.imshow(_rgb(store.images(np.array([i]))[0], list(store.bands)), origin="lower")
+            ax.imshow(rgb_composite(store.images(np.array([i]))[0], list(store.bands)), origin="lower")
             ax.set_xlabel(label, fontsize=7)
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.suptitle("Legacy DR10 real cutouts (top) and nearest legacy-mock galaxies in (z, r) (bottom); gri asinh",
-                 fontsize=9)
+    fig.suptitle(f"{real_label} real cutouts (top) and nearest {mock.survey}-mock galaxies in (z, r) (bottom); "
+                 f"{_composite_bands(real.bands)} asinh", fontsize=9)
     fig.tight_layout()
+    return _save(fig, out_png)
+
+
+def _composite_bands(bands) -> str:
+    """The bands :func:`deepdip.gallery.rgb_composite` shows, blue to red (its choice, for titles)."""
+    bands = list(bands)
+    picks = [b for b in ("g", "r", "i") if b in bands]
+    return "".join(picks) if len(picks) == 3 else "".join(bands[i] for i in (0, len(bands) // 2, len(bands) - 1))
+
+
+def _save(fig, out_png) -> Path:
+    import matplotlib.pyplot as plt
+
     out_png = Path(out_png)
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
+    try:
+        with atomic_path(out_png, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
     return out_png
 
 
@@ -223,17 +244,17 @@ def results_figure(results: dict, out_png) -> Path:
         ax.axhline(len(z) / 10, color="k", lw=0.8)
         ax.set_xlabel("PIT")
     fig.tight_layout()
-    out_png = Path(out_png)
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
-    return out_png
+    return _save(fig, out_png)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deepdip.ingest.simtoreal", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python benchmarks/sim_to_real_legacy.py",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", required=True, help="run directory of the mock-trained CNN")
     parser.add_argument("--real", required=True, help="store of ingested real cutouts with z_spec")
     parser.add_argument("--mock", help="mock store for the comparison figure")
+    parser.add_argument("--real-label", default="Legacy DR10",
+                        help="name of the real data in the comparison figure's title [Legacy DR10]")
     parser.add_argument("--select", default=None, help="boolean catalogue column selecting the rows to score")
     parser.add_argument("--epochs", type=int, default=40, help="fine-tuning epochs [40]")
     parser.add_argument("--lr", type=float, default=1e-4, help="fine-tuning learning rate [1e-4]")
@@ -277,8 +298,8 @@ def main(argv=None) -> int:
     if args.mock:
         mock = CutoutStore(args.mock)
         results["mock_test"] = mock_test_metrics(args.run, mock, seed=args.seed)
-        comparison_figure(real, mock, rows, out / "real_vs_mock.png", seed=args.seed)
-    (out / "metrics.json").write_text(json.dumps(results, indent=1))
+        comparison_figure(real, mock, rows, out / "real_vs_mock.png", seed=args.seed, real_label=args.real_label)
+    write_json_atomic(out / "metrics.json", results)
     results_figure(results, out / "real_photoz.png")
     for name in ("mock_test", "zero_shot", "finetuned_cv", "scratch_cv", "constant_cv"):
         if name not in results:
