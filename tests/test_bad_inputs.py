@@ -181,6 +181,8 @@ CASES: dict[str, tuple[list[str], str]] = {
     "knn seed -1": (_baseline("knn", "--seed", "-1"), "--seed"),
     "knn n-jobs 0": (_baseline("knn", "--n-jobs", "0"), "--n-jobs"),
     "knn max-train -1": (_baseline("knn", "--max-train", "-1"), "--max-train"),
+    "knn max-train 1": (_baseline("knn", "--max-train", "1"), "at least 2 training galaxies"),
+    "boost max-train 3": (_baseline("boost", "--max-train", "3"), "at least 4 training galaxies"),
     "knn ref-band q": (_baseline("knn", "--ref-band", "q"), "--ref-band"),
     "knn fold 7": (["baseline", "{store}", "--method", "knn", "--fold", "7", "--out", "{out}.parquet"], "--fold"),
     "rf n-trees 0": (_baseline("rf", "--n-trees", "0"), "--n-trees"),

@@ -40,6 +40,7 @@ class CatalogueBaseline(PhotozEstimator):
     name = "baseline"
     PARAMS: dict[str, Param] = SHARED_PARAMS
     uses_training_redshifts = True  # False for template fitting: it fits without spec-z
+    min_train = 1  # fewest training galaxies the method can fit on
 
     def __init__(self, zgrid: ZGrid | None = None, **params):
         self.zgrid = zgrid
@@ -122,6 +123,9 @@ class CatalogueBaseline(PhotozEstimator):
         if n_max and len(phot) > n_max:
             keep = np.sort(np.random.default_rng(self.settings["seed"]).choice(len(phot), n_max, replace=False))
             phot, z_spec = phot.subset(keep), z_spec[keep]
+        if len(phot) < self.min_train:
+            raise DeepdipValueError(f"the {self.name} baseline needs at least {self.min_train} training galaxies, "
+                                    f"got {len(phot)}" + (" (--max-train)" if n_max and n_max < self.min_train else ""))
         self.ref_band_ = self.settings["ref_band"] or getattr(self, "_store_ref_band", None) or _default_ref_band(phot.bands)
         self.n_train_ = len(phot)
         t0 = time.perf_counter()

@@ -25,6 +25,7 @@ class BoostedTreesBaseline(CatalogueBaseline):
     """LightGBM regression on [ref mag, colours] with an out-of-fold residual model for PDFs."""
 
     name = "boost"
+    min_train = INNER_FOLDS  # every out-of-fold split needs a galaxy
     PARAMS = {
         **SHARED_PARAMS,
         "n_rounds": Param(int, 600, "boosting rounds of the redshift regressor", minimum=1),

@@ -48,6 +48,7 @@ class BPZBaseline(CatalogueBaseline):
 
     name = "bpz"
     uses_training_redshifts = False
+    min_train = 0  # templates fit without training galaxies (HDF-N prior, no zero-point offsets)
     PARAMS = {
         **SHARED_PARAMS,
         "prior": Param(str, "trained", "redshift-type prior: 'trained' (Benitez's form fitted to the training "

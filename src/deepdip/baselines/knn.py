@@ -23,6 +23,7 @@ class KNNBaseline(CatalogueBaseline):
     """kNN on standardised [ref mag, colours]: neighbour-redshift histogram PDFs."""
 
     name = "knn"
+    min_train = 2  # a neighbour other than the galaxy itself
     PARAMS = {
         **SHARED_PARAMS,
         "k": Param(int, 20, "number of neighbours whose spec-z make the PDF", minimum=1),
@@ -36,11 +37,8 @@ class KNNBaseline(CatalogueBaseline):
         # Standardising gives the magnitude and each colour equal say in the distance.
         self.scaler_ = StandardScaler().fit(self.features_.transform(phot))
         x = self.scaler_.transform(self.features_.transform(phot))
-        k = min(self.settings["k"], len(x) - 1)
-        if k < 1:
-            raise ValueError("kNN needs at least 2 training galaxies")
-        self.k_ = k
-        self.nn_ = NearestNeighbors(n_neighbors=k, n_jobs=self.settings["n_jobs"]).fit(x)
+        self.k_ = min(self.settings["k"], len(x) - 1)  # >= 1: min_train
+        self.nn_ = NearestNeighbors(n_neighbors=self.k_, n_jobs=self.settings["n_jobs"]).fit(x)
         self.z_train_ = z_spec
         self.kernel_bins_ = float(self.settings["kernel_bins"]) or self._tune_kernel(x, z_spec)
 
