@@ -45,6 +45,36 @@ def install_sigterm_as_exit() -> bool:
 
 
 @contextlib.contextmanager
+def deferred_signals(signums=(signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back during a block that must not be cut in two.
+
+    E.g. creating a temporary output and entering the ``with`` block that removes it on failure:
+    a signal in between would leave the temporary behind. A signal that arrives meanwhile is
+    re-raised when the block ends, so its usual handler runs in the code that follows. (Python
+    handlers, not a signal mask: a mask holds back only the calling thread, and Python runs every
+    handler in the main thread whichever thread the kernel picked.)
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+
+    def hold(signum, frame):
+        pending.append(signum)
+
+    previous = {}
+    try:
+        for signum in signums:
+            previous[signum] = signal.signal(signum, hold)
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(pending):
+            signal.raise_signal(signum)
+
+
+@contextlib.contextmanager
 def sigterm_as_exit() -> Iterator[None]:
     """:func:`install_sigterm_as_exit` for the duration of a block; the previous handler comes back after."""
     installed = install_sigterm_as_exit()

@@ -7,6 +7,7 @@ workers. Blocks stream to the store in order: memory stays flat whatever N.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
@@ -21,7 +22,7 @@ import numpy as np
 from deepdip.errors import DeepdipError
 from deepdip.extinction import EXTINCTION_LAW
 from deepdip.photometry import measure_photometry
-from deepdip.signals import sigterm_as_exit
+from deepdip.signals import deferred_signals, sigterm_as_exit
 from deepdip.simulate import population, rendering
 
 BLOCK_SIZE = 200
@@ -110,11 +111,12 @@ UNGUARDED = ("the worker processes of simulate_store exited while starting up. W
 
 
 def simulate_store(survey, n: int, seed: int, out, workers: int = 1, progress: bool = True,
-                   shard_size: int | None = None) -> dict:
+                   shard_size: int | None = None, overwrite: bool = False) -> dict:
     """Simulate ``n`` galaxies of ``survey`` (a preset name, JSON path or Survey) into ``out``.
 
     ``out`` ending in ``.h5``/``.hdf5`` is one file; anything else becomes a folder of shards of
-    ``shard_size`` galaxies. Returns timing information (seconds, galaxies per second).
+    ``shard_size`` galaxies. An existing store at ``out`` is replaced only with ``overwrite``
+    (never a directory of other files). Returns timing information (seconds, galaxies per second).
     """
     from deepdip.surveys import load_survey
 
@@ -128,12 +130,16 @@ def simulate_store(survey, n: int, seed: int, out, workers: int = 1, progress: b
             raise DeepdipError(f"survey preset {survey.name!r} has no {key!r}: it cannot be simulated")
     out = Path(out)
     single_file = out.suffix in (".h5", ".hdf5")
+    from deepdip.store import check_store_output
+
+    check_store_output(out, sharded=not single_file, overwrite=overwrite,
+                       inputs=[survey.path] if getattr(survey, "path", None) else ())
     # SIGTERM unwinds like Ctrl-C: the writer drops its temporary, the workers are stopped
     with sigterm_as_exit():
         pool, started = _start_pool(workers) if workers > 1 else (None, [])  # workers start up while we prepare
         try:
             return _simulate(survey, n, seed, out, pool, started, progress,
-                             None if single_file else (shard_size or SHARD_SIZE))
+                             None if single_file else (shard_size or SHARD_SIZE), overwrite)
         except BaseException:
             if pool is not None:
                 _stop_workers(pool)
@@ -143,7 +149,7 @@ def simulate_store(survey, n: int, seed: int, out, workers: int = 1, progress: b
                 pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _simulate(survey, n, seed, out, pool, started, progress, shard_size) -> dict:
+def _simulate(survey, n, seed, out, pool, started, progress, shard_size, overwrite=False) -> dict:
     from tqdm.auto import tqdm
 
     from deepdip.store import StoreWriter
@@ -165,13 +171,16 @@ def _simulate(survey, n, seed, out, pool, started, progress, shard_size) -> dict
             future.result()
     except BrokenProcessPool:
         raise DeepdipError(UNGUARDED) from None
-    writer = StoreWriter(out, bands=survey.bands, image_shape=(survey.stamp_size, survey.stamp_size),
-                         survey=survey.name, pixel_scale=survey.pixel_scale, flux_unit=survey["flux_unit"],
-                         seed=seed, attrs=provenance,
-                         shard_size=shard_size)
-    blocks = map(_run_block, tasks) if pool is None else pool.map(_run_block, tasks)
-    # the writer drops its temporary on any exception, so a failed run leaves nothing behind
-    with writer, tqdm(total=n, unit="gal", desc=f"simulate {survey.name}", disable=not progress) as bar:
+    with contextlib.ExitStack() as stack:
+        # the writer drops its temporary on any exception, so a failed run leaves nothing behind; a
+        # signal between the temporary's creation and the `with` would escape that: held back here
+        with deferred_signals():
+            writer = stack.enter_context(StoreWriter(
+                out, bands=survey.bands, image_shape=(survey.stamp_size, survey.stamp_size), survey=survey.name,
+                pixel_scale=survey.pixel_scale, flux_unit=survey["flux_unit"], seed=seed, attrs=provenance,
+                shard_size=shard_size, overwrite=overwrite))
+        blocks = map(_run_block, tasks) if pool is None else pool.map(_run_block, tasks)
+        bar = stack.enter_context(tqdm(total=n, unit="gal", desc=f"simulate {survey.name}", disable=not progress))
         try:
             for images, cat in blocks:
                 writer.append(images, cat)
