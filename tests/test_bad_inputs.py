@@ -159,6 +159,7 @@ CASES: dict[str, tuple[list[str], str]] = {
     "train accelerator": (_train("--accelerator", "quantum"), "--accelerator"),
     "train strategy": (_train("--strategy", "teleport"), "--strategy"),
     "train model-kwargs key": (_train("--model-kwargs", '{{"no_such": 1}}'), "no_such"),
+    "train model-kwargs value": (_train("--model-kwargs", '{{"widths": "x"}}'), "--model-kwargs"),
     "train model-kwargs list": (_train("--model-kwargs", "[1]"), "--model-kwargs"),
     "train fold 9": (["train", "{store}", "--fold", "9", "--out", "{out}"], "fold 9"),
     # row 50 is in the test fold 0: only the training rows count

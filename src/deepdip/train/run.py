@@ -208,6 +208,24 @@ def _check_train_options(*, ensemble, epochs, max_minutes, seed, batch_size, lr,
         raise DeepdipValueError(f"--devices must be a number, a comma list of device ids or auto, got {devices!r}")
 
 
+def _check_buildable(store, zgrid: ZGrid, config: dict) -> None:
+    """Build the network once (milliseconds; a second for pasquet19) so that a --model-kwargs value
+    it refuses, or a stamp too small for it, is named here rather than deep in the first member."""
+    from deepdip.train.modelfile import PhotozNet
+
+    try:
+        PhotozNet(model=config["model"], in_chans=store.n_bands, num_bins=zgrid.nbins, img_size=store.image_shape[0],
+                  n_extra=1, stretch=config["stretch"], apertures=config["apertures"],
+                  model_kwargs=config["model_kwargs"])
+    except DeepdipError:
+        raise
+    except (TypeError, ValueError, RuntimeError, IndexError) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise DeepdipValueError(f"the {config['model']} model cannot be built for this store ({store.n_bands} bands, "
+                                f"{store.image_shape[0]}x{store.image_shape[1]} px) with the keywords (--model-kwargs over its "
+                                f"defaults) {json.dumps(config['model_kwargs'])}: {first}") from None
+
+
 def check_training_rows(store, folds, seed: int, val_fraction: float, max_val: int, max_train) -> None:
     """Refuse a store whose rows used for training hold NaN/inf pixels, NaN or negative E(B-V),
     or whose folds lie outside ``0..n_folds-1`` (:func:`deepdip.store.checks.check_rows`)."""
@@ -305,6 +323,7 @@ def train(store, fold=0, model: str = "compact", ensemble: int = 1, epochs: int 
                   image_shape=list(store.image_shape), zgrid=zgrid.to_dict(), store=str(store.path),
                   survey=store.survey, flux_unit=store.flux_unit,
                   apertures=resolve_apertures(hp["apertures"], store.image_shape[0]))
+    _check_buildable(store, zgrid, config)
     check_training_rows(store, folds, config["seed"], config["val_fraction"], config["max_val"], config["max_train"])
     check_run_dir(run_dir, inputs=(store.path,))
     # The launching process holds the run directory's lock for the whole call: a second `train`
