@@ -99,6 +99,7 @@ def inputs(tmp_path_factory) -> dict[str, str]:
         "preset_range": json.dumps({**sdss, "zmax": -1}),
         "preset_psf": json.dumps({**sdss, "psf_fwhm": [1.4, 1.3]}),
         "preset_band": json.dumps({**sdss, "mag_limit_band": "K"}),
+        "preset_noise": json.dumps({**sdss, "noise": {"sky_sigma": [0.1] * 5}}),
     }
     for name, text in presets.items():
         (d / f"{name}.json").write_text(text)
@@ -140,6 +141,7 @@ CASES: dict[str, tuple[list[str], str]] = {
     "preset z range": (_simulate("--survey", "{preset_range}"), "zmax"),
     "preset psf per band": (_simulate("--survey", "{preset_psf}"), "psf_fwhm"),
     "preset selection band": (_simulate("--survey", "{preset_band}"), "mag_limit_band"),
+    "preset noise per band": (_simulate("--survey", "{preset_noise}"), "poisson_var_per_nmgy"),
     # train: every option, then the store's rows
     "train lr -1": (_train("--lr", "-1"), "--lr"),
     "train lr nan": (_train("--lr", "nan"), "--lr"),

@@ -131,5 +131,9 @@ def check_simulatable(survey: Survey) -> None:
     if survey["mag_limit_band"] not in survey.bands:
         raise DeepdipValueError(f"survey preset {label}: 'mag_limit_band' {survey['mag_limit_band']!r} is not one "
                                 f"of its bands {list(survey.bands)}")
-    if "poisson_var_per_nmgy" not in survey["noise"]:
-        raise DeepdipValueError(f"survey preset {label}: 'noise' lacks 'poisson_var_per_nmgy'")
+    for key in ("sky_sigma", "poisson_var_per_nmgy"):  # per band, what rendering.add_noise reads
+        values = survey["noise"].get(key)
+        if (not isinstance(values, list) or len(values) != len(survey.bands)
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in values)):
+            raise DeepdipValueError(f"survey preset {label}: 'noise' needs {key!r}, one non-negative value per band "
+                                    f"({len(survey.bands)}), got {values!r}")
