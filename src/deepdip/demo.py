@@ -1,8 +1,22 @@
 """``deepdip demo``: the whole chain on a mock survey it generates itself (the README's main job).
 
-simulate an ``sdss`` mock -> train the CNN on fold 0 within a time budget -> predict the test
-fold -> fit every catalogue baseline on the same split -> evaluate all side by side -> one report
-(``index.html``, ``metrics.json``, figures, a gallery of cutouts with their PDFs).
+simulate an ``sdss`` mock -> train the CNN on the other folds for a fixed number of epochs ->
+predict the test fold -> fit every catalogue baseline on the same split -> evaluate all side by
+side -> one report (``index.html``, ``metrics.json``, figures, a gallery of cutouts with their PDFs).
+
+Reproducible: every random choice derives from ``seed`` and the CNN trains a fixed number of epochs
+(the model's default, 30 for ``compact``), so the same command on the same hardware and thread count
+writes the same ``metrics.json`` byte for byte, however loaded the machine is. ``minutes`` instead
+fits training into a wall-clock budget: the epochs then depend on the machine's speed, and so do the
+numbers. What else could vary, and why it does not:
+
+- the mock: each block of galaxies draws from ``SeedSequence([seed, block])``, whatever the number
+  of simulation workers (tests/test_simulate.py);
+- the CNN: batch order, augmentation and dropout are drawn from (seed, epoch, step) in the training
+  process, the DataLoader workers only read; no early stopping; the torch thread count is fixed by
+  the core count (see ``deepdip.train.run.train_member``);
+- the baselines: one thread each (``n_jobs=1``), LightGBM with ``deterministic=True``; the random
+  forest and boosted trees are seeded.
 
 Each step's output is kept in ``DIR``; running the same command again reuses finished steps
 (the store, the trained members, the catalogues), so an interrupted demo continues where it stopped.
@@ -10,13 +24,17 @@ Each step's output is kept in ``DIR``; running the same command again reuses fin
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
+
+import numpy as np
 
 from deepdip.atomic import write_json_atomic
 from deepdip.errors import DeepdipError
 
 BASELINES = ("knn", "rf", "boost", "bpz")
+N_FOLDS = 5   # folds of a simulated store (deepdip.store.writer.StoreWriter's default)
 
 
 def _step(title: str):
@@ -24,8 +42,46 @@ def _step(title: str):
     return time.monotonic()
 
 
-def run_demo(out, *, n: int = 20000, survey: str = "sdss", model: str = "compact", minutes: float = 14.0,
-             seed: int = 1, workers: int = 2, fold: int = 0, ensemble: int = 1,
+MIN_N = 100   # below this the five folds leave too few training galaxies for anything but a crash
+
+
+def check_options(out, *, n: int, survey: str, model: str, minutes: float | None, epochs: int | None,
+                  seed: int, workers: int, fold: int, ensemble: int, baselines) -> None:
+    """Refuse any bad option before any work (a 20,000-galaxy simulation takes a minute or more)."""
+    from deepdip.surveys import load_survey
+    from deepdip.train.run import MODEL_DEFAULTS
+
+    def whole(name, value, low):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise DeepdipError(f"--{name} must be an integer >= {low}, got {value!r}")
+
+    whole("n", n, MIN_N)
+    whole("seed", seed, 0)
+    whole("workers", workers, 1)
+    whole("ensemble", ensemble, 1)
+    whole("fold", fold, 0)
+    if fold >= N_FOLDS:
+        raise DeepdipError(f"--fold must be 0..{N_FOLDS - 1} (the mock has {N_FOLDS} folds), got {fold}")
+    if epochs is not None:
+        whole("epochs", epochs, 1)
+    if minutes is not None and not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
+        raise DeepdipError(f"--minutes must be a positive number of minutes, got {minutes!r}")
+    if model not in MODEL_DEFAULTS:
+        raise DeepdipError(f"unknown model {model!r}; choose from {', '.join(MODEL_DEFAULTS)}")
+    baselines = tuple(baselines)
+    unknown = sorted(set(baselines) - set(BASELINES))
+    if unknown:
+        raise DeepdipError(f"unknown baseline(s) {unknown}; choose from {', '.join(BASELINES)}")
+    if len(set(baselines)) != len(baselines):
+        raise DeepdipError(f"a baseline is named twice in {','.join(baselines)}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DeepdipError(f"--out {out} is a file, not a folder")
+    load_survey(survey)   # an unknown preset is refused here, with the list of known ones
+
+
+def run_demo(out, *, n: int = 20000, survey: str = "sdss", model: str = "compact", minutes: float | None = None,
+             epochs: int | None = None, seed: int = 1, workers: int = 2, fold: int = 0, ensemble: int = 1,
              baselines=BASELINES, progress: bool = True) -> dict:
     """Run the demo into ``out``; return the metrics of every method (also in ``out/metrics.json``).
 
@@ -34,7 +90,10 @@ def run_demo(out, *, n: int = 20000, survey: str = "sdss", model: str = "compact
         n: galaxies in the mock survey.
         survey: survey preset of the mock.
         model: CNN model (``compact`` trains well on a CPU in minutes; ``pasquet19`` is the paper's).
-        minutes: wall-clock budget of CNN training (all ensemble members together).
+        minutes: optional wall-clock budget of CNN training (all ensemble members together); the
+            number of epochs then depends on the machine's speed (not reproducible).
+        epochs: epochs per CNN member (default: the model's, 30 for ``compact``); with ``minutes``
+            the most the budget may plan.
         seed: the one seed of the mock, the folds and the training.
         workers: simulation worker processes.
         fold: test fold; every method trains on the other folds.
@@ -50,8 +109,11 @@ def run_demo(out, *, n: int = 20000, survey: str = "sdss", model: str = "compact
     from deepdip.simulate.pipeline import simulate_store
     from deepdip.store import CutoutStore
     from deepdip.surveys import load_survey
-    from deepdip.train.run import train
+    from deepdip.train.run import MODEL_DEFAULTS, train
 
+    check_options(out, n=n, survey=survey, model=model, minutes=minutes, epochs=epochs, seed=seed,
+                  workers=workers, fold=fold, ensemble=ensemble, baselines=baselines)
+    baselines = tuple(baselines)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -66,15 +128,20 @@ def run_demo(out, *, n: int = 20000, survey: str = "sdss", model: str = "compact
         raise DeepdipError(f"{store_path} holds {len(store)} galaxies, not {n}: remove it or use another --out")
     timings["simulate_s"] = time.monotonic() - t
 
-    t = _step(f"2/5 train the {model} CNN on folds != {fold} ({minutes:g} min budget)")
+    if minutes is None:
+        plan = f"{epochs or MODEL_DEFAULTS[model]['epochs']} epochs"
+    else:
+        plan = f"{minutes:g} min budget" + (f", at most {epochs} epochs" if epochs else "")
+    t = _step(f"2/5 train the {model} CNN on folds != {fold} ({plan})")
     run_dir = out / f"cnn_{model}"
-    train(store, fold=fold, model=model, ensemble=ensemble, max_minutes=minutes, out=run_dir, seed=seed,
-          progress=progress)
+    train(store, fold=fold, model=model, ensemble=ensemble, epochs=epochs, max_minutes=minutes, out=run_dir,
+          seed=seed, progress=progress)
     timings["train_s"] = time.monotonic() - t
 
     t = _step(f"3/5 predict fold {fold} with the CNN")
     catalogs = {"cnn": out / "cnn.parquet"}
-    predict_store(run_dir, store, catalogs["cnn"], rows="test", progress=progress)
+    # The demo's own files in its own folder: a rerun replaces them (the models may have changed).
+    predict_store(run_dir, store, catalogs["cnn"], rows="test", progress=progress, overwrite=True)
     timings["predict_s"] = time.monotonic() - t
 
     t = _step(f"4/5 catalogue baselines on the same split: {', '.join(baselines)}")
@@ -94,7 +161,7 @@ def run_demo(out, *, n: int = 20000, survey: str = "sdss", model: str = "compact
     gallery_html = section("Example galaxies", figure(gallery, "gri composites of test-fold galaxies and their "
                                                       "redshift PDFs", relative_to=out))
     floor = information_floor(store, fold)
-    metrics = evaluate([catalogs[k] for k in catalogs], out, names=list(catalogs),
+    metrics = evaluate([catalogs[k] for k in catalogs], out, names=list(catalogs), overwrite=True,
                        title=f"deepdip demo: {survey} mock, {n} galaxies, test fold {fold}",
                        extra_sections=[_floor_section(floor), gallery_html])
     # Beside the report's metrics, not inside them: the floor uses truths no estimator may see.
@@ -150,7 +217,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--n", type=int, default=20000, help="galaxies in the mock survey (default 20000)")
     parser.add_argument("--survey", default="sdss", help="survey preset (default sdss)")
     parser.add_argument("--model", default="compact", choices=["compact", "pasquet19"], help="CNN model")
-    parser.add_argument("--minutes", type=float, default=14.0, help="CNN training budget in minutes (default 14)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="CNN training epochs per member (default: the model's, 30 for compact); "
+                             "the same command gives the same numbers")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="train within a wall-clock budget instead (the epochs, and so the numbers, then "
+                             "depend on the machine's speed)")
     parser.add_argument("--ensemble", type=int, default=1, help="CNN ensemble members (default 1)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the mock, folds and training")
     parser.add_argument("--workers", type=int, default=2, help="simulation worker processes (default 2)")
@@ -159,9 +231,6 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     baselines = tuple(b for b in args.baselines.split(",") if b)
-    unknown = set(baselines) - set(BASELINES)
-    if unknown:
-        raise DeepdipError(f"unknown baseline(s) {sorted(unknown)}; choose from {', '.join(BASELINES)}")
-    run_demo(args.out, n=args.n, survey=args.survey, model=args.model, minutes=args.minutes, seed=args.seed,
-             workers=args.workers, ensemble=args.ensemble, baselines=baselines)
+    run_demo(args.out, n=args.n, survey=args.survey, model=args.model, minutes=args.minutes, epochs=args.epochs,
+             seed=args.seed, workers=args.workers, ensemble=args.ensemble, baselines=baselines)
     return 0

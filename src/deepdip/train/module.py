@@ -3,6 +3,14 @@
 Loss: cross-entropy of the softmax over redshift bins against the bin of z_spec (Pasquet et al.
 2019). The learning-rate schedule is stepped per batch over ``planned_epochs``, which the time-budget
 callback may lower after measuring the first epoch, so the schedule still anneals within a budget.
+
+Weight averaging (``ema`` > 0): an exponential moving average of the weights (and of the batch-norm
+statistics) is updated after every optimiser step; validation, the best-checkpoint choice and the
+saved model all use the averaged network. The raw weights of a network trained with a high peak
+learning rate wander from batch to batch, and so did the validation loss from epoch to epoch (the
+best epoch, and the test metrics, changed with small perturbations); the average over the last few
+hundred steps is a smoother, usually better and better calibrated network, at the cost of one
+``lerp`` per parameter per step.
 """
 
 from __future__ import annotations
@@ -12,6 +20,8 @@ import math
 import lightning as L
 import torch
 import torch.nn.functional as F
+
+from torch.optim.swa_utils import AveragedModel
 
 from deepdip.train.augment import random_dihedral
 from deepdip.train.modelfile import PhotozNet
@@ -29,7 +39,8 @@ class PhotozModule(L.LightningModule):
     optimizer : {"adamw", "adam"}
     lr, weight_decay : float
     schedule : {"cosine", "step", "constant"}
-        ``cosine``: linear warm-up over ``warmup`` of the steps then cosine decay to 1 %;
+        ``cosine``: linear warm-up over ``warmup`` of the steps then cosine decay to ``lr_floor``
+        (a fraction of ``lr``; 0 anneals to zero by the last planned step);
         ``step``: Pasquet et al.'s division of the learning rate by 5 halfway.
     max_epochs : int
         Initial length of the schedule (see ``planned_epochs``).
@@ -39,11 +50,16 @@ class PhotozModule(L.LightningModule):
         Seeds augmentation (with the global step) and dropout (with the epoch).
     channels_last : bool
         Feed the backbone NHWC tensors (faster convolutions on some CPUs/GPUs).
+    ema : float
+        Decay per optimiser step of the moving average of the weights (0: none). The decay used at
+        update ``n`` is ``min(ema, (1 + n) / (10 + n))``, so the average forgets the random
+        initialisation within the first epoch even on short runs.
     """
 
     def __init__(self, *, net: dict, zcentres: list, optimizer: str = "adamw", lr: float = 1e-3,
                  weight_decay: float = 1e-4, schedule: str = "cosine", warmup: float = 0.03,
-                 max_epochs: int = 10, augment: bool = True, seed: int = 0, channels_last: bool = False):
+                 max_epochs: int = 10, augment: bool = True, seed: int = 0, channels_last: bool = False,
+                 ema: float = 0.0, lr_floor: float = 0.01):
         super().__init__()
         self.save_hyperparameters()
         self.net = PhotozNet(**net)
@@ -51,6 +67,18 @@ class PhotozModule(L.LightningModule):
         self.planned_epochs = int(max_epochs)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
+        # The average is a submodule, so it travels in every checkpoint (a resumed run continues
+        # the same average) but its parameters are not given to the optimiser (see
+        # configure_optimizers). Its first update copies the network, normaliser included.
+        self.ema = None
+        if ema > 0:
+            self.ema = AveragedModel(self.net, multi_avg_fn=_ema_update(float(ema)), use_buffers=True)
+            self.ema.requires_grad_(False)   # no gradients: DDP must not expect them to be reduced
+
+    @property
+    def eval_net(self) -> PhotozNet:
+        """The network validated, checkpointed as "best" and saved: the weight average when there is one."""
+        return self.ema.module if self.ema is not None else self.net
 
     def forward(self, images, extra):
         return self.net(images, extra)
@@ -73,11 +101,15 @@ class PhotozModule(L.LightningModule):
         self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
         return loss
 
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        if self.ema is not None:   # after the optimiser step of this batch
+            self.ema.update_parameters(self.net)
+
     def validation_step(self, batch, batch_idx):
         images, extra, zbin, z = batch
         if self.hparams.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        logits = self(images, extra).float()
+        logits = self.eval_net(images, extra).float()
         loss = F.cross_entropy(logits, zbin)
         zphot = (logits.softmax(dim=1) * self.zcentres).sum(dim=1)
         self.log("val_loss", loss, prog_bar=True, sync_dist=True, batch_size=len(zbin))
@@ -100,9 +132,9 @@ class PhotozModule(L.LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         if hp.optimizer == "adam":
-            opt = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+            opt = torch.optim.Adam(self.net.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
         elif hp.optimizer == "adamw":
-            opt = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+            opt = torch.optim.AdamW(self.net.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
         else:
             raise ValueError(f"unknown optimizer {hp.optimizer!r}")
         self._steps_per_epoch = getattr(self, "_steps_per_epoch", 1)  # refreshed in on_train_start
@@ -119,7 +151,8 @@ class PhotozModule(L.LightningModule):
         warm = self.hparams.warmup
         if t < warm:
             return (step + 1) / max(1.0, warm * total)
-        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * (t - warm) / max(1e-9, 1 - warm)))
+        floor = self.hparams.get("lr_floor", 0.01)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * (t - warm) / max(1e-9, 1 - warm)))
 
     def on_train_start(self):
         # num_training_batches is known only once the loader exists (after configure_optimizers
@@ -131,3 +164,22 @@ class PhotozModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint):
         self.planned_epochs = int(checkpoint.get("planned_epochs", self.planned_epochs))
+
+
+def _ema_update(decay: float):
+    """``AveragedModel`` multi-average function: EMA with ``decay``, warmed up over the first updates.
+
+    Floating tensors move towards the network's by ``1 - d`` with ``d = min(decay, (1+n)/(10+n))``
+    at update ``n``; integer buffers (batch-norm's ``num_batches_tracked``) take the network's value.
+    """
+    @torch.no_grad()
+    def update(averaged: list, current: list, n_averaged) -> None:
+        n = float(n_averaged)
+        d = min(decay, (1.0 + n) / (10.0 + n))
+        for a, c in zip(averaged, current, strict=True):
+            if a.is_floating_point():
+                a.lerp_(c, 1.0 - d)
+            else:
+                a.copy_(c)
+
+    return update
