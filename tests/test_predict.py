@@ -56,9 +56,13 @@ def test_pdfs_are_normalised_and_tta_is_orientation_invariant(run, toy):
     pdf = predict_chunk(nets, images, ebv)
     assert pdf.shape == (20, 180)
     assert (pdf >= 0).all() and np.allclose(pdf.sum(axis=1), 1, atol=1e-5)
-    # The ensemble PDF is the mean of the members' PDFs.
+    # The ensemble PDF is the mean of the members' PDFs, each the softmax of its network's logits
+    # bin for bin (a PDF shifted by one bin, a bias of 2e-3, would not pass).
     each = [predict_chunk([n], images, ebv) for n in nets]
     assert np.allclose(pdf, np.mean(each, axis=0), atol=1e-6)
+    with torch.no_grad():
+        direct = [torch.softmax(n(torch.from_numpy(images), torch.from_numpy(ebv)).float(), dim=1).numpy() for n in nets]
+    assert np.allclose(pdf, np.mean(direct, axis=0), atol=1e-5)
     # With TTA the PDF of a rotated or flipped galaxy is the same.
     rotated = dihedral(torch.from_numpy(images), 5).numpy()
     assert np.allclose(predict_chunk(nets, images, ebv, tta=True), predict_chunk(nets, rotated, ebv, tta=True),
