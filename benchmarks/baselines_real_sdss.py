@@ -3,17 +3,18 @@
     python benchmarks/baselines_real_sdss.py                      # 5-fold table on real SDSS
     python benchmarks/baselines_real_sdss.py --speed 20000        # + fit/predict timings at demo scale
     python benchmarks/baselines_real_sdss.py --json out.json      # also write the numbers
+    python benchmarks/baselines_real_sdss.py --data PATH/gst_tests_small.fits   # the table elsewhere
 
 The table: 5-fold cross-validation (folds from deepdip.store.assign_folds, seed 0) on the 10,000
-real SDSS main-sample galaxies of ../shared/data/real/sdss_main_gst10k, ugriz model fluxes with
-their errors, SDSS extinction; PDFs on 270 bins over [0, 0.6); z_phot = PDF mean.
+real SDSS main-sample galaxies of ../shared/data/real/sdss_main_gst10k (found beside the
+repository this script is in, or given with --data), ugriz model fluxes with their errors, SDSS
+extinction; PDFs on 270 bins over [0, 0.6); z_phot = PDF mean.
 The speed run tiles the real photometry to N galaxies, fits on 80 % and predicts 20 %, one thread.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -21,8 +22,41 @@ from pathlib import Path
 
 import numpy as np
 
+from deepdip.atomic import write_json_atomic
 from deepdip.baselines import make_baseline
-from deepdip.baselines.real_sdss import DEFAULT_PATH, ZGRID, load_real_sdss, markdown_table, real_sdss_table
+from deepdip.baselines.real_sdss import ZGRID, cross_validate, load_real_sdss
+
+#: The data beside this repository (a fresh clone has no ../shared: pass --data).
+DEFAULT_PATH = (Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "sdss_main_gst10k"
+                / "gst_tests_small.fits")
+COLUMNS = ("method", "n", "sigma_mad", "outlier_frac", "bias", "bias_median", "pit_ks", "coverage_68",
+           "coverage_95", "crps", "fit_s", "predict_per_1k_s")
+
+
+def real_sdss_table(path, methods=("knn", "rf", "boost", "bpz"), n_folds: int = 5, seed: int = 0,
+                    progress=print) -> list[dict]:
+    """Cross-validated metrics of each baseline on the real SDSS sample, one dict per method."""
+    phot, z = load_real_sdss(path)
+    rows = []
+    for m in methods:
+        rows.append(cross_validate(m, phot, z, n_folds=n_folds, seed=seed))
+        if progress:
+            progress(format_row(rows[-1]))
+    return rows
+
+
+def format_row(row: dict) -> str:
+    cells = []
+    for c in COLUMNS:
+        v = row.get(c, "")
+        cells.append(f"{v:.4f}" if isinstance(v, float) and c not in ("fit_s", "predict_per_1k_s")
+                     else f"{v:.2f}" if isinstance(v, float) else str(v))
+    return "| " + " | ".join(cells) + " |"
+
+
+def markdown_table(rows: list[dict]) -> str:
+    head = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n"
+    return head + "\n".join(format_row(r) for r in rows) + "\n"
 
 
 def speed(path, n: int, methods, seed: int = 0) -> list[dict]:
@@ -49,7 +83,9 @@ def speed(path, n: int, methods, seed: int = 0) -> list[dict]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default=str(DEFAULT_PATH), help="gst_tests_small.fits (default: ../shared/data/...)")
+    parser.add_argument("--data", default=str(DEFAULT_PATH),
+                        help="sdss_main_gst10k/gst_tests_small.fits (default: ../shared/data/real/... beside the "
+                             "repository)")
     parser.add_argument("--methods", default="knn,rf,boost,bpz", help="comma-separated baselines")
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds")
     parser.add_argument("--seed", type=int, default=0, help="seed of folds and estimators")
@@ -67,7 +103,7 @@ def main(argv=None) -> int:
     if args.speed:
         result["speed"] = speed(args.data, args.speed, methods, seed=args.seed)
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1, default=float))
+        write_json_atomic(args.json, result, default=float)
     return 0
 
 

@@ -1,10 +1,10 @@
-"""The real-data check of the baselines: 5-fold cross-validation on real SDSS main-sample galaxies.
+"""Baselines on a real SDSS photometric table: read it, and cross-validate a baseline on it.
 
 Data: ``sdss_main_gst10k`` (10,000 SDSS main-sample galaxies matched to 2MASS, from the kcorrect
 test data; see ``../shared/data/README.md``): ``MODELFLUX`` and ``MODELFLUX_IVAR`` (ugriz,
 nanomaggies), ``EXTINCTION`` (SDSS pipeline A_b, mag) and spec-z ``Z``. Folds come from
-:func:`deepdip.store.assign_folds` on the row number, as in a store. Reproduce the table of
-``docs/baselines-real-sdss.md`` with ``python benchmarks/baselines_real_sdss.py``.
+:func:`deepdip.store.assign_folds` on the row number, as in a store. The table of
+``docs/baselines-real-sdss.md`` is the study ``python benchmarks/baselines_real_sdss.py --data PATH``.
 """
 
 from __future__ import annotations
@@ -20,16 +20,17 @@ from deepdip.errors import DeepdipError
 from deepdip.metrics import compute_metrics, point_estimates
 from deepdip.zgrid import ZGrid
 
-#: Where the data lives relative to the project root (a fresh clone has no ../shared).
-DEFAULT_PATH = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "real" / "sdss_main_gst10k" / "gst_tests_small.fits"
 BANDS = ("u", "g", "r", "i", "z")
 FILTERS = tuple(f"sdss2010-{b}" for b in BANDS)
 #: The sample reaches z = 0.58: the sdss preset's bin width (0.4/180) extended to z = 0.6.
 ZGRID = ZGrid(0.0, 0.6, 270)
 
 
-def load_real_sdss(path=DEFAULT_PATH) -> tuple[Photometry, np.ndarray]:
-    """Measured ugriz model photometry (with SDSS extinction) and spec-z of the real sample."""
+def load_real_sdss(path) -> tuple[Photometry, np.ndarray]:
+    """Measured ugriz model photometry (with SDSS extinction) and spec-z of the real sample.
+
+    ``path``: the sample's FITS table (``sdss_main_gst10k/gst_tests_small.fits``).
+    """
     from astropy.io import fits
 
     path = Path(path)
@@ -71,33 +72,3 @@ def cross_validate(method: str, phot: Photometry, z: np.ndarray, *, zgrid: ZGrid
     out.update(method=method, point=point, fit_s=round(fit_s, 2), predict_s=round(predict_s, 2),
                predict_per_1k_s=round(1000 * predict_s / len(z), 3))
     return out
-
-
-def real_sdss_table(path=DEFAULT_PATH, methods=("knn", "rf", "boost", "bpz"), n_folds: int = 5, seed: int = 0,
-                    progress=print) -> list[dict]:
-    """Cross-validated metrics of each baseline on the real SDSS sample, one dict per method."""
-    phot, z = load_real_sdss(path)
-    rows = []
-    for m in methods:
-        rows.append(cross_validate(m, phot, z, n_folds=n_folds, seed=seed))
-        if progress:
-            progress(format_row(rows[-1]))
-    return rows
-
-
-COLUMNS = ("method", "n", "sigma_mad", "outlier_frac", "bias", "bias_median", "pit_ks", "coverage_68",
-           "coverage_95", "crps", "fit_s", "predict_per_1k_s")
-
-
-def format_row(row: dict) -> str:
-    cells = []
-    for c in COLUMNS:
-        v = row.get(c, "")
-        cells.append(f"{v:.4f}" if isinstance(v, float) and c not in ("fit_s", "predict_per_1k_s")
-                     else f"{v:.2f}" if isinstance(v, float) else str(v))
-    return "| " + " | ".join(cells) + " |"
-
-
-def markdown_table(rows: list[dict]) -> str:
-    head = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n"
-    return head + "\n".join(format_row(r) for r in rows) + "\n"
