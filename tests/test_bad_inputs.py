@@ -309,20 +309,21 @@ def test_truth_columns_come_from_provenance(inputs):
     assert set(MOCK_TRUTHS) <= truths and {"mag_r", "z_true", "psf_fwhm_r"} <= truths and "hlr_meas" not in truths
 
 
-def test_simulator_truth_list_covers_every_truth_it_writes():
-    """Every catalogue column of a simulated block is a truth, a measurement or a required column."""
+def test_simulator_records_its_truths_in_the_provenance(tmp_path):
+    """A mock lists its truths; every other column it writes is a measurement or a required column."""
     from deepdip.photometry import measure_photometry
-    from deepdip.simulate import simulate_block
-    from deepdip.simulate.population import prepare
-    from deepdip.simulate.truths import truth_columns
+    from deepdip.simulate import simulate_store
     from deepdip.surveys import Survey, load_survey
 
     base = load_survey("sdss")
     survey = Survey(base.name, base.bands, base.filters, base.pixel_scale, 24, base.zmin, base.zmax, base.nbins,
                     dict(base.params, stamp_size=24))
-    images, cat = simulate_block(survey, prepare(survey), 1, 0, 3)
-    measured = set(measure_photometry(images, survey.pixel_scale, survey.bands))
-    left = set(cat) - set(truth_columns(survey.bands)) - measured - {"id", "z_spec", "ebv"}
+    simulate_store(survey, 3, 1, tmp_path / "mock.h5", progress=False)
+    store = CutoutStore(tmp_path / "mock.h5")
+    truths = store.provenance["truth_columns"]
+    assert set(MOCK_TRUTHS) | {"z_true", "mag_r"} <= set(truths) <= set(store.columns)
+    measured = set(measure_photometry(store.images([0]), survey.pixel_scale, survey.bands))
+    left = set(store.columns) - set(truths) - measured - {"id", "z_spec", "ebv", "fold"}
     assert not left, f"columns the simulator writes that are neither truths nor measurements: {sorted(left)}"
 
 

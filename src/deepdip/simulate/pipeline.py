@@ -24,6 +24,7 @@ from deepdip.extinction import EXTINCTION_LAW
 from deepdip.photometry import measure_photometry
 from deepdip.signals import deferred_signals, sigterm_as_exit
 from deepdip.simulate import population, rendering
+from deepdip.simulate.truths import PROVENANCE_KEY, truth_columns
 
 BLOCK_SIZE = 200
 SHARD_SIZE = 10_000  # galaxies per shard file when the output is a folder
@@ -165,6 +166,8 @@ def _simulate(survey, n, seed, out, pool, started, progress, shard_size, overwri
         "extinction_law": EXTINCTION_LAW,
         "population_sha256": population.population_digest(survey),
         "photometry": "deepdip.photometry.measure_photometry (Kron 2.5 matched apertures)",
+        # Which catalogue columns hold truths: readers refuse them as features by this list (issue 18).
+        PROVENANCE_KEY: truth_columns(survey.bands),
     }
     try:
         for future in started:  # before anything is written: a pool that cannot start fails here
