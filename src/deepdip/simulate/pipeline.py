@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepdip.errors import DeepdipError
+from deepdip.errors import DeepdipError, DeepdipValueError
 from deepdip.extinction import EXTINCTION_LAW
 from deepdip.photometry import measure_photometry
 from deepdip.signals import deferred_signals, sigterm_as_exit
@@ -126,6 +126,8 @@ def simulate_store(survey, n: int, seed: int, out, workers: int = 1, progress: b
         raise DeepdipError(f"--n must be at least 1, got {n}")
     if workers < 1:
         raise DeepdipError(f"--workers must be at least 1, got {workers}")
+    if int(seed) < 0:  # SeedSequence takes non-negative integers only; it would fail in the first block
+        raise DeepdipValueError(f"--seed must be at least 0, got {seed}")
     for key in ("noise", "psf_fwhm", "population"):
         if key not in survey.params:
             raise DeepdipError(f"survey preset {survey.name!r} has no {key!r}: it cannot be simulated")
