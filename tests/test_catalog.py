@@ -7,6 +7,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import qp
 
 import deepdip
 from deepdip import catalog, metrics
@@ -130,7 +131,6 @@ def test_read_errors(tmp_path, rows):
 
 
 def test_qp_export(tmp_path, rows):
-    qp = pytest.importorskip("qp")
     cat = catalog.read_catalog(write(tmp_path / "cat.parquet", rows))
     ens = catalog.to_qp(cat)
     assert ens.npdf == len(cat)
