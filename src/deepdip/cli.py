@@ -29,8 +29,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse prints the whole usage before a bad option's message; deepdip's errors are one line.
+
+    Subcommand parsers inherit the class (argparse builds them with ``type(self)``).
+    """
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(load_commands: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="deepdip",
         description="Pixel-level deep-learning photometric redshifts for galaxy surveys.",
     )

@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fold", type=int, required=True, metavar="K",
                         help="train on rows with fold != K, predict rows with fold == K")
     parser.add_argument("--out", required=True, metavar="FILE.parquet", help="photo-z catalogue to write")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing catalogue at --out (never a folder or an input)")
     parser.add_argument("--rows", choices=("test", "all"), default="test",
                         help="rows to predict: the test fold (default) or every row")
     group = parser.add_argument_group("method parameters (default: the method's own)")
@@ -62,7 +64,7 @@ def run(args) -> int:
     est.fit(store, args.fold)
     fit_s = time.perf_counter() - t0
     rows = store.split_rows(args.rows, fold=args.fold)
-    est.predict_catalog(store, rows, args.out)
+    est.predict_catalog(store, rows, args.out, overwrite=args.overwrite)
     print(f"{args.method}: fitted on {est.n_train_} galaxies in {fit_s:.1f} s, predicted {len(rows)} "
           f"in {time.perf_counter() - t0 - fit_s:.1f} s -> {args.out}")
     return 0

@@ -42,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="catalogue (FITS, CSV, Parquet, .npz); for --arrays FILE.npz defaults to that file")
     src.add_argument("--config", metavar="FILE", help="YAML/JSON/TOML file of options (and inputs)")
     parser.add_argument("--out", required=True, metavar="STORE", help="cutout store to write (.h5)")
+    parser.add_argument("--overwrite", action="store_true", default=None, help=h["overwrite"])
 
     m = parser.add_argument_group("catalogue and bands")
     m.add_argument("--survey", help=h["survey"])
@@ -97,7 +98,7 @@ def options_from_args(args) -> tuple[IngestOptions, dict]:
         "zero_point": _zero_point(args.zero_point), "size": args.size, "centre": args.centre, "pad": args.pad,
         "image_key": args.image_key, "reference_band": args.reference_band, "skip_bad": args.skip_bad,
         "rejects": args.rejects, "photometry": args.photometry, "n_folds": args.n_folds, "seed": args.seed,
-        "chunk_size": args.chunk_size,
+        "chunk_size": args.chunk_size, "overwrite": args.overwrite,
         "hdu": (int(args.hdu) if args.hdu and args.hdu.isdigit() else args.hdu),
     }
     merged = {**config, **{k: v for k, v in flags.items() if v is not None}}

@@ -67,6 +67,7 @@ class IngestOptions:
     n_folds: int = _help("cross-validation folds", 5)
     seed: int = _help("seed of the folds and of the padding noise", 0)
     chunk_size: int = _help("galaxies per write", 256)
+    overwrite: bool = _help("replace an existing store at --out (never a folder or an input)", False)
 
     def __post_init__(self):
         """Refuse nonsense values at once, naming the CLI flag (and the config key), before any file is read.

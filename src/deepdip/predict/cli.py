@@ -12,6 +12,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="run directory from `deepdip train` (or a single model.pt)")
     parser.add_argument("store", help="cutout store (.h5 file or folder of shards)")
     parser.add_argument("--out", required=True, help="output catalogue (.parquet)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing catalogue at --out (never a folder or an input)")
     parser.add_argument("--rows", choices=("test", "all"), default="test",
                         help="test: each trained fold's held-out rows, by that fold's models (cross-validated); "
                              "all: every row, by all models [test]")
@@ -40,13 +42,13 @@ def run(args) -> int:
 
         out = predict_store_dask(args.run, args.store, args.out, rows=args.rows, client=args.dask, tta=args.tta,
                                  chunk_size=args.chunk_size, batch_size=args.batch_size, bf16=args.bf16,
-                                 threads=args.threads, progress=not args.no_progress)
+                                 threads=args.threads, progress=not args.no_progress, overwrite=args.overwrite)
         print(f"wrote {out}")
         return 0
     from deepdip.predict.core import predict_store
 
     out = predict_store(args.run, args.store, args.out, rows=args.rows, tta=args.tta, chunk_size=args.chunk_size,
                         batch_size=args.batch_size, bf16=args.bf16, progress=not args.no_progress,
-                        threads=args.threads)
+                        threads=args.threads, overwrite=args.overwrite)
     print(f"wrote {out}")
     return 0

@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from deepdip.catalog import PhotozCatalog, read_catalog
-from deepdip.errors import DeepdipError
+from deepdip.errors import DeepdipError, check_number
 from deepdip.metrics import binned_metrics, compute_metrics, delta_z, pit_values
 from deepdip.report import figures, html
 from deepdip.report.output import check_report_dir, report_folder
@@ -262,6 +262,9 @@ def evaluate(catalog_paths: Sequence, out_dir, names: Sequence[str] | None = Non
         The content of ``metrics.json`` (see :func:`score`).
     """
     out_dir = Path(out_dir)
+    check_number("outlier_threshold", outlier_threshold, above=0)
+    check_number("z_bins", z_bins, minimum=1)
+    check_number("mag_bins", mag_bins, minimum=1)
     check_report_dir(out_dir, overwrite=overwrite, inputs=catalog_paths)  # before any work
     matched = match_catalogs(catalog_paths, names)
     metrics = score(matched, point=point, outlier_threshold=outlier_threshold, magnitude=magnitude,

@@ -14,6 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("catalogs", nargs="+", metavar="CAT",
                         help="photo-z catalogues (Parquet); several are compared on the ids they share")
     parser.add_argument("--out", required=True, metavar="DIR", help="report folder: metrics.json, index.html, PNGs")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a report already in DIR (its other files are never touched)")
     parser.add_argument("--names", nargs="+", metavar="NAME",
                         help="method names, one per catalogue (default: the method stored in each catalogue)")
     parser.add_argument("--outlier-threshold", type=float, default=0.05, metavar="T",
@@ -42,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     metrics = evaluate(
         args.catalogs, args.out, args.names, outlier_threshold=args.outlier_threshold, point=args.point,
-        magnitude=args.magnitude, z_bins=args.z_bins, mag_bins=args.mag_bins,
+        magnitude=args.magnitude, z_bins=args.z_bins, mag_bins=args.mag_bins, overwrite=args.overwrite,
     )
     for name, m in metrics.items():
         print(f"{name}: n={m['n']} sigma_mad={m['sigma_mad']:.5f} outlier_frac={m['outlier_frac']:.4f} "

@@ -12,6 +12,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=1, help="random seed: same seed, same store (default: 1)")
     parser.add_argument("--out", required=True,
                         help="output store: a .h5 file, or a folder of shard files for any other name")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing store at --out "
+                        "(never a folder of other files)")
     parser.add_argument("--workers", type=int, default=1,
                         help="worker processes; the output does not depend on it (default: 1)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -32,7 +34,7 @@ def run(args) -> int:
     from deepdip.simulate import simulate_store
 
     info = simulate_store(args.survey, args.n, args.seed, args.out, workers=args.workers,
-                          progress=not args.quiet)
+                          progress=not args.quiet, overwrite=args.overwrite)
     print(f"wrote {info['n']} galaxies to {args.out} in {info['seconds']:.1f} s "
           f"({info['galaxies_per_s']:.0f} galaxies/s, {args.workers} worker(s))")
     return 0
