@@ -178,10 +178,10 @@ def check_batches_per_rank(n: int, world_size: int, min_rows: int = 1, what: str
     if world_size < 1:
         raise ValueError(f"world size must be at least 1, got {world_size}")
     if n // world_size < max(1, min_rows):
+        fix = "fewer --devices/--num-nodes" + (", a smaller --batch-size" if min_rows > 2 else "")
         raise DeepdipError(
             f"{n} {what} rows cannot be shared by {world_size} processes: each would get {n // world_size} "
-            f"(needs at least {max(1, min_rows)} for one batch); use fewer --devices/--num-nodes, a smaller "
-            "--batch-size or more galaxies")
+            f"(needs at least {max(1, min_rows)} for one batch); use {fix} or more galaxies")
 
 
 class _EpochSetter:
