@@ -14,14 +14,13 @@ Deep presets take the colours of their galaxies from HSC PDR2 spectroscopic gala
 simulator draws g-z given each galaxy's z and i (``population.py``). Again only the mixture
 parameters are shipped, fitted on one half.
 
-Run ``python -m deepdip.simulate.calibrate sdss PATH/gst_tests_small.fits`` or
-``... hsc PATH/hsc_ratios_and_specz.hdf5`` to refit.
+The fit is a study, not library work: ``python benchmarks/calibrate_population.py sdss
+PATH/gst_tests_small.fits`` or ``... hsc PATH/hsc_ratios_and_specz.hdf5`` refits and rewrites the
+shipped file.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -164,24 +163,3 @@ def fit_hsc_colours(ref: dict, rows: np.ndarray, n_fit: int = 40_000, seed: int 
             "source": "pz-rail-astro-tools 2.0.5 hsc_ratios_and_specz.hdf5 (HSC PDR2 spec-z), "
                       f"calibration half of split seed {SPLIT_SEED}; a spectroscopic compilation, "
                       "so its colours at fixed (z, i) carry the targeting of its surveys"}
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Refit the population mixtures on real galaxies.")
-    p.add_argument("kind", choices=["sdss", "hsc"], help="sdss: the SDSS-like population; hsc: deep colours")
-    p.add_argument("catalog", help="sdss_main_gst10k/gst_tests_small.fits or hsc_pdr2_specz/hsc_ratios_and_specz.hdf5")
-    p.add_argument("--out", default=None, help="JSON written (default: the package data file)")
-    args = p.parse_args(argv)
-    if args.kind == "sdss":
-        ref = load_sdss_reference(args.catalog)
-        params = fit_population(ref, split_halves(len(ref["z"]))[0])
-    else:
-        ref = load_hsc_reference(args.catalog)
-        params = fit_hsc_colours(ref, split_halves(len(ref["z"]))[0])
-    out = Path(args.out or (POPULATION_FILE if args.kind == "sdss" else HSC_COLOUR_FILE))
-    out.write_text(json.dumps(params, indent=1))
-    print(f"{len(params['weights'])} components fitted on {params['n_fit']} galaxies -> {out}")
-
-
-if __name__ == "__main__":
-    main()
