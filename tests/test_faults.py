@@ -267,7 +267,7 @@ def test_signal_while_simulating_with_workers(world, tmp_path, procs, sig):
 
 
 PUBLISH_CASES = [(cmd, sig) for cmd in ("simulate", "ingest", "predict", "baseline", "evaluate")
-                 for sig in ("SIGTERM", "SIGKILL")] + [("predict", "SIGINT"), ("evaluate", "SIGINT")]
+                 for sig in ("SIGTERM", "SIGKILL")] + [("predict", "SIGINT")]
 
 
 @pytest.mark.parametrize("cmd,sig", PUBLISH_CASES)
@@ -333,23 +333,26 @@ FULL_DISK_METHOD: list[str] = []
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A folder on a tmpfs of ``size`` bytes (root), or a RLIMIT_FSIZE of ``size`` for the child."""
+    """A folder on a tmpfs of ``size`` bytes when ``mount`` works (root), else an RLIMIT_FSIZE of
+    ``file_limit`` bytes per file for the child (EFBIG instead of ENOSPC). FAULT_FULL_DISK=rlimit
+    forces the second way."""
     mounts = []
 
-    def make(size: int):
+    def make(size: int, file_limit: int):
         disk = tmp_path / "disk"
         disk.mkdir()
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)],
-                              capture_output=True)
-        if done.returncode == 0:
-            mounts.append(disk)
-            FULL_DISK_METHOD.append("tmpfs")
-            return disk, None
+        if os.environ.get("FAULT_FULL_DISK") != "rlimit":
+            done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)],
+                                  capture_output=True)
+            if done.returncode == 0:
+                mounts.append(disk)
+                FULL_DISK_METHOD.append("tmpfs")
+                return disk, None
 
         def limit():
             import resource
 
-            resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
         FULL_DISK_METHOD.append("RLIMIT_FSIZE")
         return disk, limit
 
@@ -359,10 +362,11 @@ def small_disk(tmp_path):
 
 
 FULL_DISK_CASES = {
-    # command, size of the disk (bytes), name of the output, previous output copied from the world
-    "simulate": (1_000_000, "mock.h5", None),
-    "predict": (150_000, "cnn.parquet", "knn.parquet"),
-    "evaluate": (200_000, "report", None),
+    # command: tmpfs size, per-file limit (bytes), output, previous output copied from the world.
+    # A 300-galaxy store is 2 MB, its catalogue 360 kB, a report 430 kB (PNGs of 20-60 kB).
+    "simulate": (1_000_000, 1_000_000, "mock.h5", None),
+    "predict": (150_000, 150_000, "cnn.parquet", "knn.parquet"),
+    "evaluate": (200_000, 30_000, "report", None),
 }
 
 
@@ -370,8 +374,8 @@ FULL_DISK_CASES = {
 def test_full_disk(world, small_disk, procs, cmd):
     """The disk fills up while CMD writes: one-line error, non-zero exit, no temporary, and the
     files already on that disk (a previous output replaced with --overwrite) untouched."""
-    size, name, previous = FULL_DISK_CASES[cmd]
-    disk, limit = small_disk(size)
+    size, file_limit, name, previous = FULL_DISK_CASES[cmd]
+    disk, limit = small_disk(size, file_limit)
     (disk / "keep.txt").write_text("pre-existing\n")
     out = disk / name
     extra = []
@@ -382,8 +386,8 @@ def test_full_disk(world, small_disk, procs, cmd):
     p = procs.start(command(world, cmd, out, *extra), preexec_fn=limit)
     rc, _, err = finish(p)
     assert rc != 0, f"{cmd} succeeded on a full disk"
-    assert_one_line_error(err, cmd)
     assert tree(disk) == before, f"{cmd}: the disk's contents changed ({sorted(os.listdir(disk))})"
+    assert_one_line_error(err, cmd)
 
 
 # -- 3. concurrent writers -------------------------------------------------------------------------
@@ -518,14 +522,12 @@ def test_damaged_run_is_refused_with_one_line(world, tmp_path, capsys, damage):
     assert tree(run) == before
 
 
-def test_train_on_a_run_whose_run_json_is_not_json(world, tmp_path, procs):
+def test_train_on_a_run_whose_run_json_is_not_json(world, tmp_path, capsys):
     """A trained run with unreadable settings is refused (not re-configured over its models)."""
     run = tampered_run(world, tmp_path)
     (run / "run.json").write_text("not json")
     before = tree(run)
-    rc, _, err = finish(procs.start(command(world, "train", run)))
-    assert rc == 2, (rc, err)
-    assert_one_line_error(err, "train")
+    refuse(capsys, command(world, "train", run))  # in-process: refused before any thread setting
     assert tree(run) == before
 
 
@@ -547,18 +549,32 @@ IN_PROCESS = ("simulate", "ingest", "predict", "baseline", "evaluate")
 @pytest.mark.parametrize("cmd", IN_PROCESS)
 def test_out_naming_an_existing_directory_is_refused(inputs, workdir, capsys, cmd, overwrite):
     extra = ["--overwrite"] if overwrite else []
-    before = tree(workdir)  # holds the inputs too
     for out in ("thesis", "."):
-        refuse(capsys, command(inputs, cmd, Path(out), *extra))
-        assert tree(workdir) == before, f"{cmd} --out {out} changed the working directory"
+        before = tree(workdir)  # holds the inputs too
+        if cmd != "evaluate":
+            refuse(capsys, command(inputs, cmd, Path(out), *extra))
+            assert tree(workdir) == before, f"{cmd} --out {out} changed the working directory"
+            continue
+        # A report is a folder: it may go into a folder of other things (the demo writes its report
+        # beside its store and runs), as long as it only adds its own files; or be refused.
+        capsys.readouterr()
+        rc = cli_main([str(a) for a in command(inputs, cmd, Path(out), *extra)])
+        err = capsys.readouterr().err
+        after = tree(workdir)
+        if rc != 0:
+            assert rc == 2, (rc, err)
+            assert_one_line_error(err, cmd)
+            assert after == before
+        else:
+            changed = [k for k in before if after.get(k) != before[k]]
+            assert changed == [], f"evaluate --out {out} changed or removed {changed}"
+            assert (workdir / out / "metrics.json").exists()
 
 
 @pytest.mark.parametrize("out", ["thesis", "."])
-def test_train_out_naming_a_folder_of_other_files_is_refused(world, workdir, procs, out):
+def test_train_out_naming_a_folder_of_other_files_is_refused(world, workdir, capsys, out):
     before = tree(workdir)
-    rc, _, err = finish(procs.start(command(world, "train", out), cwd=workdir))
-    assert rc == 2, (rc, err)
-    assert_one_line_error(err, "train")
+    refuse(capsys, command(world, "train", Path(out)))
     assert tree(workdir) == before
 
 
@@ -621,20 +637,24 @@ def test_existing_file_needs_overwrite_and_of_the_expected_kind(world, tmp_path,
 
 
 def test_evaluate_overwrite_replaces_a_previous_report_only(world, tmp_path, capsys):
+    """A previous report is replaced only with --overwrite, and then wholly (its figures that the
+    new one lacks are gone); a folder of the user's that merely holds a metrics.json is not a
+    report: refused even with --overwrite."""
     out = tmp_path / "report"
-    shutil.copytree(world / "report", out)
-    (out / "metrics.json").write_text("{}")  # an older report
-    (out / "stale.png").write_bytes(b"\x89PNG old figure")
+    ok(command(world, "evaluate", out, "--names", "old1", "old2"))  # figures old1_*.png, old2_*.png
+    (tmp_path / "mine.txt").write_text("beside the report\n")
     before = tree(out)
     refuse(capsys, command(world, "evaluate", out))
     assert tree(out) == before
     ok(command(world, "evaluate", out, "--overwrite"))
-    assert_same_report(out, world / "report")  # the stale figure is gone with the old report
+    assert_same_report(out, world / "report")  # no old1_*.png left
+    assert (tmp_path / "mine.txt").read_text() == "beside the report\n"
     folder = tmp_path / "photos"
     folder.mkdir()
     (folder / "holiday.png").write_bytes(b"\x89PNG mine")
     (folder / "metrics.json").write_text('{"mine": 1}')
     before = tree(folder)
-    refuse(capsys, command(world, "evaluate", folder, "--overwrite"))
-    assert tree(folder) == before
+    for extra in ([], ["--overwrite"]):
+        refuse(capsys, command(world, "evaluate", folder, *extra))
+        assert tree(folder) == before
     assert temporaries(tmp_path, out.name) == [] and temporaries(tmp_path, folder.name) == []
