@@ -17,6 +17,10 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from deepdip.models._registry import register_model
+from deepdip.models.base import PhotozBackbone
+from deepdip.models.heads import create_head
+
 
 class ConvPReLU(nn.Module):
     """Convolution with 'same' padding followed by a per-channel PReLU (the paper's basic unit)."""
@@ -57,7 +61,7 @@ class Inception(nn.Module):
         return torch.cat(self._forward(x), dim=1)
 
 
-class Pasquet19(nn.Module):
+class Pasquet19(PhotozBackbone):
     """Pasquet et al. 2019 photo-z network.
 
     Parameters
@@ -91,11 +95,9 @@ class Pasquet19(nn.Module):
         self.inc4 = Inception(self.inc3.out_chans, 92, 128, with_5x5=False)  # N x 348 x 8 x 8
         side = img_size // 8
         self.num_features = self.inc4.out_chans * side * side        # 22272 for 64x64
-        self.head = nn.Sequential(
-            nn.Dropout(drop_rate), nn.Linear(self.num_features + n_extra, hidden), nn.ReLU(inplace=True),
-            nn.Dropout(drop_rate), nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
-            nn.Linear(hidden, num_bins),
-        )
+        # Two dense layers of ``hidden`` with dropout before each, then the bins.
+        self.head = create_head("binned", self.num_features + n_extra, num_bins, hidden=hidden,
+                                drop_rate=drop_rate, drop_each=True)   # [N, F + n_extra] -> [N, num_bins]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``[N, B, H, W]`` normalised images -> ``[N, num_features]`` flattened feature maps."""
@@ -105,11 +107,17 @@ class Pasquet19(nn.Module):
         x = self.inc4(x)
         return torch.flatten(x, 1)
 
-    def forward_head(self, features: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
-        """Features ``[N, F]`` and extra scalars ``[N, n_extra]`` -> logits ``[N, num_bins]``."""
-        if self.n_extra:
-            features = torch.cat([features, extra.to(features.dtype)], dim=1)
-        return self.head(features)
 
-    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x), extra)
+default_cfgs = {
+    "pasquet19": {
+        "description": "Pasquet et al. 2019 inception network (faithful, 27.6 M params for SDSS)",
+        "in_chans": 5, "img_size": 64, "num_bins": 180, "n_extra": 1,   # SDSS ugriz + E(B-V)
+        "first_conv": "stem.conv", "head": "head",
+        "paper": "Pasquet et al. 2019, A&A 621, A26",
+    },
+}
+
+
+@register_model
+def pasquet19(**kwargs) -> Pasquet19:
+    return Pasquet19(**kwargs)

@@ -21,8 +21,8 @@ from deepdip.atomic import check_output
 from deepdip.errors import DeepdipError, check_number
 from deepdip.estimators import passthrough_columns
 from deepdip.store.checks import check_rows
-from deepdip.train.augment import allowed_symmetries, dihedral
-from deepdip.train.modelfile import ModelFile
+from deepdip.models.dihedral import allowed_symmetries, dihedral
+from deepdip.models.modelfile import ModelFile
 
 
 def find_model_files(run) -> dict[int, list[Path]]:
