@@ -12,9 +12,10 @@ import torch
 
 from deepdip.catalog import read_catalog
 from deepdip.errors import DeepdipError
-from deepdip.predict import CNNEstimator, load_members, predict_chunk, predict_store
+from deepdip.models.dihedral import dihedral
+from deepdip.predict import load_members, predict_chunk, predict_store
 from deepdip.store import CutoutStore
-from deepdip.train.augment import dihedral
+from deepdip.train import CNNEstimator
 from deepdip.train.toydata import make_toy_store
 
 from .conftest import assert_folds_predicted_by_their_own_models

@@ -1,9 +1,13 @@
-"""Prediction with trained CNN models: ensemble PDFs streamed into the photo-z catalogue."""
+"""Prediction with trained CNN models: ensemble PDFs streamed into the photo-z catalogue.
+
+Depends on :mod:`deepdip.models` (networks, model files), never on the training package; the CNN
+as a fit/predict estimator, whose ``fit`` trains, lives there (``CNNEstimator``) and predicts
+through this package.
+"""
 
 from deepdip.predict.core import (EnsemblePredictor, RunPredictor, find_model_files, load_members, predict_chunk,
                                   predict_store)
 from deepdip.predict.dask_adapter import predict_store_dask
-from deepdip.predict.estimator import CNNEstimator
 
 __all__ = ["EnsemblePredictor", "RunPredictor", "predict_chunk", "predict_store", "predict_store_dask", "load_members",
-           "find_model_files", "CNNEstimator"]
+           "find_model_files"]

@@ -6,6 +6,8 @@ Lightning is imported only when training runs, so prediction does not pay for it
 
 from __future__ import annotations
 
+from deepdip.train.estimator import CNNEstimator
+
 
 def train(*args, **kwargs):
     """See :func:`deepdip.train.run.train`."""
@@ -13,4 +15,4 @@ def train(*args, **kwargs):
     return _train(*args, **kwargs)
 
 
-__all__ = ["train"]
+__all__ = ["train", "CNNEstimator"]

@@ -2,6 +2,8 @@
 
 ``fit`` trains (or resumes) an ensemble on one fold into a run directory; ``predict_pdf`` averages
 the members' PDFs; ``predict_catalog`` (inherited) streams rows into the photo-z catalogue.
+It lives in ``train`` because ``fit`` trains; it predicts through :mod:`deepdip.predict`, which
+never imports ``train`` (dependencies point one way: train -> predict -> models).
 """
 
 from __future__ import annotations
