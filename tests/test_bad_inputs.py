@@ -74,7 +74,8 @@ def inputs(tmp_path_factory) -> dict[str, str]:
         "prov": _store(d / "prov.h5", attrs={"generator": "test", "truth_columns": ["secret"]},
                        extra={"secret": np.linspace(0.1, 1, N).astype(np.float32)}),
     }
-    from deepdip.train.modelfile import PhotozNet, net_config, save_model_file
+    from deepdip.models.modelfile import net_config, save_model_file
+    from deepdip.models.net import PhotozNet
 
     zgrid = ZGrid(0.0, 0.4, 180)
     net_kwargs = dict(model="compact", in_chans=len(BANDS), num_bins=zgrid.nbins, img_size=SIZE, n_extra=1)

@@ -473,7 +473,7 @@ def test_finetune_learns_and_leave_out_cv_predicts_every_galaxy(one_thread):
     torch = pytest.importorskip("torch")
     study = sim_to_real_study()
     finetune, leave_out_cv, predict_pdfs = study.finetune, study.leave_out_cv, study.predict_pdfs
-    from deepdip.train.modelfile import PhotozNet
+    from deepdip.models.net import PhotozNet
     from deepdip.zgrid import ZGrid
 
     torch.manual_seed(0)
@@ -497,7 +497,7 @@ def test_finetune_learns_and_leave_out_cv_predicts_every_galaxy(one_thread):
 def test_finetune_with_frozen_batch_norm_keeps_the_mock_statistics(one_thread):
     torch = pytest.importorskip("torch")
     finetune = sim_to_real_study().finetune
-    from deepdip.train.modelfile import PhotozNet
+    from deepdip.models.net import PhotozNet
     from deepdip.zgrid import ZGrid
 
     torch.manual_seed(0)

@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from deepdip.errors import DeepdipError
+from deepdip.models.dihedral import allowed_symmetries, dihedral, random_dihedral
+from deepdip.models.normalize import Normalizer
 from deepdip.store import CutoutStore
-from deepdip.train.augment import allowed_symmetries, dihedral, random_dihedral
 from deepdip.train.data import BlockShuffleBatchSampler, make_datamodule
-from deepdip.train.normalize import Normalizer
 from deepdip.train.run import member_seed, split_train_val
 from deepdip.train.toydata import make_toy_store
 

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 
 from torch.optim.swa_utils import AveragedModel
 
-from deepdip.train.augment import random_dihedral
-from deepdip.train.modelfile import PhotozNet
+from deepdip.models.dihedral import random_dihedral
+from deepdip.models.net import PhotozNet
 
 
 class PhotozModule(L.LightningModule):

@@ -3,7 +3,7 @@
 Layout of a run directory ``RUN``::
 
     RUN/run.json                          settings (the same command continues the same run)
-    RUN/fold{K}/member{M}/model.pt        the finished member (see :mod:`deepdip.train.modelfile`)
+    RUN/fold{K}/member{M}/model.pt        the finished member (see :mod:`deepdip.models.modelfile`)
     RUN/fold{K}/member{M}/checkpoints/    last.ckpt (resume) and best.ckpt (lowest validation loss)
     RUN/fold{K}/member{M}/logs/           CSV logs (version_N/metrics.csv, one per session) and TensorBoard (tb/)
 
@@ -211,7 +211,7 @@ def _check_train_options(*, ensemble, epochs, max_minutes, seed, batch_size, lr,
 def _check_buildable(store, zgrid: ZGrid, config: dict) -> None:
     """Build the network once (milliseconds; a second for pasquet19) so that a --model-kwargs value
     it refuses, or a stamp too small for it, is named here rather than deep in the first member."""
-    from deepdip.train.modelfile import PhotozNet
+    from deepdip.models.net import PhotozNet
 
     try:
         PhotozNet(model=config["model"], in_chans=store.n_bands, num_bins=zgrid.nbins, img_size=store.image_shape[0],
@@ -397,7 +397,8 @@ def train_member(store, fold: int, member: int, member_dir: Path, *, config: dic
 
     from deepdip.train.budget import TimeBudget
     from deepdip.train.data import make_datamodule
-    from deepdip.train.modelfile import PhotozNet, net_config, save_model_file
+    from deepdip.models.modelfile import net_config, save_model_file
+    from deepdip.models.net import PhotozNet
     from deepdip.train.module import PhotozModule
 
     _quiet_lightning()
