@@ -68,3 +68,57 @@ def test_model_defaults_are_the_constructor_keywords():
     a = create_model("compact", in_chans=5, num_bins=180, img_size=64)
     b = create_model("compact", in_chans=5, num_bins=180, img_size=64, **defaults)
     assert [p.shape for p in a.parameters()] == [p.shape for p in b.parameters()]
+
+
+# State-dict keys and shapes of the SDSS networks, as model files written since the first release
+# store them (sha256 of "key:shape" lines, first 16 hex digits). A change here breaks every saved
+# model.pt: refactor without renaming modules or reordering a Sequential.
+STATE_DICT_DIGESTS = {"compact": (42, "59fac97bb8ff9298"), "pasquet19": (93, "dffa0b8ae08dc617")}
+
+
+@pytest.mark.parametrize("name", ["compact", "pasquet19"])
+def test_state_dict_keys_are_those_of_saved_model_files(name):
+    import hashlib
+
+    sd = create_model(name, in_chans=5, num_bins=180, img_size=64).state_dict()
+    text = "\n".join(f"{k}:{tuple(v.shape)}" for k, v in sd.items())
+    assert (len(sd), hashlib.sha256(text.encode()).hexdigest()[:16]) == STATE_DICT_DIGESTS[name]
+
+
+def test_model_file_written_before_the_models_moved_loads_and_predicts_the_same():
+    """tests/data/modelfile_v1_compact.pt was written by the code before issue 10 (PhotozNet in
+    deepdip.train.modelfile, each model with its own head); its info holds inputs and the logits
+    that code gave. Loading it today must give the same logits, bit for bit."""
+    from pathlib import Path
+
+    from deepdip.models.modelfile import ModelFile
+
+    mf = ModelFile(Path(__file__).parent / "data" / "modelfile_v1_compact.pt")
+    with torch.no_grad():
+        logits = mf.net(mf.info["test_images"], mf.info["test_ebv"])
+    assert torch.equal(logits, mf.info["test_logits"])
+
+
+def test_registry_default_configs():
+    from deepdip.models import get_model_cfg
+
+    for name in ("compact", "pasquet19"):
+        cfg = get_model_cfg(name)
+        assert cfg["description"] == list_models()[name]
+        net = create_model(name)          # shape arguments from the default config: SDSS
+        assert (net.in_chans, net.img_size, net.num_bins, net.n_extra) == (5, 64, 180, 1)
+        modules = dict(net.named_modules())
+        assert isinstance(modules[cfg["first_conv"]], torch.nn.Conv2d) and cfg["head"] in modules
+    with pytest.raises(DeepdipError, match="unknown model"):
+        get_model_cfg("resnet9000")
+
+
+def test_inference_needs_nothing_from_train():
+    """predict depends on models, never on train (DESIGN.md's one-way arrows)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, deepdip.predict, deepdip.models.modelfile; "
+            "bad = [m for m in sys.modules if m.startswith(('deepdip.train', 'lightning'))]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
