@@ -183,3 +183,113 @@ def test_invalid_pdfs_are_rejected():
         metrics.pit_values(np.ones((2, 4)), grid, np.zeros(3))
     with pytest.raises(DeepdipError, match="NaN or infinite"):
         metrics.compute_metrics([np.nan, 0.1], [0.2, 0.1])
+
+
+# -- written from mutation-testing survivors (docs/mutation-testing.md) ------------------------------
+def test_compute_metrics_returns_each_metric_under_its_name():
+    grid = ZGrid(0.0, 1.0, 20)
+    rng = np.random.default_rng(8)
+    pdf, z_spec = rng.random((70, 20)), rng.uniform(0, 1, 70)
+    z_phot = metrics.point_estimates(pdf, grid)["z_mean"]
+    got = metrics.compute_metrics(z_phot, z_spec, pdf, grid, outlier_threshold=0.1)
+    pit = metrics.pit_values(pdf, grid, z_spec)
+    want = {"n": 70, "sigma_mad": metrics.sigma_mad(z_phot, z_spec),
+            "outlier_frac": metrics.outlier_frac(z_phot, z_spec, 0.1), "bias": metrics.bias(z_phot, z_spec),
+            "bias_median": metrics.bias_median(z_phot, z_spec), "pit_ks": metrics.pit_ks(pit),
+            "crps": float(np.mean(metrics.crps(pdf, grid, z_spec))), "coverage_68": metrics.coverage(pit, 68),
+            "coverage_95": metrics.coverage(pit, 95), "cde_loss": metrics.cde_loss(pdf, grid, z_spec)}
+    assert got == want
+    assert got["outlier_frac"] != metrics.outlier_frac(z_phot, z_spec)   # the threshold is passed on
+    assert set(metrics.compute_metrics(z_phot, z_spec)) == {"n", "sigma_mad", "outlier_frac", "bias", "bias_median"}
+    with pytest.raises(DeepdipError, match="must be 1-D of the same length"):
+        metrics.compute_metrics(z_phot[:5], z_spec[:6])
+    with pytest.raises(DeepdipError, match="must be 1-D of the same length"):
+        metrics.compute_metrics(np.zeros((2, 3)), np.zeros((2, 3)))
+    with pytest.raises(DeepdipError, match="^1 point estimate"):
+        metrics.compute_metrics([np.inf, 0.1, 0.2], [0.2, 0.1, 0.2])
+    with pytest.raises(ValueError, match="needs the zgrid"):
+        metrics.compute_metrics(z_phot, z_spec, pdf)
+
+
+def test_point_metrics_edge_cases():
+    for f in (metrics.sigma_mad, metrics.outlier_frac, metrics.bias, metrics.bias_median):
+        assert np.isnan(f([], []))
+    assert metrics.sigma_mad([0.3], [0.1]) == 0.0 and metrics.bias([0.3], [0.0]) == pytest.approx(0.3)
+    # |dz| exactly at the threshold is not an outlier (strictly greater, as in Pasquet et al.)
+    assert metrics.outlier_frac([0.05, 0.0625], [0.0, 0.0]) == 0.5
+    assert metrics.outlier_frac([0.05], [0.0], threshold=0.0625) == 0.0
+    # float32 inputs are computed in float64 (catalogues store float32 point estimates)
+    zp, zs = np.float32([0.1234567, 0.2345678, 0.3456789]), np.float32([0.1, 0.3, 0.31])
+    assert metrics.delta_z(zp, zs).dtype == np.float64
+    np.testing.assert_array_equal(metrics.delta_z(zp, zs), (zp.astype(np.float64) - zs) / (1.0 + zs.astype(np.float64)))
+    assert metrics.sigma_mad(zp, zs) == metrics.sigma_mad(zp.astype(np.float64), zs.astype(np.float64))
+
+
+def test_pdf_metric_edge_cases():
+    grid = ZGrid(0.0, 1.0, 4)
+    # empty input: empty arrays and NaN summaries, not errors
+    for f in (metrics.cdf_at, metrics.crps):
+        assert f(np.zeros((0, 4)), grid, np.zeros(0)).shape == (0,)
+    assert np.isnan(metrics.cde_loss(np.zeros((0, 4)), grid, np.zeros(0)))
+    assert np.isnan(metrics.pit_ks([])) and np.isnan(metrics.coverage([], 68))
+    # one row: a real CDE loss (1 galaxy is not "no galaxy")
+    assert metrics.cde_loss(np.array([[0, 1.0, 0, 0]]), grid, np.array([0.3])) == pytest.approx(4.0 - 8.0)
+    # the median of a PDF with an empty gap is the lowest z where the CDF reaches 1/2
+    assert metrics.quantile(np.array([[0.5, 0.0, 0.0, 0.5]]), grid, 0.5)[0] == pytest.approx(0.25)
+    for q in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match=r"quantile level must be in \(0, 1\)"):
+            metrics.quantile(np.ones((1, 4)), grid, q)
+    # interval ends belong to the interval
+    assert metrics.coverage([0.16, 0.84, 0.5, 0.1599], 68) == 0.75
+    assert metrics.coverage([0.025, 0.975, 0.99], 95) == pytest.approx(2 / 3)
+    # the density at z: zmin is inside the grid, zmax is not
+    one = np.array([[0.25, 0.25, 0.25, 0.25]] * 2)
+    assert metrics.cde_loss(one, grid, np.array([0.0, 0.0])) == pytest.approx(1.0 - 2.0)
+    assert metrics.cde_loss(one, grid, np.array([1.0, 1.0])) == pytest.approx(1.0)
+    # float32 PIT values give the float64 statistic
+    pit = np.float32([0.1, 0.5, 0.7, 0.33333334])
+    assert metrics.pit_ks(pit) == stats.kstest(pit.astype(np.float64), "uniform").statistic
+
+
+def test_invalid_rows_are_counted_and_named():
+    grid = ZGrid(0.0, 1.0, 4)
+    pdf = np.ones((5, 4))
+    pdf[2, 1] = -0.5
+    with pytest.raises(DeepdipError, match=r"^1 PDF row\(s\) are not valid .*e\.g\. row 2$"):
+        metrics.normalise(pdf)
+    pdf[4] = 0.0
+    with pytest.raises(DeepdipError, match=r"^2 PDF row\(s\).*e\.g\. row 2$"):
+        metrics.normalise(pdf)
+    assert metrics.normalise(np.float32([[1, 1, 2, 0]])).dtype == np.float64
+
+
+def test_binned_metrics_edges_and_bins():
+    grid = ZGrid(0.0, 1.0, 10)
+    rng = np.random.default_rng(9)
+    n = 60
+    pdf, z_spec = rng.random((n, 10)), rng.uniform(0, 1, n)
+    z_phot = metrics.point_estimates(pdf, grid)["z_mean"]
+    by = np.round(rng.uniform(0, 3, n), 1)
+    by[:3] = [0.0, 3.0, np.nan]              # both ends, and a row with no value
+    z_spec[3] = np.nan                        # a row with no z_spec
+    by[4] = 5.0                               # outside the explicit edges below
+    table = metrics.binned_metrics(z_phot, z_spec, by, [0.0, 1.0, 2.0, 3.0], pdf=pdf, zgrid=grid,
+                                   outlier_threshold=0.2)
+    assert [(r["lo"], r["hi"]) for r in table] == [(0.0, 1.0), (1.0, 2.0), (2.0, 3.0)]
+    for r in table:
+        sel = np.isfinite(by) & np.isfinite(z_spec) & (by >= r["lo"]) & ((by < r["hi"]) | ((r["hi"] == 3.0) & (by == 3.0)))
+        want = metrics.compute_metrics(z_phot[sel], z_spec[sel], pdf[sel], grid, outlier_threshold=0.2)
+        assert {k: v for k, v in r.items() if k not in ("lo", "hi")} == want
+    assert sum(r["n"] for r in table) == n - 3   # NaN by, NaN z_spec and the row outside left out
+    # A number of bins: equal widths over the usable rows (rows without z_spec do not set the range)
+    by2 = by.copy()
+    by2[3] = -10.0                          # its z_spec is NaN: must not stretch the range
+    auto = metrics.binned_metrics(z_phot, z_spec, by2, 4)
+    usable = np.isfinite(by2) & np.isfinite(z_spec)
+    assert len(auto) == 4 and auto[0]["lo"] == by2[usable].min() and auto[-1]["hi"] == by2[usable].max()
+    assert sum(r["n"] for r in auto) == usable.sum()
+    # One value only: one unit-wide range; nothing usable: no bins
+    flat = metrics.binned_metrics(z_phot, z_spec, np.full(n, 2.0), 2)
+    assert [(r["lo"], r["hi"]) for r in flat] == [(2.0, 2.5), (2.5, 3.0)]
+    assert flat[0]["n"] == np.isfinite(z_spec).sum() and flat[1]["n"] == 0
+    assert metrics.binned_metrics(z_phot, z_spec, np.full(n, np.nan), 3) == []

@@ -129,3 +129,31 @@ def test_create_store_infers_shape(tmp_path):
     path = create_store(tmp_path / "c.h5", np.ones((4, 2, 5, 7), np.float32), make_catalog(4, rng),
                         bands=["a", "b"], survey="x", pixel_scale=1.0)
     assert CutoutStore(path).image_shape == (5, 7)
+
+
+def _splitmix64_reference(x: int) -> int:
+    """SplitMix64's finaliser (Steele, Lea & Flood 2014) in plain Python integers."""
+    mask = 2**64 - 1
+    z = (x + 0x9E3779B97F4A7C15) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return z ^ (z >> 31)
+
+
+def test_fold_hash_is_splitmix64_of_id_and_seed():
+    """The fold of a galaxy is part of every store already written: pin the hash itself (an append
+    to an old store must give the old folds), against a plain-Python reference."""
+    mask = 2**64 - 1
+    ids = [0, 1, 2, 41, 1000, 123456789, 2**40 + 7, 2**62, -1, -5]
+    for seed in (0, 1, 7, 2**31 - 1):
+        for k in (1, 2, 5, 127):
+            want = [_splitmix64_reference((i & mask) ^ _splitmix64_reference(seed & mask)) % k for i in ids]
+            assert assign_folds(np.array(ids, dtype=np.int64), k, seed=seed).tolist() == want
+    # Any integer dtype (or a list) means the same ids; the defaults are 5 folds and seed 0.
+    small = np.arange(50, dtype=np.int32)
+    np.testing.assert_array_equal(assign_folds(small), assign_folds(small.astype(np.int64), 5, 0))
+    np.testing.assert_array_equal(assign_folds(small.tolist(), 5, 0), assign_folds(small, 5, 0))
+    assert assign_folds(small).dtype == np.int8
+    for bad in (0, 128, -1):
+        with pytest.raises(ValueError, match=r"n_folds must be in 1\.\.127, got"):
+            assign_folds(small, bad)
