@@ -19,12 +19,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from deepdip.models._registry import create_model, get_model_cfg, list_models, model_defaults, register_model
+from deepdip.models._registry import (
+    create_model,
+    get_model_cfg,
+    list_models,
+    model_defaults,
+    register_model,
+)
 from deepdip.models.heads import create_head, list_heads, register_head
 
-# Importing a model file registers its factories, in the order `deepdip models` lists them.
-from deepdip.models import pasquet19 as _pasquet19  # noqa: E402,F401
-from deepdip.models import compact as _compact  # noqa: E402,F401
+# Importing a network's module registers its factories, in the order `deepdip models` lists them
+# (the paper's first): an import sorter must leave these two lines as they are.
+from deepdip.models import pasquet19 as _pasquet19  # noqa: F401  # isort: skip
+from deepdip.models import compact as _compact  # noqa: F401  # isort: skip
 
 
 def count_params(model: nn.Module) -> int:
@@ -47,5 +54,5 @@ def count_flops(model: nn.Module, in_chans: int | None = None, img_size: int | N
     return int(counter.get_total_flops() // batch)
 
 
-__all__ = ["create_model", "list_models", "register_model", "get_model_cfg", "model_defaults",
-           "count_params", "count_flops", "create_head", "list_heads", "register_head"]
+__all__ = ["count_flops", "count_params", "create_head", "create_model", "get_model_cfg", "list_heads", "list_models",
+           "model_defaults", "register_head", "register_model"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 import sys
 import typing
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 
@@ -63,7 +63,7 @@ def create_model(name: str, in_chans: int | None = None, num_bins: int | None = 
     """
     _check(name)
     cfg = _CFGS[name]
-    given = dict(in_chans=in_chans, num_bins=num_bins, img_size=img_size, n_extra=n_extra)
+    given = {"in_chans": in_chans, "num_bins": num_bins, "img_size": img_size, "n_extra": n_extra}
     shape = {k: cfg[k] if v is None else v for k, v in given.items()}
     return _FACTORIES[name](**shape, **kwargs)
 
