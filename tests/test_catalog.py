@@ -247,9 +247,6 @@ def test_qp_densities_truth_and_fits_header(tmp_path, rows):
     assert table.meta["DDVERS"] == deepdip.__version__
 
 
-@pytest.mark.xfail(strict=True, raises=FileNotFoundError,
-                   reason="product bug (catalog.write_qp): qp/tables_io drops the extension of a .h5/.fits name whose "
-                          "stem has a dot, and the atomic temporary '.NAME.h5.XXXX.tmp.h5' always has one")
 @pytest.mark.parametrize("suffix", [".h5", ".fits"])
 def test_qp_export_to_every_documented_suffix(tmp_path, rows, suffix):
     cat = catalog.read_catalog(write(tmp_path / "cat.parquet", rows))

@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -285,8 +286,13 @@ def write_qp(cat: PhotozCatalog, path, *, overwrite: bool = False) -> Path:
     suffix = path.suffix.lower()
     if suffix not in (".hdf5", ".h5", ".hf5", ".hd5", ".fits", ".fit"):
         raise DeepdipError(f"qp output must end in .hdf5, .h5 or .fits, not '{path.name}'")
-    with atomic_path(path, suffix=suffix, overwrite=overwrite) as tmp:
-        to_qp(cat).write_to(os.fspath(tmp))
+    with atomic_path(path, suffix=suffix, overwrite=overwrite) as tmp, \
+            tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as scratch:
+        # qp (tables_io) drops the extension of a name whose stem holds a dot, as every unique
+        # temporary name does: write a plain name in a private folder, then move it to ``tmp``.
+        plain = Path(scratch) / f"ensemble{suffix}"
+        to_qp(cat).write_to(os.fspath(plain))
+        os.replace(plain, tmp)
     return path
 
 
