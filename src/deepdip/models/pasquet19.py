@@ -14,8 +14,8 @@ For 64x64 ugriz and 180 bins: 27.6 M parameters, 1.52 GFLOP per image forward (t
 from __future__ import annotations
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from deepdip.models._registry import register_model
 from deepdip.models.base import PhotozBackbone
