@@ -252,6 +252,7 @@ def test_signal_while_simulating_with_workers(world, tmp_path, procs, sig):
     wait_for(lambda: temporaries(tmp_path, out.name), p, "the temporary store appeared")
     workers = psutil.Process(p.pid).children(recursive=True)
     assert len([w for w in workers if "spawn_main" in " ".join(w.cmdline())]) == 2, workers
+    assert p.poll() is None, "simulate finished before it could be signalled"
     p.send_signal(SIGNALS[sig])
     rc, _, err = finish(p)
     assert rc != 0 and "Traceback" not in err, (rc, err)
@@ -364,17 +365,19 @@ def small_disk(tmp_path):
 FULL_DISK_CASES = {
     # command: tmpfs size, per-file limit (bytes), output, previous output copied from the world.
     # A 300-galaxy store is 2 MB, its catalogue 360 kB, a report 430 kB (PNGs of 20-60 kB).
-    "simulate": (1_000_000, 1_000_000, "mock.h5", None),
+    "simulate-early": (1_000_000, 1_000_000, "mock.h5", None),   # below its pixels: refused before work
+    "simulate-late": (1_850_000, 1_850_000, "mock.h5", None),    # room for the pixels, not for the store
     "predict": (150_000, 150_000, "cnn.parquet", "knn.parquet"),
     "evaluate": (200_000, 30_000, "report", None),
 }
 
 
-@pytest.mark.parametrize("cmd", list(FULL_DISK_CASES))
-def test_full_disk(world, small_disk, procs, cmd):
+@pytest.mark.parametrize("case", list(FULL_DISK_CASES))
+def test_full_disk(world, small_disk, procs, case):
     """The disk fills up while CMD writes: one-line error, non-zero exit, no temporary, and the
     files already on that disk (a previous output replaced with --overwrite) untouched."""
-    size, file_limit, name, previous = FULL_DISK_CASES[cmd]
+    cmd = case.split("-")[0]
+    size, file_limit, name, previous = FULL_DISK_CASES[case]
     disk, limit = small_disk(size, file_limit)
     (disk / "keep.txt").write_text("pre-existing\n")
     out = disk / name

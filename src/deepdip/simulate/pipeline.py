@@ -137,6 +137,7 @@ def simulate_store(survey, n: int, seed: int, out, workers: int = 1, progress: b
 
     check_store_output(out, sharded=not single_file, overwrite=overwrite,
                        inputs=[survey.path] if getattr(survey, "path", None) else ())
+    _check_room(out, n, survey, None if single_file else (shard_size or SHARD_SIZE))
     # SIGTERM unwinds like Ctrl-C: the writer drops its temporary, the workers are stopped
     with sigterm_as_exit():
         pool, started = _start_pool(workers) if workers > 1 else (None, [])  # workers start up while we prepare
@@ -150,6 +151,42 @@ def simulate_store(survey, n: int, seed: int, out, workers: int = 1, progress: b
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _check_room(out: Path, n: int, survey, shard_size) -> None:
+    """Refuse at once a store that cannot fit: the free space, or the file-size limit, is below its pixels alone.
+
+    A lower bound (the catalogue and HDF5's overhead come on top), so nothing that fits is refused.
+    Worth checking before any work: HDF5 buffers writes, so a full disk surfaces only when it
+    flushes, as errors it cannot report and, on closing, a crash that leaves the temporary behind.
+    """
+    import resource
+    import shutil
+
+    from deepdip.store.writer import CHUNK_ROWS
+
+    per_galaxy = len(survey.bands) * survey.stamp_size ** 2 * np.dtype(np.float32).itemsize
+
+    def allocated(rows):  # HDF5 allocates whole chunks of CHUNK_ROWS stamps
+        return -(-rows // CHUNK_ROWS) * CHUNK_ROWS * per_galaxy
+
+    shards = [n] if not shard_size else [shard_size] * (n // shard_size) + ([n % shard_size] if n % shard_size else [])
+    need = sum(allocated(rows) for rows in shards)
+    folder = out.parent if str(out.parent) else Path(".")
+    while not folder.exists() and folder != folder.parent:  # the writer will create it
+        folder = folder.parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    if free is not None and free < need:
+        raise DeepdipError(f"not enough free space for {out}: its {n} stamps alone need {need / 1e6:.1f} MB, "
+                           f"{free / 1e6:.1f} MB are free on {folder}")
+    largest = allocated(max(shards))
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY and limit < largest:
+        raise DeepdipError(f"{out} would exceed this process's file-size limit (ulimit -f): its largest file "
+                           f"needs at least {largest / 1e6:.1f} MB, the limit is {limit / 1e6:.1f} MB")
 
 
 def _simulate(survey, n, seed, out, pool, started, progress, shard_size, overwrite=False) -> dict:
