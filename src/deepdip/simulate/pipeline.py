@@ -160,10 +160,14 @@ def _check_room(out: Path, n: int, survey, shard_size) -> None:
     Worth checking before any work: HDF5 buffers writes, so a full disk surfaces only when it
     flushes, as errors it cannot report and, on closing, a crash that leaves the temporary behind.
     """
-    import resource
     import shutil
 
     from deepdip.store.writer import CHUNK_ROWS
+
+    try:
+        import resource
+    except ImportError:  # not on Windows: no file-size limit to check
+        resource = None
 
     per_galaxy = len(survey.bands) * survey.stamp_size ** 2 * np.dtype(np.float32).itemsize
 
@@ -183,8 +187,8 @@ def _check_room(out: Path, n: int, survey, shard_size) -> None:
         raise DeepdipError(f"not enough free space for {out}: its {n} stamps alone need {need / 1e6:.1f} MB, "
                            f"{free / 1e6:.1f} MB are free on {folder}")
     largest = allocated(max(shards))
-    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-    if limit != resource.RLIM_INFINITY and limit < largest:
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0] if resource is not None else None
+    if limit is not None and limit != resource.RLIM_INFINITY and limit < largest:
         raise DeepdipError(f"{out} would exceed this process's file-size limit (ulimit -f): its largest file "
                            f"needs at least {largest / 1e6:.1f} MB, the limit is {limit / 1e6:.1f} MB")
 
