@@ -307,6 +307,23 @@ def test_signal_just_before_the_output_is_published(world, tmp_path, procs, cmd,
     assert temporaries(tmp_path, out.name) == left
 
 
+def test_kill_9_of_predict_on_a_local_dask_cluster_leaves_no_worker(world, tmp_path, procs):
+    """`predict --dask local:2` killed with SIGKILL just before publishing: its Dask worker
+    processes die with it, and the final path holds nothing."""
+    out = tmp_path / "cnn.parquet"
+    ready = tmp_path / "ready"
+    p = procs.start(command(world, "predict", out, "--dask", "local:2"),
+                    {"FAULT_PAUSE_ON": out.name, "FAULT_READY": str(ready)})
+    wait_for(ready.exists, p, "the output was about to be published")
+    workers = psutil.Process(p.pid).children(recursive=True)
+    assert len([w for w in workers if "dask" in " ".join(w.cmdline())]) == 2, [w.cmdline() for w in workers]
+    p.send_signal(signal.SIGKILL)
+    finish(p)
+    _, alive = psutil.wait_procs(workers, timeout=60)
+    assert not alive, f"orphaned Dask workers: {[(a.pid, a.cmdline()) for a in alive]}"
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
 def test_signal_during_training_then_resume(world, tmp_path, procs, sig):
     """Signal `train` between its two epochs (paused right after the first last.ckpt): no
