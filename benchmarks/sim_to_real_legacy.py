@@ -67,7 +67,7 @@ def finetune(net, images, ebv, z, zgrid, *, epochs: int = 40, lr: float = 1e-4, 
     import torch
     import torch.nn.functional as F
 
-    from deepdip.train.augment import random_dihedral
+    from deepdip.models.dihedral import random_dihedral
 
     batch_norms = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d, torch.nn.SyncBatchNorm)
     torch.manual_seed(seed)
@@ -117,7 +117,7 @@ def leave_out_cv(nets, images, ebv, z, zgrid, n_groups: int | None = None, seed:
 
 def fresh_like(model_file):
     """An untrained network of the same architecture, with the mock model's input normalisation."""
-    from deepdip.train.modelfile import PhotozNet
+    from deepdip.models.net import PhotozNet
 
     net = PhotozNet(**model_file.config["net"])
     net.normalizer.load_state_dict(model_file.net.normalizer.state_dict())
