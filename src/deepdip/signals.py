@@ -16,17 +16,15 @@ import contextlib
 import signal
 import sys
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 EXIT_SIGTERM = 128 + signal.SIGTERM
 
 
 def _raise_exit(signum, frame):
     signal.signal(signum, signal.SIG_IGN)  # a repeated SIGTERM must not interrupt the cleanup
-    try:
+    with contextlib.suppress(Exception):  # a closed stderr must not stop the exit
         print("deepdip: terminated", file=sys.stderr, flush=True)
-    except Exception:  # noqa: BLE001 - a closed stderr must not stop the exit
-        pass
     raise SystemExit(EXIT_SIGTERM)
 
 
