@@ -293,3 +293,29 @@ def test_binned_metrics_edges_and_bins():
     assert [(r["lo"], r["hi"]) for r in flat] == [(2.0, 2.5), (2.5, 3.0)]
     assert flat[0]["n"] == np.isfinite(z_spec).sum() and flat[1]["n"] == 0
     assert metrics.binned_metrics(z_phot, z_spec, np.full(n, np.nan), 3) == []
+
+
+def test_empty_inputs_give_nan_quietly_and_chunk_size_is_honoured(monkeypatch):
+    import warnings
+
+    grid = ZGrid(0.0, 1.0, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # no "mean of empty slice": the empty case is handled, not stumbled on
+        for f in (metrics.sigma_mad, metrics.outlier_frac, metrics.bias, metrics.bias_median):
+            assert np.isnan(f([], []))
+        assert np.isnan(metrics.pit_ks([])) and np.isnan(metrics.coverage([], 95))
+        got = metrics.compute_metrics([np.nan], [np.nan], np.ones((1, 4)), grid)
+        assert got["n"] == 0 and np.isnan(got["crps"]) and np.isnan(got["cde_loss"])
+    with pytest.raises(DeepdipError, match="2 PDFs but 1 redshifts"):
+        metrics.pit_values(np.ones((2, 4)), grid, 0.5)
+    # Memory is bounded by chunk_size: every PDF function works through chunks of that many rows.
+    seen = []
+    real = metrics._row_chunks
+    monkeypatch.setattr(metrics, "_row_chunks", lambda n, size: seen.append(size) or real(n, size))
+    pdf, z = np.ones((10, 4)), np.full(10, 0.3)
+    metrics.cdf_at(pdf, grid, z, chunk_size=3)
+    metrics.crps(pdf, grid, z, chunk_size=3)
+    metrics.quantile(pdf, grid, 0.3, chunk_size=3)
+    metrics.point_estimates(pdf, grid, chunk_size=3)
+    metrics.cde_loss(pdf, grid, z, chunk_size=3)
+    assert seen == [3] * 5
