@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 import numpy as np
+from sklearn.base import BaseEstimator
 
 from deepdip.zgrid import ZGrid
 
@@ -22,11 +23,17 @@ def passthrough_columns(store) -> list[str]:
     return [c for c in store.columns if c.startswith("mag_") or c in ("z_true", "ra", "dec")]
 
 
-class PhotozEstimator(ABC):
-    """Base class: subclasses set ``name`` and ``zgrid`` and implement :meth:`fit` and :meth:`predict_pdf`."""
+class PhotozEstimator(BaseEstimator, ABC):
+    """Base class: subclasses set ``name`` and implement :meth:`fit`, :meth:`predict_pdf` and :meth:`save`.
+
+    scikit-learn's contract (``BaseEstimator``): the constructor takes keyword parameters and stores
+    them unchanged under their own names, so ``get_params``/``set_params`` and ``sklearn.base.clone``
+    work; ``fit`` leaves them alone and sets what it learns in names ending in ``_``, among them
+    ``zgrid_``, the redshift grid of the PDFs.
+    """
 
     name: str = "estimator"
-    zgrid: ZGrid
+    zgrid_: ZGrid
 
     @abstractmethod
     def fit(self, store, fold: int) -> "PhotozEstimator":
@@ -35,6 +42,12 @@ class PhotozEstimator(ABC):
     @abstractmethod
     def predict_pdf(self, store, rows) -> np.ndarray:
         """PDFs ``[len(rows), zgrid.nbins]`` (rows sum to 1) for ``rows`` of ``store``."""
+
+    def save(self, path, *, overwrite: bool = False):
+        """Write the fitted estimator to ``path``, to be read back by the class's ``load(path)``."""
+        from deepdip.errors import DeepdipError
+
+        raise DeepdipError(f"{type(self).__name__} cannot be saved")
 
     def config(self) -> dict:
         """Settings recorded in the catalogue's metadata (override to add more)."""
@@ -52,7 +65,7 @@ class PhotozEstimator(ABC):
 
         rows = np.asarray(rows, dtype=np.int64)
         extra_cols = passthrough_columns(store)
-        with CatalogWriter(out, self.zgrid, method=self.name, config=self.config(), overwrite=overwrite,
+        with CatalogWriter(out, self.zgrid_, method=self.name, config=self.config(), overwrite=overwrite,
                            inputs=(store.path,)) as writer:
             bar = tqdm(total=len(rows), desc=f"predict {self.name}", unit="gal", disable=not progress)
             for start in range(0, len(rows), chunk_size):

@@ -9,7 +9,9 @@ images (the real-SDSS check) use the very same code. Subclasses implement ``_fit
 
 from __future__ import annotations
 
+import inspect
 import time
+from typing import Any
 
 import numpy as np
 
@@ -32,9 +34,17 @@ class CatalogueBaseline(PhotozEstimator):
     Parameters
     ----------
     zgrid : ZGrid, optional
-        Redshift grid of the PDFs. Default: the store's survey preset grid (store face only).
+        Redshift grid of the PDFs. Default: the store's survey preset grid (store face only); the
+        grid used is ``zgrid_`` after ``fit``.
     **params
-        Values for the names in ``PARAMS`` (see ``deepdip baseline --help``); unknown names raise.
+        Keywords named after ``PARAMS`` (see ``deepdip baseline --help``), defaulting to the declared
+        defaults; a misspelt name or a bad value raises :class:`DeepdipValueError` at once. Each
+        subclass's constructor signature lists them (generated from ``PARAMS``, the one declaration),
+        and each is stored unchanged under its name, so scikit-learn's ``get_params``, ``set_params``
+        and ``clone`` work; ``settings`` is the resolved, typed view the methods read.
+
+    A fitted baseline is saved with :meth:`save` and read back with :meth:`load` or
+    :func:`deepdip.baselines.load_baseline` (:mod:`deepdip.baselines.modelfile`: npz + JSON, no pickle).
     """
 
     name = "baseline"
@@ -42,19 +52,34 @@ class CatalogueBaseline(PhotozEstimator):
     uses_training_redshifts = True  # False for template fitting: it fits without spec-z
     min_train = 1  # fewest training galaxies the method can fit on
 
-    def __init__(self, zgrid: ZGrid | None = None, **params):
+    def __init__(self, zgrid: ZGrid | None = None, **params: Any):
+        resolve(self.PARAMS, params)  # refuse a misspelt name or a bad value before any fitting
         self.zgrid = zgrid
-        self.params = dict(params)
-        self.settings = resolve(self.PARAMS, self.params)  # raises early on a misspelt name
+        for name, p in self.PARAMS.items():
+            setattr(self, name, params.get(name, p.default))
 
-    # ------------------------------------------------------------------ sklearn-style parameters
-    def get_params(self) -> dict:
-        return {"zgrid": self.zgrid, **self.params}
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # The signature scikit-learn's get_params/clone read: zgrid, then every name of PARAMS with
+        # its declared default (PARAMS stays the one declaration; help(cls) shows the same).
+        if "__init__" not in cls.__dict__:
+            def init(self, zgrid: ZGrid | None = None, **params: Any):
+                CatalogueBaseline.__init__(self, zgrid, **params)
+
+            init.__signature__ = _signature(cls.PARAMS)  # type: ignore[attr-defined]
+            cls.__init__ = init  # type: ignore[method-assign]
+
+    # ------------------------------------------------------------------ parameters (sklearn's contract)
+    @property
+    def settings(self) -> dict:
+        """Every parameter resolved: declared defaults overlaid with the given values, checked and typed."""
+        return resolve(self.PARAMS, {name: getattr(self, name) for name in self.PARAMS})
 
     def set_params(self, **params) -> "CatalogueBaseline":
-        zgrid = params.pop("zgrid", self.zgrid)
-        self.__init__(zgrid, **{**self.params, **params})
-        return self
+        """scikit-learn's ``set_params``, refusing a bad value before it is stored."""
+        resolve(self.PARAMS, {**{name: getattr(self, name) for name in self.PARAMS},
+                              **{k: v for k, v in params.items() if k != "zgrid"}})
+        return super().set_params(**params)
 
     def config(self) -> dict:
         """Everything needed to redo the fit, plus what the fit learnt (written into catalogues)."""
@@ -63,13 +88,46 @@ class CatalogueBaseline(PhotozEstimator):
                   if k.endswith("_") and k != "fit_seconds_" and _plain(v) is not None}
         return {"estimator": type(self).__name__, "method": self.name, **self.settings, "learnt": learnt}
 
+    # ------------------------------------------------------------------ saved models
+    def save(self, path, *, overwrite: bool = False):
+        """Write the fitted model to ``path`` (an ``.npz`` archive, see :mod:`deepdip.baselines.modelfile`)."""
+        from deepdip.baselines.modelfile import save_baseline
+
+        return save_baseline(self, path, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path) -> "CatalogueBaseline":
+        """The fitted baseline saved at ``path`` (never unpickled); it must be of this class."""
+        from deepdip.baselines.modelfile import load_baseline
+
+        est = load_baseline(path)
+        if not isinstance(est, cls):
+            raise DeepdipError(f"{path} holds a {type(est).__name__}, not a {cls.__name__}")
+        return est
+
+    def _state(self) -> dict:
+        """What the fit learnt, as JSON values, numpy arrays and bytes (``modelfile`` writes them)."""
+        state = {k: getattr(self, k) for k in ("fold_", "ref_band_", "n_train_", "fit_seconds_") if hasattr(self, k)}
+        if hasattr(self, "extra_columns_"):
+            state["extra_columns_"] = list(self.extra_columns_)
+        return state
+
+    def _set_state(self, state: dict) -> None:
+        """Restore what :meth:`_state` returned (subclasses restore their models from it)."""
+        for k in ("fold_", "ref_band_", "n_train_", "fit_seconds_"):
+            if k in state:
+                setattr(self, k, state[k])
+        if "extra_columns_" in state:
+            self.extra_columns_ = tuple(state["extra_columns_"])
+
     # ------------------------------------------------------------------ store face
     def fit(self, store, fold: int) -> "CatalogueBaseline":
         """Fit on the rows of ``store`` with ``fold != fold`` and a known ``z_spec``."""
-        if self.zgrid is None:
+        zgrid = self.zgrid
+        if zgrid is None:
             from deepdip.surveys import load_survey
 
-            self.zgrid = load_survey(store.survey).zgrid
+            zgrid = load_survey(store.survey).zgrid
         self._check_bands(store)
         if self.settings["ref_band"] is None:
             self._store_ref_band = _survey_ref_band(store)
@@ -82,7 +140,7 @@ class CatalogueBaseline(PhotozEstimator):
         check_rows(store, rows, pixels=False, what="the training rows")
         self.fold_ = int(fold)
         phot = Photometry.from_store(store, rows, extra_columns=self._extra_columns(store))
-        self.fit_photometry(phot, z)
+        self._fit_photometry(phot, z, zgrid)
         self.extra_columns_ = tuple(phot.extra_names)
         return self
 
@@ -115,10 +173,14 @@ class CatalogueBaseline(PhotozEstimator):
     def fit_photometry(self, phot: Photometry, z_spec) -> "CatalogueBaseline":
         """Fit on measured photometry and spec-z of the training galaxies; return self."""
         if self.zgrid is None:
-            raise ValueError("give a zgrid to the constructor to fit on arrays")
+            raise DeepdipValueError("give a zgrid to the constructor to fit on arrays")
+        return self._fit_photometry(phot, z_spec, self.zgrid)
+
+    def _fit_photometry(self, phot: Photometry, z_spec, zgrid: ZGrid) -> "CatalogueBaseline":
         z_spec = np.asarray(z_spec, dtype=np.float64)
         if len(z_spec) != len(phot):
-            raise ValueError("one z_spec per galaxy is needed")
+            raise DeepdipValueError("one z_spec per galaxy is needed")
+        self.zgrid_ = zgrid
         n_max = self.settings["max_train"]
         if n_max and len(phot) > n_max:
             keep = np.sort(np.random.default_rng(self.settings["seed"]).choice(len(phot), n_max, replace=False))
@@ -137,7 +199,7 @@ class CatalogueBaseline(PhotozEstimator):
         """PDFs ``[n, nbins]`` (float32, rows sum to 1) for measured photometry."""
         if not hasattr(self, "n_train_"):
             raise DeepdipError(f"the {self.name} baseline must be fitted before it predicts")
-        out = np.empty((len(phot), self.zgrid.nbins), dtype=np.float32)
+        out = np.empty((len(phot), self.zgrid_.nbins), dtype=np.float32)
         for start in range(0, len(phot), PREDICT_CHUNK):
             rows = slice(start, start + PREDICT_CHUNK)
             out[rows] = self._predict(phot.subset(rows))
@@ -192,6 +254,17 @@ def _default_ref_band(bands) -> str:
     return bands[len(bands) // 2]
 
 
+def _signature(params: dict[str, Param]) -> inspect.Signature:
+    """``(self, zgrid=None, *, <name>=<declared default>, ...)``: the constructor as scikit-learn reads it."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    return inspect.Signature([
+        inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        inspect.Parameter("zgrid", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation="ZGrid | None"),
+        *(inspect.Parameter(name, keyword, default=p.default,
+                            annotation=p.type.__name__ + (" | None" if p.default is None else "")) for name, p in params.items()),
+    ])
+
+
 def _plain(value):
     """JSON-friendly form of a learnt attribute, or None for big/opaque ones (models, arrays)."""
     if isinstance(value, (bool, int, float, str)):
@@ -205,3 +278,6 @@ def _plain(value):
     if isinstance(value, dict) and len(value) <= 16:
         return {str(k): _plain(v) for k, v in value.items()}
     return None
+
+
+CatalogueBaseline.__init__.__signature__ = _signature(SHARED_PARAMS)  # type: ignore[attr-defined]

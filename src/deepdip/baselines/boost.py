@@ -16,6 +16,7 @@ from deepdip.baselines import pdf as pdftools
 from deepdip.baselines.base import CatalogueBaseline
 from deepdip.baselines.features import ColourFeatures
 from deepdip.baselines.params import SHARED_PARAMS, Param
+from deepdip.errors import DeepdipError
 
 N_QUANTILES = 200  # points of the standardised-residual distribution placed in each PDF
 INNER_FOLDS = 4  # out-of-fold splits of the training set for the residuals
@@ -82,4 +83,34 @@ class BoostedTreesBaseline(CatalogueBaseline):
         z_hat = self.regressor_.predict(x)
         scale = np.exp(self.scale_model_.predict(x))
         votes = z_hat[:, None] + ((1.0 + z_hat) * scale)[:, None] * self.t_quantiles_[None, :]
-        return pdftools.smooth(pdftools.histogram(self.zgrid, votes), self.smooth_bins_)
+        return pdftools.smooth(pdftools.histogram(self.zgrid_, votes), self.smooth_bins_)
+
+    def _state(self):
+        # LightGBM's own text format (exact: thresholds and leaf values are written to 17 digits).
+        return {**super()._state(), **self.features_.state(), "t_quantiles_": self.t_quantiles_,
+                "smooth_bins_": self.smooth_bins_,
+                "regressor_": _booster(self.regressor_).model_to_string().encode(),
+                "scale_model_": _booster(self.scale_model_).model_to_string().encode()}
+
+    def _set_state(self, state):
+        import lightgbm
+
+        super()._set_state(state)
+        self.features_ = ColourFeatures.from_state(state)
+        n_features = len(self.features_.names)
+        for name in ("regressor_", "scale_model_"):
+            try:
+                booster = lightgbm.Booster(model_str=bytes(state[name]).decode())
+            except lightgbm.basic.LightGBMError as exc:
+                raise DeepdipError(f"the saved {name.rstrip('_')} is not a LightGBM model: {exc}") from None
+            if booster.num_feature() != n_features:
+                raise DeepdipError(f"the saved {name.rstrip('_')} takes {booster.num_feature()} features, "
+                                   f"not {n_features}")
+            setattr(self, name, booster)  # a Booster predicts what the fitted LGBMRegressor did
+        self.t_quantiles_ = np.asarray(state["t_quantiles_"], dtype=np.float64)
+        self.smooth_bins_ = float(state["smooth_bins_"])
+
+
+def _booster(model):
+    """The LightGBM Booster of a fitted regressor, or of a loaded model (already a Booster)."""
+    return getattr(model, "booster_", model)

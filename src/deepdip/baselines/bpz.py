@@ -71,7 +71,7 @@ class BPZBaseline(CatalogueBaseline):
         s = self.settings
         base = template_fluxes(tuple(phot.filters), s["madau"])  # [nz_ab, nt, nf] on desc_bpz's z grid
         z_ab = np.arange(0.0, 12.0, 0.01)[: base.shape[0]]
-        centres = self.zgrid.centres
+        centres = self.zgrid_.centres
         grid = np.stack([[np.interp(centres, z_ab, base[:, t, f]) for f in range(base.shape[2])]
                          for t in range(base.shape[1])])  # [nt, nf, nz]
         self.flux_templates_ = _interpolate_types(grid.transpose(2, 0, 1), s["interp"])  # [nz, nti, nf]
@@ -86,7 +86,7 @@ class BPZBaseline(CatalogueBaseline):
         self.zp_offsets_ = np.ones(len(phot.bands))
         self.prior_params_ = dict(HDFN_PRIOR)
         self.prior_used_ = "flat" if s["prior"] == "flat" else "hdfn"
-        known = np.isfinite(z_spec) & (z_spec >= self.zgrid.zmin) & (z_spec < self.zgrid.zmax)
+        known = np.isfinite(z_spec) & (z_spec >= self.zgrid_.zmin) & (z_spec < self.zgrid_.zmax)
         if known.sum() >= 50 and (s["calibrate"] or s["prior"] == "trained"):
             sel = np.flatnonzero(known)
             sel = np.random.default_rng(s["seed"]).choice(sel, min(len(sel), CALIBRATION_MAX), replace=False)
@@ -112,7 +112,7 @@ class BPZBaseline(CatalogueBaseline):
     def _best_template(self, flux, err, z, base_only=False):
         """Index of the best-fitting template at each galaxy's spec-z, and its scaled model fluxes."""
         step = self.settings["interp"] + 1 if base_only else 1
-        models = self.flux_templates_[self.zgrid.bin_index(z)][:, ::step, :]  # [n, nt, nf]
+        models = self.flux_templates_[self.zgrid_.bin_index(z)][:, ::step, :]  # [n, nt, nf]
         w = 1.0 / err**2
         amp = np.einsum("ntf,nf->nt", models, flux * w) / np.maximum(np.einsum("ntf,nf->nt", models**2, w), 1e-300)
         chi2 = np.einsum("ntf,nf->nt", (flux[:, None, :] - amp[:, :, None] * models) ** 2, w)
@@ -137,22 +137,39 @@ class BPZBaseline(CatalogueBaseline):
 
         flux, err = self._fluxes(phot)
         mag = _mag(flux[:, phot.bands.index(self.prior_band_)])
-        z = self.zgrid.centres
+        z = self.zgrid_.centres
         prior = self.prior_params_
         n_base = sum(BROAD_TYPES)
-        out = np.zeros((len(phot), self.zgrid.nbins))
+        out = np.zeros((len(phot), self.zgrid_.nbins))
         priors = {}
+        s = self.settings
         for i in range(len(phot)):
             like = p_c_z_t(flux[i], err[i], self.flux_templates_).likelihood  # [nz, nti]
-            if self.settings["prior"] != "flat":
+            if s["prior"] != "flat":
                 m = round(float(np.clip(mag[i], prior["mo"], 32.0)), 1)  # BPZ caches priors per 0.1 mag
                 if m not in priors:
                     p = prior_function(z, m, {**prior, "nt_array": list(BROAD_TYPES)}, n_base)
                     p = np.maximum(p, 0.0)  # beyond the fitted magnitudes the last type's share may go negative
-                    priors[m] = _interpolate_types(p[:, :, None], self.settings["interp"])[:, :, 0]
+                    priors[m] = _interpolate_types(p[:, :, None], s["interp"])[:, :, 0]
                 like = like * priors[m]
             out[i] = like.sum(axis=1)
         return out  # normalised (a row of zeros -> uniform) by predict_pdf_photometry below
+
+    def _state(self):
+        prior = {f"prior_{k}": np.asarray(v, dtype=np.float64) if isinstance(v, np.ndarray) else v
+                 for k, v in self.prior_params_.items()}
+        return {**super()._state(), "flux_templates_": self.flux_templates_, "n_templates_": self.n_templates_,
+                "prior_band_": self.prior_band_, "zp_offsets_": self.zp_offsets_, "prior_used_": self.prior_used_,
+                "prior_keys": list(self.prior_params_), **prior}
+
+    def _set_state(self, state):
+        super()._set_state(state)
+        self.flux_templates_ = np.asarray(state["flux_templates_"], dtype=np.float64)
+        self.n_templates_ = int(state["n_templates_"])
+        self.prior_band_ = str(state["prior_band_"])
+        self.zp_offsets_ = np.asarray(state["zp_offsets_"], dtype=np.float64)
+        self.prior_used_ = str(state["prior_used_"])
+        self.prior_params_ = {k: state[f"prior_{k}"] for k in state["prior_keys"]}
 
     def predict_pdf_photometry(self, phot):
         from deepdip.baselines.pdf import normalise_or_uniform

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
+from deepdip.atomic import check_output
 from deepdip.baselines import METHODS, baseline_class
+from deepdip.baselines.params import Param
 from deepdip.errors import DeepdipError
 
 
-def _method_params() -> dict[str, tuple[object, list[str]]]:
+def _method_params() -> dict[str, tuple[Param, list[str]]]:
     """Each parameter name -> (its declaration, the methods that have it)."""
-    out: dict[str, tuple[object, list[str]]] = {}
+    out: dict[str, tuple[Param, list[str]]] = {}
     for method in METHODS:
         for name, p in baseline_class(method).PARAMS.items():
             out.setdefault(name, (p, []))[1].append(method)
@@ -35,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="replace an existing catalogue at --out (never a folder or an input)")
     parser.add_argument("--rows", choices=("test", "all"), default="test",
                         help="rows to predict: the test fold (default) or every row")
+    parser.add_argument("--save-model", metavar="FILE.npz", default=None,
+                        help="also write the fitted model there (read back with "
+                             "deepdip.baselines.load_baseline; --overwrite replaces an existing one)")
     group = parser.add_argument_group("method parameters (default: the method's own)")
     n_methods = len(METHODS)
     for name, (p, methods) in _method_params().items():
@@ -59,12 +65,18 @@ def run(args) -> int:
         est = cls(**given)
     except ValueError as exc:
         raise DeepdipError(str(exc)) from None
+    if args.save_model is not None:  # refuse a bad model path before the fit, not after
+        if Path(args.save_model).resolve() == Path(args.out).resolve():
+            raise DeepdipError("--save-model and --out must be different files")
+        check_output(args.save_model, inputs=(args.store,), overwrite=args.overwrite)
     t0 = time.perf_counter()
     print(f"fitting {args.method} on fold != {args.fold} ...", flush=True)
     est.fit(store, args.fold)
     fit_s = time.perf_counter() - t0
     rows = store.split_rows(args.rows, fold=args.fold)
     est.predict_catalog(store, rows, args.out, overwrite=args.overwrite)
+    if args.save_model is not None:
+        est.save(args.save_model, overwrite=args.overwrite)
     print(f"{args.method}: fitted on {est.n_train_} galaxies in {fit_s:.1f} s, predicted {len(rows)} "
           f"in {time.perf_counter() - t0 - fit_s:.1f} s -> {args.out}")
     return 0

@@ -46,6 +46,22 @@ class ColourFeatures:
         self.extra_names_ = tuple(phot.extra_names)
         return self
 
+    def state(self, prefix: str = "features.") -> dict:
+        """The fitted softening, bands and extra names, as arrays and JSON values (saved models)."""
+        return {f"{prefix}ref_band": self.ref_band, f"{prefix}softening": self.softening_,
+                f"{prefix}bands": list(self.bands_), f"{prefix}extra_names": list(self.extra_names_)}
+
+    @classmethod
+    def from_state(cls, state: dict, prefix: str = "features.") -> "ColourFeatures":
+        """The fitted features :meth:`state` described."""
+        features = cls(str(state[f"{prefix}ref_band"]))
+        features.softening_ = np.asarray(state[f"{prefix}softening"], dtype=np.float64)
+        features.bands_ = tuple(str(b) for b in state[f"{prefix}bands"])
+        features.extra_names_ = tuple(str(c) for c in state[f"{prefix}extra_names"])
+        if features.softening_.shape != (len(features.bands_),) or features.ref_band not in features.bands_:
+            raise DeepdipValueError("the saved colour features do not match their bands")
+        return features
+
     def magnitudes(self, phot: Photometry) -> np.ndarray:
         flux, _ = phot.dereddened()
         return luptitude(np.nan_to_num(flux, nan=0.0), self.softening_)

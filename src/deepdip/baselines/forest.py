@@ -15,6 +15,7 @@ from deepdip.baselines import pdf as pdftools
 from deepdip.baselines.base import CatalogueBaseline
 from deepdip.baselines.features import ColourFeatures
 from deepdip.baselines.params import KERNEL_BINS, SHARED_PARAMS, Param
+from deepdip.errors import DeepdipError
 
 TUNE_MAX = 5000  # training galaxies scored out-of-bag to choose the kernel width
 
@@ -56,9 +57,53 @@ class RandomForestBaseline(CatalogueBaseline):
             hit = position[in_bag]
             oob[hit[hit >= 0], t] = False
         usable = oob.any(axis=1)
-        raw = pdftools.histogram(self.zgrid, votes[usable], oob[usable].astype(np.float64))
-        return pdftools.choose_bandwidth(raw, self.zgrid, z_spec[sel][usable])
+        raw = pdftools.histogram(self.zgrid_, votes[usable], oob[usable].astype(np.float64))
+        return pdftools.choose_bandwidth(raw, self.zgrid_, z_spec[sel][usable])
 
     def _predict(self, phot):
-        raw = pdftools.histogram(self.zgrid, self._votes(self.features_.transform(phot)))
+        raw = pdftools.histogram(self.zgrid_, self._votes(self.features_.transform(phot)))
         return pdftools.smooth(raw, self.kernel_bins_)
+
+    def _state(self):
+        import skops.io
+
+        return {**super()._state(), **self.features_.state(), "kernel_bins_": self.kernel_bins_,
+                "forest_": skops.io.dumps(self.forest_)}
+
+    def _set_state(self, state):
+        super()._set_state(state)
+        self.features_ = ColourFeatures.from_state(state)
+        self.forest_ = load_forest(state["forest_"], n_features=len(self.features_.names))
+        self.kernel_bins_ = float(state["kernel_bins_"])
+
+
+#: The one type skops does not trust by default in a forest; safe here because :func:`load_forest`
+#: checks every node index before a tree is used (skops's warning: unchecked indices can crash).
+TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
+
+
+def load_forest(data: bytes, n_features: int) -> RandomForestRegressor:
+    """A random forest from ``skops.io`` bytes: no unpickling, no type outside ``TRUSTED_TYPES``,
+    and node indices checked so a tampered file cannot make ``predict`` read out of bounds or loop."""
+    import skops.io
+
+    untrusted = [t for t in skops.io.get_untrusted_types(data=data) if t not in TRUSTED_TYPES]
+    if untrusted:
+        raise DeepdipError(f"the saved forest holds types deepdip does not load: {', '.join(untrusted)}")
+    forest = skops.io.loads(data, trusted=TRUSTED_TYPES)
+    if not isinstance(forest, RandomForestRegressor) or not forest.estimators_:
+        raise DeepdipError("the saved forest is not a fitted random forest")
+    for tree in forest.estimators_:
+        t = tree.tree_
+        nodes = np.arange(t.node_count)
+        left, right, feature = t.children_left, t.children_right, t.feature
+        leaf = left == -1
+        ok = (t.n_features == n_features and t.n_outputs == 1 and len(left) == t.node_count
+              and np.array_equal(leaf, right == -1)
+              # children come after their parent (no cycles) and exist; split features exist
+              and np.all((left[~leaf] > nodes[~leaf]) & (left[~leaf] < t.node_count))
+              and np.all((right[~leaf] > nodes[~leaf]) & (right[~leaf] < t.node_count))
+              and np.all((feature[~leaf] >= 0) & (feature[~leaf] < n_features)))
+        if not ok:
+            raise DeepdipError("the saved forest has trees with invalid node indices")
+    return forest

@@ -38,6 +38,7 @@ class KNNBaseline(CatalogueBaseline):
         self.scaler_ = StandardScaler().fit(self.features_.transform(phot))
         x = self.scaler_.transform(self.features_.transform(phot))
         self.k_ = min(self.settings["k"], len(x) - 1)  # >= 1: min_train
+        self.x_train_ = x  # shared with nn_: kept by name so a saved model refits nn_ on it
         self.nn_ = NearestNeighbors(n_neighbors=self.k_, n_jobs=self.settings["n_jobs"]).fit(x)
         self.z_train_ = z_spec
         self.kernel_bins_ = float(self.settings["kernel_bins"]) or self._tune_kernel(x, z_spec)
@@ -50,8 +51,8 @@ class KNNBaseline(CatalogueBaseline):
         not_self = idx != sel[:, None]
         order = np.argsort(~not_self, axis=1, kind="stable")[:, : self.k_]
         dist, idx = np.take_along_axis(dist, order, 1), np.take_along_axis(idx, order, 1)
-        raw = pdftools.histogram(self.zgrid, self.z_train_[idx], self._weights(dist))
-        return pdftools.choose_bandwidth(raw, self.zgrid, z_spec[sel])
+        raw = pdftools.histogram(self.zgrid_, self.z_train_[idx], self._weights(dist))
+        return pdftools.choose_bandwidth(raw, self.zgrid_, z_spec[sel])
 
     def _weights(self, dist):
         if self.settings["weights"] == "uniform":
@@ -61,5 +62,30 @@ class KNNBaseline(CatalogueBaseline):
     def _predict(self, phot):
         x = self.scaler_.transform(self.features_.transform(phot))
         dist, idx = self.nn_.kneighbors(x)
-        raw = pdftools.histogram(self.zgrid, self.z_train_[idx], self._weights(dist))
+        raw = pdftools.histogram(self.zgrid_, self.z_train_[idx], self._weights(dist))
         return pdftools.smooth(raw, self.kernel_bins_)
+
+    def _state(self):
+        # The neighbour index is rebuilt from the scaled training features (deterministic, and no
+        # tree structure is read back from a file).
+        return {**super()._state(), **self.features_.state(), "scaler.mean": self.scaler_.mean_,
+                "scaler.scale": self.scaler_.scale_, "scaler.var": self.scaler_.var_,
+                "scaler.n_samples_seen": int(self.scaler_.n_samples_seen_), "x_train_": self.x_train_,
+                "z_train_": self.z_train_, "k_": self.k_, "kernel_bins_": self.kernel_bins_}
+
+    def _set_state(self, state):
+        super()._set_state(state)
+        self.features_ = ColourFeatures.from_state(state)
+        x = np.ascontiguousarray(state["x_train_"], dtype=np.float64)
+        z = np.asarray(state["z_train_"], dtype=np.float64)
+        k = int(state["k_"])
+        if x.ndim != 2 or x.shape[1] != len(self.features_.names) or z.shape != (len(x),) or not 1 <= k < len(x):
+            raise ValueError("the saved training features, redshifts and k do not match")
+        self.scaler_ = StandardScaler()
+        for name in ("mean", "scale", "var"):
+            setattr(self.scaler_, f"{name}_", np.asarray(state[f"scaler.{name}"], dtype=np.float64))
+        self.scaler_.n_samples_seen_ = int(state["scaler.n_samples_seen"])
+        self.scaler_.n_features_in_ = x.shape[1]
+        self.k_, self.x_train_, self.z_train_ = k, x, z
+        self.nn_ = NearestNeighbors(n_neighbors=k, n_jobs=self.settings["n_jobs"]).fit(x)
+        self.kernel_bins_ = float(state["kernel_bins_"])

@@ -4,15 +4,24 @@
 the members' PDFs; ``predict_catalog`` (inherited) streams rows into the photo-z catalogue.
 It lives in ``train`` because ``fit`` trains; it predicts through :mod:`deepdip.predict`, which
 never imports ``train`` (dependencies point one way: train -> predict -> models).
+
+Its saved form is a run directory: :meth:`CNNEstimator.save` copies the fitted fold's model files
+(``fold{K}/member{M}/model.pt``, loaded ``weights_only``) and ``estimator.json`` (the parameters)
+into a new folder, which :meth:`CNNEstimator.load` and ``deepdip predict`` both read.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 
+from deepdip.errors import DeepdipError
 from deepdip.estimators import PhotozEstimator
+
+ESTIMATOR_FILE = "estimator.json"
 
 
 class CNNEstimator(PhotozEstimator):
@@ -72,20 +81,74 @@ class CNNEstimator(PhotozEstimator):
         return cls(out=run, tta=tta)._load(Path(run), int(fold), store)
 
     def _load(self, run: Path, fold: int, store) -> "CNNEstimator":
-        from deepdip.errors import DeepdipError
         from deepdip.predict.core import find_model_files, load_members
 
         paths = find_model_files(run).get(fold)
         if not paths:
             raise DeepdipError(f"{run} has no trained model for fold {fold}")
         self.members_ = load_members(paths, store)
-        self.zgrid = self.members_[0].zgrid
+        self.zgrid_ = self.members_[0].zgrid
         self.fold_ = fold
+        self.model_files_ = [str(p) for p in paths]
         return self
+
+    @property
+    def zgrid(self):
+        """The redshift grid of the fitted members' PDFs (``zgrid_``)."""
+        return self.zgrid_
+
+    def save(self, path, *, overwrite: bool = False) -> Path:
+        """Copy the fitted fold's model files and the parameters into the new run directory ``path``.
+
+        ``path`` must not exist (a directory is never replaced; ``overwrite`` is accepted for the
+        common interface and changes nothing).
+        """
+        from deepdip.atomic import atomic_path
+
+        if not hasattr(self, "members_"):
+            raise DeepdipError("the cnn estimator must be fitted before it is saved")
+        path = Path(path)
+        if path.exists():
+            raise DeepdipError(f"{path} exists; a CNN is saved into a new run directory")
+        params = {k: v for k, v in self.get_params().items() if k != "out"}
+        with atomic_path(path, overwrite=False) as tmp:
+            for member, src in enumerate(self.model_files_):
+                dest = tmp / f"fold{self.fold_}" / f"member{member}" / "model.pt"
+                dest.parent.mkdir(parents=True)
+                shutil.copyfile(src, dest)
+            (tmp / ESTIMATOR_FILE).write_text(json.dumps({"fold": self.fold_, "params": params}, indent=2,
+                                                         default=str))
+        return path
+
+    @classmethod
+    def load(cls, path, fold: int | None = None, store=None) -> "CNNEstimator":
+        """The estimator saved at ``path`` by :meth:`save` (or any run directory, given ``fold``)."""
+        path = Path(path)
+        meta_file = path / ESTIMATOR_FILE
+        meta = {}
+        if meta_file.is_file():
+            try:
+                meta = json.loads(meta_file.read_text())
+                params = dict(meta["params"])
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise DeepdipError(f"{meta_file} is not a readable estimator file ({exc})") from None
+        else:
+            params = {}
+        fold = meta.get("fold") if fold is None else fold
+        if fold is None:
+            raise DeepdipError(f"{path} does not say which fold to load; give fold=")
+        try:
+            est = cls(**{**params, "out": path})
+        except TypeError as exc:
+            raise DeepdipError(f"{meta_file}: {exc}") from None
+        return est._load(path, int(fold), store)
 
     def predict_pdf(self, store, rows) -> np.ndarray:
         """PDFs ``[len(rows), nbins]`` averaged over the ensemble (and orientations with ``tta``)."""
         from deepdip.predict.core import predict_chunk
+
+        if not hasattr(self, "members_"):
+            raise DeepdipError("the cnn estimator must be fitted (or loaded) before it predicts")
 
         for m in self.members_:
             m.check_store(store)
