@@ -61,3 +61,21 @@ def assert_folds_predicted_by_their_own_models(cat, run, store, atol=1e-6):
         for other in folds:   # the check has teeth: another fold's models give other PDFs
             if other != k:
                 assert not np.allclose(cat.pdf[sel], predict_chunk(nets[other], images, ebv), atol=100 * atol)
+
+
+@pytest.fixture(scope="session")
+def photometry_store(tmp_path_factory) -> Path:
+    """200 sdss galaxies with 16x16 toy cutouts (for the CNN) and photometry measured on them (for the
+    baselines): flux = the sum of each band's pixels, its error that of the pixel noise."""
+    from deepdip.train.toydata import toy_images
+
+    rng = np.random.default_rng(11)
+    n, size, noise = 200, 16, 0.05
+    catalog = make_catalog(n, rng)
+    images = toy_images(catalog["z_spec"], catalog["ebv"], size=size, seed=12, noise=noise)
+    flux = images.sum(axis=(2, 3))
+    for j, band in enumerate("ugriz"):
+        catalog[f"flux_{band}"] = flux[:, j].astype(np.float32)
+        catalog[f"flux_err_{band}"] = np.full(n, noise * size, dtype=np.float32)
+    return create_store(tmp_path_factory.mktemp("contract") / "phot.h5", images, catalog, bands="ugriz",
+                        survey="sdss", pixel_scale=0.396, flux_unit="nanomaggy", seed=5)
