@@ -89,6 +89,18 @@ def test_parameters_round_trip(fitted, tmp_path):
     assert blank.set_params(**defaults).get_params() == defaults
 
 
+@pytest.mark.parametrize("check", ["check_no_attributes_set_in_init", "check_parameters_default_constructible",
+                                   "check_get_params_invariance", "check_set_params"])
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.filterwarnings("ignore:.*delay parameter validation until fit")  # deepdip checks at once, by design
+def test_scikit_learn_parameter_checks(name, check, tmp_path):
+    """scikit-learn's own checks of the parameter contract (those that need no fit(X, y))."""
+    from sklearn.utils import estimator_checks
+
+    est = make_estimator(name, tmp_path)
+    getattr(estimator_checks, check)(type(est).__name__, est)
+
+
 def test_save_load_round_trips(fitted, store, tmp_path):
     name, _, est, pdf = fitted
     path = tmp_path / ("cnn" if name == "cnn" else f"{name}.npz")

@@ -37,7 +37,7 @@ class Param:
         flag = f"--{name.replace('_', '-')}"
         try:
             value = value if self.type is object else self.type(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # int(inf) overflows
             raise DeepdipValueError(f"{flag} must be of type {self.type.__name__}, got {value!r}") from None
         if self.choices is not None and value not in self.choices:
             raise DeepdipValueError(f"{flag} must be one of {', '.join(map(repr, self.choices))}, got {value!r}")
