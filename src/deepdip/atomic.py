@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from deepdip.errors import DeepdipError
 
@@ -38,13 +38,16 @@ def write_json_atomic(path: str | os.PathLike, data, *, overwrite: bool = True, 
 
 
 def check_output(path: str | os.PathLike, *, inputs: Iterable = (), overwrite: bool = False,
-                 kind: str = "file") -> Path:
+                 kind: str = "file", replaceable: Callable[[Path], bool] | None = None,
+                 what: str = "output") -> Path:
     """Refuse an output path that would lose something; call it before any long work.
 
     ``kind="file"``: the output is one file; an existing directory there is refused, an existing
-    file needs ``overwrite``. ``kind="dir"``: the caller checks the folder's contents itself (see
-    :func:`replace_dir`); only the input rules apply here. Symbolic links are followed, so an output
-    reached through a link cannot replace an input either.
+    file needs ``overwrite`` and, when ``replaceable`` is given, must pass it (``--overwrite``
+    replaces a previous output of the same kind, e.g. a catalogue by a catalogue, never a text file
+    that happens to have the name). ``kind="dir"``: the caller checks the folder's contents itself
+    (see :func:`replace_dir`); only the input rules apply here. Symbolic links are followed, so an
+    output reached through a link cannot replace an input either. ``what`` names the kind in messages.
     """
     path = Path(path)
     target = path.resolve()
@@ -56,10 +59,17 @@ def check_output(path: str | os.PathLike, *, inputs: Iterable = (), overwrite: b
             raise OutputError(f"output {path} is an input of this command; choose another output name")
         if source.is_relative_to(target):
             raise OutputError(f"output {path} is a folder holding the input {item}; choose another output name")
+        if source.is_dir() and target.is_relative_to(source) and target.exists():
+            # e.g. `predict RUN STORE --out RUN/fold0/member0/model.pt --overwrite`
+            raise OutputError(f"output {path} is a file of the input {item}; choose another output name")
     if kind == "file" and target.is_dir():
         raise OutputError(f"output {path} is an existing directory; name a file (nothing was written)")
-    if kind == "file" and target.exists() and not overwrite:
-        raise OutputError(f"output {path} exists; pass --overwrite to replace it (nothing was written)")
+    if kind == "file" and target.exists():
+        if not overwrite:
+            raise OutputError(f"output {path} exists; pass --overwrite to replace it (nothing was written)")
+        if replaceable is not None and not replaceable(target):
+            raise OutputError(f"output {path} exists and is not a {what}; --overwrite replaces only a previous "
+                              f"{what} (nothing was written)")
     return path
 
 

@@ -89,6 +89,14 @@ def _column(name: str, values, n: int, dtype) -> np.ndarray:
     return arr
 
 
+def is_photoz_catalog(path) -> bool:
+    """True if ``path`` is a Parquet file carrying deepdip's metadata: a catalogue ``--overwrite`` may replace."""
+    try:
+        return METADATA_KEY in (pq.read_schema(os.fspath(path)).metadata or {})
+    except Exception:  # noqa: BLE001 - anything unreadable as Parquet is not a catalogue
+        return False
+
+
 class CatalogWriter:
     """Write a photo-z catalogue chunk by chunk (for predictors that stream over a store).
 
@@ -107,7 +115,8 @@ class CatalogWriter:
         self.path = Path(path)
         self.overwrite = bool(overwrite)
         self.inputs = tuple(inputs)
-        check_output(self.path, inputs=self.inputs, overwrite=self.overwrite)  # before any prediction
+        check_output(self.path, inputs=self.inputs, overwrite=self.overwrite, replaceable=is_photoz_catalog,
+                     what="photo-z catalogue")  # before any prediction
         self.zgrid = zgrid
         self._meta = json.dumps(_metadata(zgrid, method, config), default=str).encode()
         self._stack = contextlib.ExitStack()

@@ -8,7 +8,9 @@ so ``deepdip --help`` stays fast and a missing optional dependency breaks one co
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 
 from deepdip import __version__
@@ -37,6 +39,9 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+DISK_ERRORS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 def build_parser(load_commands: str | None = None) -> argparse.ArgumentParser:
@@ -71,6 +76,18 @@ def main(argv: list[str] | None = None) -> int:
             return int(module.run(args) or 0)
     except DeepdipError as exc:
         print(f"deepdip {command or ''}: error: {exc}".replace("  ", " "), file=sys.stderr)
+        if type(exc).__name__ == "StoreWriteError":  # deepdip.store.writer: skip HDF5's crashing exit clean-up
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(2)
+        return 2
+    except OSError as exc:
+        # The machine, not deepdip, refused (disk full, file too large, read-only or unwritable
+        # output): one line naming the file; the writers have already removed their temporaries.
+        if exc.errno not in DISK_ERRORS:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"deepdip {command or ''}: error: {os.strerror(exc.errno)}{where}".replace("  ", " "), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("deepdip: interrupted", file=sys.stderr)

@@ -42,11 +42,16 @@ def check_report_dir(out_dir: Path, *, overwrite: bool, inputs: Iterable = ()) -
             raise OutputError(f"report folder {out_dir} is an input catalogue; choose another --out")
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"report folder {out_dir} is an existing file; choose a folder name (nothing was written)")
-    if out_dir.is_dir() and not overwrite:
-        present = [f for f in (*REPORT_FILES, MANIFEST) if (out_dir / f).exists()]
-        if present:
-            raise OutputError(f"{out_dir} already holds a report ({', '.join(present)}); "
-                              "pass --overwrite to replace it")
+    if not out_dir.is_dir():
+        return
+    present = [f for f in REPORT_FILES if (out_dir / f).exists()]
+    ours = (out_dir / MANIFEST).is_file()
+    if present and not ours:
+        # Files of those names that no deepdip report listed are the user's: never replaced.
+        raise OutputError(f"{out_dir} holds {', '.join(present)} that no deepdip report wrote; "
+                          "choose another --out (nothing was written)")
+    if (present or ours) and not overwrite:
+        raise OutputError(f"{out_dir} already holds a report; pass --overwrite to replace it")
 
 
 def _install(build: Path, out_dir: Path, *, overwrite: bool, inputs: Iterable) -> None:
@@ -62,7 +67,12 @@ def _install(build: Path, out_dir: Path, *, overwrite: bool, inputs: Iterable) -
         dest = out_dir / name
         if dest.resolve() in protected or dest.is_dir():
             raise OutputError(f"report file {dest} would replace an input or a folder; choose another --out")
-    stale = set(_manifest(out_dir)) - set(new_files)
+    previous = set(_manifest(out_dir))
+    clash = [n for n in new_files if (out_dir / n).exists() and n not in previous]
+    if clash:  # a file of that name that no deepdip report wrote is the user's
+        raise OutputError(f"{out_dir} holds {', '.join(clash[:3])} that no deepdip report wrote; "
+                          "choose another --out (nothing was written)")
+    stale = previous - set(new_files)
     for name in new_files:
         os.replace(build / name, out_dir / name)
     for name in stale:

@@ -9,8 +9,12 @@ never a directory of other files, never one of the command's inputs (see :mod:`d
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
+import re
 import shutil
+import sys
 from pathlib import Path
 
 import h5py
@@ -97,6 +101,9 @@ class StoreWriter:
     def _start(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = unique_temporary(self.path, ".h5" if self.shard_size is None else "")
+        # Stays installed after the writer is done: HDF5 may still report failed writes of the
+        # (removed) temporary as its last objects are released at exit.
+        self._failures = _WriteFailures(self._tmp)
         if self.shard_size is not None:
             self._tmp.mkdir()
         else:
@@ -122,11 +129,11 @@ class StoreWriter:
         """Finish the store and move it to its final name."""
         if self._closed:
             return
-        if self._file is not None:
-            self._file.close()
-            self._file = None
         self._closed = True
         try:
+            self._close_file()
+            gc.collect()  # release every h5py object now, so a failed flush is reported here
+            self._failures.raise_if_any(self.path)
             if self.n_written == 0:
                 raise StoreError(f"no galaxies were written to {self.path}")
             if self.shard_size is None:
@@ -136,15 +143,23 @@ class StoreWriter:
                             what="sharded store")
         finally:
             remove_path(self._tmp)
+            self._failures.done()
 
     def abort(self):
         """Drop everything written so far; the destination is left untouched."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        if self._tmp is not None:
-            remove_path(self._tmp)
         self._closed = True
+        try:
+            with contextlib.suppress(Exception):  # a file whose writes failed (disk full) may fail to close
+                self._close_file()
+        finally:
+            if self._tmp is not None:
+                remove_path(self._tmp)
+                self._failures.done()
+
+    def _close_file(self):
+        f, self._file = self._file, None
+        if f is not None:
+            f.close()
 
     def __enter__(self):
         return self
@@ -214,18 +229,92 @@ class StoreWriter:
                                      chunks=(max(1024, CHUNK_ROWS),))
             group[name].resize(n0 + n, axis=0)
             group[name][n0:n0 + n] = values
+        # HDF5 caches writes: without a flush a full disk shows up only at close (or not at all,
+        # as a crash at exit). Flushed here, it is an OSError of this append, and the writer aborts.
+        f.flush()
+        self._failures.raise_if_any(self.path)
         self.n_written += n
+
+
+class _WriteFailures:
+    """h5py reports some failed writes (a full disk while HDF5 flushes its cache as an object is
+    released) only as printed "ignored" exceptions, never as one the writer could catch: the file
+    would be renamed into place corrupt. One pair of process-wide hooks (installed once) collects
+    the failures that name a temporary store being written, and keeps them off the terminal;
+    everything else passes through to the previous hooks.
+    """
+
+    _watched: dict[str, list[str]] = {}   # temporary path -> failures seen
+    _installed = False
+
+    def __init__(self, tmp: Path):
+        self.tmp = str(tmp)
+        self._watched[self.tmp] = []
+        if not _WriteFailures._installed:
+            _WriteFailures._installed = True
+            previous_unraisable, previous_except = sys.unraisablehook, sys.excepthook
+
+            def unraisable_hook(unraisable):
+                if not self._collect(str(unraisable.exc_value)):
+                    previous_unraisable(unraisable)
+
+            def except_hook(kind, value, tb):  # h5py prints some dealloc errors through PyErr_Print
+                if not self._collect(str(value)):
+                    previous_except(kind, value, tb)
+
+            sys.unraisablehook, sys.excepthook = unraisable_hook, except_hook
+
+    @classmethod
+    def _collect(cls, text: str) -> bool:
+        for tmp, errors in cls._watched.items():
+            if tmp in text:
+                errors.append(text)
+                return True
+        return False
+
+    @property
+    def errors(self) -> list[str]:
+        return self._watched.get(self.tmp, [])
+
+    def done(self):
+        """Stop watching a store that was written without failure (a failed one stays watched:
+        HDF5 may report its removed temporary again as its last objects are released at exit)."""
+        if not self.errors:
+            self._watched.pop(self.tmp, None)
+
+    def raise_if_any(self, path: Path):
+        if self.errors:
+            found = re.search(r"error message = '([^']*)'", self.errors[0])
+            reason = found.group(1) if found else self.errors[0].splitlines()[0]
+            raise StoreWriteError(f"writing {path} failed ({reason}); nothing was written")
+
+
+class StoreWriteError(StoreError):
+    """HDF5 could not write the store (disk full...). The HDF5 library is then left holding objects
+    it cannot release, and its own clean-up at interpreter exit would crash: the CLI exits at once
+    after reporting this error (the temporary is already removed)."""
+
+
+def is_store_file(path) -> bool:
+    """True if ``path`` is an HDF5 file with deepdip's ``format_version``: a store ``--overwrite`` may replace."""
+    try:
+        with h5py.File(path, "r") as f:
+            return "format_version" in f.attrs
+    except Exception:  # noqa: BLE001 - anything h5py cannot open is not a store
+        return False
 
 
 def _is_shard_folder(path: Path) -> bool:
     """A folder of ours: nothing but ``part-*.h5`` shard files (what a sharded StoreWriter writes)."""
-    return all(p.is_file() and p.name.startswith("part-") and p.suffix == ".h5" for p in path.iterdir())
+    return all(p.is_file() and p.name.startswith("part-") and p.suffix == ".h5" and is_store_file(p)
+               for p in path.iterdir())
 
 
 def check_store_output(path, *, sharded: bool, overwrite: bool = False, inputs=()) -> Path:
     """Refuse a store destination that would lose something (see the module docstring); cheap."""
     path = Path(path)
-    check_output(path, inputs=inputs, overwrite=overwrite, kind="dir" if sharded else "file")
+    check_output(path, inputs=inputs, overwrite=overwrite, kind="dir" if sharded else "file",
+                 replaceable=is_store_file, what="cutout store")
     if sharded and path.exists() and not path.is_dir():
         raise StoreError(f"output {path} is an existing file; a sharded store is a folder (nothing was written)")
     if not sharded or not path.is_dir() or not any(path.iterdir()):
