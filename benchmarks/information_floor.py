@@ -43,7 +43,7 @@ def main(argv=None):
     test = store.split_rows("test", args.fold)
     boost = make_baseline("boost").fit(store, args.fold)
     z = store.column("z_spec", test)
-    zp = metrics.point_estimates(boost.predict_pdf(store, test), boost.zgrid)["z_mean"]  # as the catalogues
+    zp = metrics.point_estimates(boost.predict_pdf(store, test), boost.zgrid_)["z_mean"]  # as the catalogues
     print(f"{args.store}: {floor['n_train']} training, {floor['n_test']} test galaxies (fold {args.fold})")
     print("| estimate | σ_MAD | η | bias |\n|---|---|---|---|")
     print(f"| boost baseline, measured photometry + size | {metrics.sigma_mad(zp, z):.4f} | "
