@@ -358,6 +358,19 @@ def test_ddp_two_cpu_processes_gloo(toy, tmp_path):
     assert last["epoch"] == 1 and last["global_step"] == 2 * per_rank
 
 
+@pytest.mark.slow
+def test_ddp_refuses_a_rank_without_batches_end_to_end(tmp_path):
+    """Under a real 2-process DDP launch the refusal ends both processes with the one-line error
+    (no hang waiting for the empty rank, no model written)."""
+    store = make_toy_store(tmp_path / "small.h5", n=15, size=8, seed=0)   # 1 validation row for 2 ranks
+    p = cli(*train_cmd(store, tmp_path / "ddp", "--epochs", "1", "--accelerator", "cpu", "--devices", "2",
+                       "--strategy", "ddp"))
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode == 2, out
+    assert "deepdip train: error: 1 validation rows cannot be shared by 2 processes" in out
+    assert not list(tmp_path.glob("ddp/fold*/member*/model.pt"))
+
+
 def test_unreadable_budget_plan_is_replaced(toy, tmp_path):
     """A kill can leave a truncated budget_plan.json: the rerun makes a new plan instead of crashing."""
     import shutil
