@@ -91,7 +91,7 @@ def bench_loader(survey, n: int, batch: int, workers: int, seconds: float, tmp: 
     seen, t0 = 0, None
     for epoch in range(100):
         loader.batch_sampler.set_epoch(epoch)
-        for i, (images, *_rest) in enumerate(loader):
+        for images, *_rest in loader:
             if t0 is None:  # skip worker start-up
                 t0 = time.perf_counter()
                 continue
@@ -129,7 +129,8 @@ def main(argv=None):
     res["matmul_flops"] = peak
     print(f"matmul peak: fp32 {peak['fp32'] / 1e9:.1f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.1f} GFLOP/s "
           f"({torch.get_num_threads()} threads)")
-    print("| model | precision | layout | mode | batch | images/s | GFLOP/s | MFU vs fp32 peak | MFU vs own-dtype peak |")
+    print("| model | precision | layout | mode | batch | images/s | GFLOP/s | MFU vs fp32 peak "
+          "| MFU vs own-dtype peak |")
     print("|---|---|---|---|---|---|---|---|---|")
     variants = json.loads(args.variants) if args.variants else {m: [m, {}] for m in args.models.split(",")}
     if args.loader_only:
@@ -143,8 +144,9 @@ def main(argv=None):
                     ips = bench_model(name, survey, prec, layout == "channels_last", batch, args.seconds, train,
                                       kwargs)
                     achieved = flops * (3 if train else 1) * ips
-                    row = dict(model=label, kwargs=kwargs, precision=prec, layout=layout, mode="train" if train else "infer",
-                               batch=batch, images_per_s=ips, gflops=achieved / 1e9, fwd_gflop=flops / 1e9,
+                    row = dict(model=label, kwargs=kwargs, precision=prec, layout=layout,
+                               mode="train" if train else "infer", batch=batch, images_per_s=ips,
+                               gflops=achieved / 1e9, fwd_gflop=flops / 1e9,
                                mfu_fp32=achieved / peak["fp32"], mfu_own=achieved / peak[prec])
                     res["rows"].append(row)
                     print(f"| {label} | {prec} | {layout} | {row['mode']} | {batch} | {ips:.1f} | {achieved / 1e9:.1f} "

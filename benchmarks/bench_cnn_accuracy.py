@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 
-
 def evaluate(catalog_path) -> dict:
     from deepdip.catalog import read_catalog
     from deepdip.metrics import compute_metrics

@@ -75,7 +75,8 @@ def renderer_accuracy(n: int = 100) -> dict:
     return {"n": n, "max_abs_pixel_diff_over_peak": float((np.abs(mine - ref).max((2, 3)) / ref.max((2, 3))).max()),
             "kron_flux_r_rel_diff_median": float(np.median(flux)), "kron_flux_r_rel_diff_max": float(flux.max()),
             "hlr_rel_diff_median": float(np.median(hlr)), "hlr_rel_diff_max": float(hlr.max()),
-            "galsim_drawImage_galaxies_per_s": round(n / galsim_s, 1), "fourier_galaxies_per_s": round(n / fourier_s, 1)}
+            "galsim_drawImage_galaxies_per_s": round(n / galsim_s, 1),
+            "fourier_galaxies_per_s": round(n / fourier_s, 1)}
 
 
 def main():

@@ -16,8 +16,15 @@ import json
 from pathlib import Path
 
 from deepdip.atomic import atomic_path
-from deepdip.simulate.calibrate import (HSC_COLOUR_FILE, POPULATION_FILE, fit_hsc_colours, fit_population,
-                                        load_hsc_reference, load_sdss_reference, split_halves)
+from deepdip.simulate.calibrate import (
+    HSC_COLOUR_FILE,
+    POPULATION_FILE,
+    fit_hsc_colours,
+    fit_population,
+    load_hsc_reference,
+    load_sdss_reference,
+    split_halves,
+)
 
 
 def main(argv: list[str] | None = None) -> None:

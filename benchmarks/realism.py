@@ -52,7 +52,8 @@ def c2st(a, b, seed=0):
     x = np.vstack([a[rng.choice(len(a), m, replace=False)], b[rng.choice(len(b), m, replace=False)]])
     y = np.r_[np.zeros(m), np.ones(m)]
     cv = StratifiedKFold(5, shuffle=True, random_state=seed)
-    return float(cross_val_score(HistGradientBoostingClassifier(random_state=seed), x, y, cv=cv, scoring="roc_auc").mean())
+    clf = HistGradientBoostingClassifier(random_state=seed)
+    return float(cross_val_score(clf, x, y, cv=cv, scoring="roc_auc").mean())
 
 
 def sigma_mad(zp, zs):
@@ -128,8 +129,10 @@ def sdss_section(args):
     res["c2st_without"] = {f: c2st(np.delete(x_mock, j, 1), np.delete(x_real, j, 1)) for j, f in enumerate(FEATURES)}
     res["rf_sigma_mad"] = rf_scores(x_mock, x_real)
     q = [5, 25, 50, 75, 95]
-    res["z_quantiles"] = {"mock": np.percentile(x_mock[:, 5], q).round(4).tolist(), "real": np.percentile(x_real[:, 5], q).round(4).tolist()}
-    res["r_quantiles"] = {"mock": np.percentile(x_mock[:, 4], q).round(3).tolist(), "real": np.percentile(x_real[:, 4], q).round(3).tolist()}
+    res["z_quantiles"] = {"mock": np.percentile(x_mock[:, 5], q).round(4).tolist(),
+                          "real": np.percentile(x_real[:, 5], q).round(4).tolist()}
+    res["r_quantiles"] = {"mock": np.percentile(x_mock[:, 4], q).round(3).tolist(),
+                          "real": np.percentile(x_real[:, 4], q).round(3).tolist()}
     res["colours_vs_z"] = {"mock": colour_vs_z(x_mock), "real": colour_vs_z(x_real)}
     rf, re = ref["flux"][val][ok_real], ref["flux_err"][val][ok_real]
     edges = [np.percentile(rf[:, b], [0, 20, 40, 60, 80, 100]) for b in range(5)]
@@ -231,7 +234,8 @@ def _plot_sdss(xm, xr, fm, em, fr, er, path):
     kw = dict(histtype="step", density=True, lw=1.5)
     ax[0, 0].hist(xr[:, 5], bins=40, range=(0, 0.35), label="real SDSS", **kw)
     ax[0, 0].hist(xm[:, 5], bins=40, range=(0, 0.35), label="mock (measured)", **kw)
-    ax[0, 0].set_xlabel("z"); ax[0, 0].legend()
+    ax[0, 0].set_xlabel("z")
+    ax[0, 0].legend()
     ax[0, 1].hist(xr[:, 4], bins=40, range=(12.5, 18), **kw)
     ax[0, 1].hist(xm[:, 4], bins=40, range=(12.5, 18), **kw)
     ax[0, 1].set_xlabel("r (extinction-corrected)")
@@ -239,10 +243,16 @@ def _plot_sdss(xm, xr, fm, em, fr, er, path):
         a = ax[0, 2] if j == 0 else ax[1, 0]
         a.scatter(xr[:, 5], xr[:, j], s=1, alpha=0.3, label="real")
         a.scatter(xm[:, 5], xm[:, j], s=1, alpha=0.3, label="mock")
-        a.set_xlim(0, 0.3); a.set_ylim(*lim); a.set_xlabel("z"); a.set_ylabel(name)
+        a.set_xlim(0, 0.3)
+        a.set_ylim(*lim)
+        a.set_xlabel("z")
+        a.set_ylabel(name)
     ax[1, 1].scatter(xr[:, 1], xr[:, 2], s=1, alpha=0.3)
     ax[1, 1].scatter(xm[:, 1], xm[:, 2], s=1, alpha=0.3)
-    ax[1, 1].set_xlim(0.2, 1.3); ax[1, 1].set_ylim(0.1, 0.7); ax[1, 1].set_xlabel("g-r"); ax[1, 1].set_ylabel("r-i")
+    ax[1, 1].set_xlim(0.2, 1.3)
+    ax[1, 1].set_ylim(0.1, 0.7)
+    ax[1, 1].set_xlabel("g-r")
+    ax[1, 1].set_ylabel("r-i")
     for b in range(5):
         ax[1, 2].loglog(fr[:, b], er[:, b] / fr[:, b], ",", color=f"C{b}", alpha=0.3)
         ax[1, 2].loglog(fm[:, b], em[:, b] / fm[:, b], "x", ms=1.5, color=f"C{b}", alpha=0.3)
@@ -474,7 +484,8 @@ def main():
     res = {"sdss": sdss_section(args), "deep": deep_section(args)}
     Path(args.json).write_text(json.dumps(res, indent=1))
     (ROOT / "docs" / "realism.md").write_text(report(res, args))
-    print(json.dumps({k: res["sdss"][k] for k in ("c2st_measured", "c2st_true_mags", "c2st_single", "rf_sigma_mad")}, indent=1))
+    print(json.dumps({k: res["sdss"][k] for k in ("c2st_measured", "c2st_true_mags", "c2st_single", "rf_sigma_mad")},
+                     indent=1))
     print(json.dumps({k: res["deep"][k] for k in ("z", "i", "g-z", "c2st")}, indent=1))
 
 

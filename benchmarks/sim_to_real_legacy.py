@@ -305,8 +305,8 @@ def main(argv=None) -> int:
         if name not in results:
             continue
         r = results[name]
-        ci = "".join(f" {k}_ci68=[{r[k + '_ci68'][0]:.4f}, {r[k + '_ci68'][1]:.4f}]" for k in ("sigma_mad", "outlier_frac")
-                     if k + "_ci68" in r)
+        ci = "".join(f" {k}_ci68=[{r[k + '_ci68'][0]:.4f}, {r[k + '_ci68'][1]:.4f}]"
+                     for k in ("sigma_mad", "outlier_frac") if k + "_ci68" in r)
         print(f"{name}: n={r['n']} sigma_mad={r['sigma_mad']:.4f} eta={r['outlier_frac']:.3f} bias={r['bias']:+.4f} "
               f"pit_ks={r['pit_ks']:.3f} cov68={r['coverage_68']:.2f} cov95={r['coverage_95']:.2f}{ci}")
     return 0

@@ -124,7 +124,7 @@ class CatalogWriter:
         self._writer: pq.ParquetWriter | None = None
         self.n_rows = 0
 
-    def __enter__(self) -> "CatalogWriter":
+    def __enter__(self) -> CatalogWriter:
         self._tmp = self._stack.enter_context(atomic_path(self.path, suffix=".parquet", overwrite=self.overwrite,
                                                           inputs=self.inputs))
         return self

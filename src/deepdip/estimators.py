@@ -36,7 +36,7 @@ class PhotozEstimator(BaseEstimator, ABC):
     zgrid_: ZGrid
 
     @abstractmethod
-    def fit(self, store, fold: int) -> "PhotozEstimator":
+    def fit(self, store, fold: int) -> PhotozEstimator:
         """Fit on the rows of ``store`` with ``fold != fold`` (never the test fold); return self."""
 
     @abstractmethod

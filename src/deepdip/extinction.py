@@ -11,7 +11,7 @@ SFD E(B-V) (their Table 6 as printed, 4.239, 3.303, 2.285, 1.698, 1.263, is 0.88
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -20,7 +20,7 @@ R_V = 3.1
 EXTINCTION_LAW = "Fitzpatrick (1999), R_V = 3.1, at filter effective wavelengths"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _coefficients(filters: tuple[str, ...]) -> np.ndarray:
     import extinction
     import speclite.filters

@@ -14,7 +14,7 @@ Conventions (Pasquet et al. 2019; Beck et al. 2016): ``dz = (z_phot - z_spec) / 
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 from scipy import stats

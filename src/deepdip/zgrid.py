@@ -39,7 +39,7 @@ class ZGrid:
         return np.clip(idx, 0, self.nbins - 1)
 
     @classmethod
-    def from_edges(cls, edges) -> "ZGrid":
+    def from_edges(cls, edges) -> ZGrid:
         edges = np.asarray(edges, dtype=np.float64)
         grid = cls(float(edges[0]), float(edges[-1]), len(edges) - 1)
         if not np.allclose(grid.edges, edges, rtol=0, atol=1e-9 * max(1.0, abs(grid.zmax))):

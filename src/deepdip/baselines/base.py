@@ -75,7 +75,7 @@ class CatalogueBaseline(PhotozEstimator):
         """Every parameter resolved: declared defaults overlaid with the given values, checked and typed."""
         return resolve(self.PARAMS, {name: getattr(self, name) for name in self.PARAMS})
 
-    def set_params(self, **params) -> "CatalogueBaseline":
+    def set_params(self, **params) -> CatalogueBaseline:
         """scikit-learn's ``set_params``, refusing a bad value before it is stored."""
         resolve(self.PARAMS, {**{name: getattr(self, name) for name in self.PARAMS},
                               **{k: v for k, v in params.items() if k != "zgrid"}})
@@ -96,7 +96,7 @@ class CatalogueBaseline(PhotozEstimator):
         return save_baseline(self, path, overwrite=overwrite)
 
     @classmethod
-    def load(cls, path) -> "CatalogueBaseline":
+    def load(cls, path) -> CatalogueBaseline:
         """The fitted baseline saved at ``path`` (never unpickled); it must be of this class."""
         from deepdip.baselines.modelfile import load_baseline
 
@@ -121,7 +121,7 @@ class CatalogueBaseline(PhotozEstimator):
             self.extra_columns_ = tuple(state["extra_columns_"])
 
     # ------------------------------------------------------------------ store face
-    def fit(self, store, fold: int) -> "CatalogueBaseline":
+    def fit(self, store, fold: int) -> CatalogueBaseline:
         """Fit on the rows of ``store`` with ``fold != fold`` and a known ``z_spec``."""
         zgrid = self.zgrid
         if zgrid is None:
@@ -170,13 +170,13 @@ class CatalogueBaseline(PhotozEstimator):
                                         f"(bands: {','.join(store.bands)})")
 
     # ------------------------------------------------------------------ array face
-    def fit_photometry(self, phot: Photometry, z_spec) -> "CatalogueBaseline":
+    def fit_photometry(self, phot: Photometry, z_spec) -> CatalogueBaseline:
         """Fit on measured photometry and spec-z of the training galaxies; return self."""
         if self.zgrid is None:
             raise DeepdipValueError("give a zgrid to the constructor to fit on arrays")
         return self._fit_photometry(phot, z_spec, self.zgrid)
 
-    def _fit_photometry(self, phot: Photometry, z_spec, zgrid: ZGrid) -> "CatalogueBaseline":
+    def _fit_photometry(self, phot: Photometry, z_spec, zgrid: ZGrid) -> CatalogueBaseline:
         z_spec = np.asarray(z_spec, dtype=np.float64)
         if len(z_spec) != len(phot):
             raise DeepdipValueError("one z_spec per galaxy is needed")
@@ -188,7 +188,8 @@ class CatalogueBaseline(PhotozEstimator):
         if len(phot) < self.min_train:
             raise DeepdipValueError(f"the {self.name} baseline needs at least {self.min_train} training galaxies, "
                                     f"got {len(phot)}" + (" (--max-train)" if n_max and n_max < self.min_train else ""))
-        self.ref_band_ = self.settings["ref_band"] or getattr(self, "_store_ref_band", None) or _default_ref_band(phot.bands)
+        self.ref_band_ = (self.settings["ref_band"] or getattr(self, "_store_ref_band", None)
+                          or _default_ref_band(phot.bands))
         self.n_train_ = len(phot)
         t0 = time.perf_counter()
         self._fit(phot, z_spec)
@@ -261,7 +262,8 @@ def _signature(params: dict[str, Param]) -> inspect.Signature:
         inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
         inspect.Parameter("zgrid", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation="ZGrid | None"),
         *(inspect.Parameter(name, keyword, default=p.default,
-                            annotation=p.type.__name__ + (" | None" if p.default is None else "")) for name, p in params.items()),
+                            annotation=p.type.__name__ + (" | None" if p.default is None else ""))
+          for name, p in params.items()),
     ])
 
 

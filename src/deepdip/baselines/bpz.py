@@ -54,9 +54,10 @@ class BPZBaseline(CatalogueBaseline):
         "prior": Param(str, "trained", "redshift-type prior: 'trained' (Benitez's form fitted to the training "
                        "spec-z, as RAIL's BPZliteInformer), 'hdfn' (Benitez 2000 HDF-N values) or 'flat'",
                        choices=("trained", "hdfn", "flat")),
-        "calibrate": Param(int, 1, "1 = fit per-band zero-point offsets on the training spec-z (BPZ's ZP_OFFSETS), 0 = off",
-                           choices=(0, 1)),
-        "prior_band": Param(str, None, "band whose magnitude feeds the prior (default: the one nearest I814)", band=True),
+        "calibrate": Param(int, 1, "1 = fit per-band zero-point offsets on the training spec-z (BPZ's ZP_OFFSETS), "
+                           "0 = off", choices=(0, 1)),
+        "prior_band": Param(str, None, "band whose magnitude feeds the prior (default: the one nearest I814)",
+                            band=True),
         "interp": Param(int, 2, "templates interpolated between each adjacent pair (BPZ's INTERP)", minimum=0),
         "err_floor": Param(float, 0.05, "fractional flux error added in quadrature: template mismatch and zero points",
                            minimum=0.0),

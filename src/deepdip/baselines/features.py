@@ -35,7 +35,7 @@ class ColourFeatures:
     def __init__(self, ref_band: str):
         self.ref_band = ref_band
 
-    def fit(self, phot: Photometry) -> "ColourFeatures":
+    def fit(self, phot: Photometry) -> ColourFeatures:
         if self.ref_band not in phot.bands:
             raise DeepdipValueError(f"reference band {self.ref_band!r} is not one of the bands {phot.bands}")
         _, err = phot.dereddened()
@@ -52,7 +52,7 @@ class ColourFeatures:
                 f"{prefix}bands": list(self.bands_), f"{prefix}extra_names": list(self.extra_names_)}
 
     @classmethod
-    def from_state(cls, state: dict, prefix: str = "features.") -> "ColourFeatures":
+    def from_state(cls, state: dict, prefix: str = "features.") -> ColourFeatures:
         """The fitted features :meth:`state` described."""
         features = cls(str(state[f"{prefix}ref_band"]))
         features.softening_ = np.asarray(state[f"{prefix}softening"], dtype=np.float64)

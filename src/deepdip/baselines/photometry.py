@@ -68,18 +68,18 @@ class Photometry:
         ok = self.observed
         return np.where(ok, self.flux * factor, np.nan), np.where(ok, self.flux_err * factor, np.nan)
 
-    def subset(self, rows) -> "Photometry":
+    def subset(self, rows) -> Photometry:
         return Photometry(self.flux[rows], self.flux_err[rows], self.extinction[rows], self.bands,
                           self.filters, None if self.extra is None else self.extra[rows], self.extra_names)
 
     @classmethod
-    def from_ebv(cls, flux, flux_err, ebv, bands, filters, extra=None, extra_names=()) -> "Photometry":
+    def from_ebv(cls, flux, flux_err, ebv, bands, filters, extra=None, extra_names=()) -> Photometry:
         """Build from E(B-V) per galaxy, converted with :func:`extinction_coefficients`."""
         a_b = np.asarray(ebv, dtype=np.float64)[:, None] * extinction_coefficients(tuple(filters))[None, :]
         return cls(flux, flux_err, a_b, tuple(bands), tuple(filters), extra, tuple(extra_names))
 
     @classmethod
-    def from_store(cls, store, rows=None, extra_columns=()) -> "Photometry":
+    def from_store(cls, store, rows=None, extra_columns=()) -> Photometry:
         """Read ``flux_<band>``, ``flux_err_<band>``, ``ebv`` (and ``extra_columns``) of a store's rows."""
         bands = tuple(store.bands)
         filters = store_filters(store)

@@ -156,7 +156,8 @@ def _per_band(table: dict, name: str, bands, options: IngestOptions) -> np.ndarr
         values = np.asarray(table[lower[name.lower()]])
         if values.ndim == 2 and values.shape[1] == len(bands):
             return values
-        raise DeepdipError(f"column {name!r} must hold one value per band ({len(bands)}), got shape {list(values.shape)}")
+        raise DeepdipError(f"column {name!r} must hold one value per band ({len(bands)}), "
+                           f"got shape {list(values.shape)}")
     cols = [f"{name}_{options.band_name(b)}".lower() for b in bands]
     missing = [c for c in cols if c not in lower]
     if missing:
@@ -226,6 +227,7 @@ def build_catalog(table: dict, options: IngestOptions, bands, *, need_keys: bool
             for i, band in enumerate(bands):
                 columns[f"{name}_{band}"] = values[:, i]
         else:
-            raise DeepdipError(f"column {name!r} to keep has shape {list(values.shape)}: need 1-D or one value per band")
+            raise DeepdipError(f"column {name!r} to keep has shape {list(values.shape)}: "
+                               "need 1-D or one value per band")
     return Catalog(columns=columns, keys=keys,
                    transmission=transmission if options.dereddened_input else None)

@@ -69,7 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r = parser.add_argument_group("run")
     r.add_argument("--skip-bad", action="store_true", default=None, help=h["skip_bad"])
     r.add_argument("--rejects", metavar="CSV", help=h["rejects"])
-    r.add_argument("--no-photometry", dest="photometry", action="store_false", default=None, help="do not " + h["photometry"])
+    r.add_argument("--no-photometry", dest="photometry", action="store_false", default=None,
+                   help="do not " + h["photometry"])
     r.add_argument("--folds", type=int, dest="n_folds", metavar="K", help=h["n_folds"])
     r.add_argument("--seed", type=int, help=h["seed"])
     r.add_argument("--chunk-size", type=int, metavar="N", help=h["chunk_size"])

@@ -41,8 +41,8 @@ class ArraySource:
             elif path.suffix == ".npz":
                 with np.load(path, allow_pickle=False) as data:
                     if options.image_key not in data.files:
-                        raise DeepdipError(f"{path} has no array {options.image_key!r} (arrays: {', '.join(data.files)}); "
-                                           "choose one with --image-key")
+                        raise DeepdipError(f"{path} has no array {options.image_key!r} "
+                                           f"(arrays: {', '.join(data.files)}); choose one with --image-key")
                     array = data[options.image_key]
                     file_bands = data["bands"].astype(str).tolist() if "bands" in data.files else None
                     id_key = next((k for k in ID_KEYS if k in data.files), None)
@@ -73,8 +73,8 @@ class ArraySource:
     def bind(self, catalog: Catalog) -> None:
         """Check the array matches the catalogue before any galaxy is read."""
         if self.file_ids is None and len(self.array) != len(catalog):
-            raise DeepdipError(f"{self.name} holds {len(self.array)} galaxies but the catalogue has {len(catalog)} rows; "
-                               "rows must match one to one (or put an 'id' array in the .npz)")
+            raise DeepdipError(f"{self.name} holds {len(self.array)} galaxies but the catalogue has "
+                               f"{len(catalog)} rows; rows must match one to one (or put an 'id' array in the .npz)")
         self._ids = catalog.ids
 
     def get(self, row: int):

@@ -97,7 +97,7 @@ class Normalizer(nn.Module):
         return x, e
 
     @torch.no_grad()
-    def fit(self, images: np.ndarray, extra: np.ndarray | None = None) -> "Normalizer":
+    def fit(self, images: np.ndarray, extra: np.ndarray | None = None) -> Normalizer:
         """Set the statistics from a sample of training images ``[n, B, H, W]`` and extras ``[n, E]``."""
         images = np.nan_to_num(np.asarray(images, dtype=np.float32))
         # Sky noise from the stamp border (4 px), where galaxy light is faint: robust MAD. It softens

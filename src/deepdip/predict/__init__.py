@@ -5,8 +5,14 @@ as a fit/predict estimator, whose ``fit`` trains, lives there (``CNNEstimator``)
 through this package.
 """
 
-from deepdip.predict.core import (EnsemblePredictor, RunPredictor, find_model_files, load_members, predict_chunk,
-                                  predict_store)
+from deepdip.predict.core import (
+    EnsemblePredictor,
+    RunPredictor,
+    find_model_files,
+    load_members,
+    predict_chunk,
+    predict_store,
+)
 from deepdip.predict.dask_adapter import predict_store_dask
 
 __all__ = ["EnsemblePredictor", "RunPredictor", "predict_chunk", "predict_store", "predict_store_dask", "load_members",

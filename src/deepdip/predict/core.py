@@ -20,9 +20,9 @@ import torch
 from deepdip.atomic import check_output
 from deepdip.errors import DeepdipError, check_number
 from deepdip.estimators import passthrough_columns
-from deepdip.store.checks import check_rows
 from deepdip.models.dihedral import allowed_symmetries, dihedral
 from deepdip.models.modelfile import ModelFile
+from deepdip.store.checks import check_rows
 
 
 def find_model_files(run) -> dict[int, list[Path]]:

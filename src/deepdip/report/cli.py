@@ -19,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--names", nargs="+", metavar="NAME",
                         help="method names, one per catalogue (default: the method stored in each catalogue)")
     parser.add_argument("--outlier-threshold", type=float, default=0.05, metavar="T",
-                        help="|dz| above which a galaxy is an outlier, dz = (z_phot - z_spec)/(1 + z_spec) (default 0.05)")
+                        help="|dz| above which a galaxy is an outlier, dz = (z_phot - z_spec)/(1 + z_spec) "
+                             "(default 0.05)")
     parser.add_argument("--point", choices=("z_mean", "z_median", "z_mode"), default="z_mean",
                         help="point estimate scored as z_phot (default z_mean)")
     parser.add_argument("--magnitude", metavar="COLUMN",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import html
 import os
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 # Summary rows of the comparison table: metrics.json key -> label (lower is better unless noted).
 SUMMARY_ROWS = {

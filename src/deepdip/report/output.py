@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from deepdip.atomic import OutputError, publish, remove_path, unique_temporary
 

@@ -21,7 +21,6 @@ how much it adds.
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from deepdip import metrics

@@ -201,7 +201,8 @@ def _simulate(survey, n, seed, out, pool, started, progress, shard_size, overwri
     t0 = time.perf_counter()
     ctx = population.prepare(survey)
     # the context is small (tables of a few hundred kB): sending it with every block is cheap
-    tasks = [(survey, ctx, seed, k, min(BLOCK_SIZE, n - k * BLOCK_SIZE)) for k in range((n + BLOCK_SIZE - 1) // BLOCK_SIZE)]
+    tasks = [(survey, ctx, seed, k, min(BLOCK_SIZE, n - k * BLOCK_SIZE))
+             for k in range((n + BLOCK_SIZE - 1) // BLOCK_SIZE)]
     provenance = {
         "generator": "deepdip.simulate", "seed": int(seed), "n": int(n), "block_size": BLOCK_SIZE,
         "survey_preset": survey.params,

@@ -6,5 +6,5 @@ from deepdip.store.reader import CutoutStore
 from deepdip.store.validate import validate_store
 from deepdip.store.writer import StoreWriter, add_columns, check_store_output, create_store
 
-__all__ = ["CutoutStore", "StoreWriter", "create_store", "add_columns", "check_store_output", "assign_folds", "validate_store",
-           "FORMAT_VERSION", "REQUIRED_COLUMNS"]
+__all__ = ["CutoutStore", "StoreWriter", "create_store", "add_columns", "check_store_output", "assign_folds",
+           "validate_store", "FORMAT_VERSION", "REQUIRED_COLUMNS"]

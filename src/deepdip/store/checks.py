@@ -77,7 +77,8 @@ def check_rows(store, rows=None, *, pixels: bool = True, what: str = "the rows u
     bad = bad_folds(folds, int(n_folds) if n_folds is not None else None)
     if bad.any():
         ids = store.column("id")[bad]
-        problems.append(f"column 'fold' outside 0..{int(n_folds or 1) - 1} in {int(bad.sum())} rows (ids {preview(ids)})")
+        problems.append(f"column 'fold' outside 0..{int(n_folds or 1) - 1} in {int(bad.sum())} rows "
+                        f"(ids {preview(ids)})")
     if len(rows):
         ebv = store.column("ebv", rows)
         nan, negative = bad_ebv(ebv)

@@ -8,7 +8,6 @@ to DataLoader workers or Dask tasks and each opens its own file.
 from __future__ import annotations
 
 import json
-
 import os
 from pathlib import Path
 
@@ -61,7 +60,8 @@ class CutoutStore:
             f = open_h5(p)
             with f:
                 if IMAGES not in f or CATALOG not in f:
-                    raise StoreError(f"{p} lacks the '{IMAGES}' dataset or the '{CATALOG}' group; run `deepdip validate`")
+                    raise StoreError(f"{p} lacks the '{IMAGES}' dataset or the '{CATALOG}' group; "
+                                     "run `deepdip validate`")
                 shard_attrs = {k: decode_attr(v) for k, v in f.attrs.items()}
                 if shard_attrs.get("format_version") not in SUPPORTED_VERSIONS:
                     raise StoreError(f"{p}: unknown format_version {shard_attrs.get('format_version')!r}")
@@ -99,7 +99,10 @@ class CutoutStore:
 
     @property
     def provenance(self) -> dict:
-        """The store's ``provenance`` attribute as a dict (how a mock or an ingest made it); {} if none or unreadable."""
+        """The store's ``provenance`` attribute as a dict (how a mock or an ingest made it).
+
+        {} if none or unreadable.
+        """
         prov = self.attrs.get("provenance") or {}
         if isinstance(prov, str):
             try:

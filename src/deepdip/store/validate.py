@@ -48,7 +48,8 @@ def _check_file(f: h5py.File) -> tuple[list[str], np.ndarray | None]:
             if isinstance(bands, str) or not isinstance(bands, list):
                 problems.append(f"'bands' attribute must be a list of band names, got {bands!r}")
             elif len(bands) != images.shape[1]:
-                problems.append(f"'bands' attribute lists {len(bands)} bands {bands} but images have B={images.shape[1]}")
+                problems.append(f"'bands' attribute lists {len(bands)} bands {bands} "
+                                f"but images have B={images.shape[1]}")
             elif len(set(bands)) != len(bands):
                 problems.append(f"'bands' attribute repeats a band: {bands}")
 

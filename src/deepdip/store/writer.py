@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 
 from deepdip import __version__
-from deepdip.atomic import unique_temporary, check_output, publish, remove_path, replace_dir
+from deepdip.atomic import check_output, publish, remove_path, replace_dir, unique_temporary
 from deepdip.errors import StoreError
 from deepdip.store.folds import assign_folds
 from deepdip.store.format import (

@@ -33,10 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="aperture photometry for the dense layers: auto, none or radii in pixels "
                         "'2,4,8' [auto for compact, none for pasquet19]")
     g.add_argument("--no-augment", action="store_true", help="no random rotations/flips")
-    g.add_argument("--model-kwargs", default=None, help='JSON keyword arguments of the model, e.g. \'{"widths": [16,32,48,64]}\'')
+    g.add_argument("--model-kwargs", default=None,
+                   help='JSON keyword arguments of the model, e.g. \'{"widths": [16,32,48,64]}\'')
     g.add_argument("--survey", default=None, help="survey preset for the redshift bins [the store's survey]")
     h = parser.add_argument_group("hardware")
-    h.add_argument("--precision", default="32-true", help="Lightning precision: 32-true, bf16-mixed, 16-mixed [32-true]")
+    h.add_argument("--precision", default="32-true",
+                   help="Lightning precision: 32-true, bf16-mixed, 16-mixed [32-true]")
     h.add_argument("--no-channels-last", action="store_true",
                    help="keep NCHW memory layout (default NHWC: faster convolutions on CPUs and GPUs)")
     h.add_argument("--accelerator", default="auto", help="cpu, gpu or auto [auto]")

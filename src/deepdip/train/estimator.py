@@ -67,7 +67,7 @@ class CNNEstimator(PhotozEstimator):
         self.progress = progress
         self.train_kwargs = train_kwargs
 
-    def fit(self, store, fold: int) -> "CNNEstimator":
+    def fit(self, store, fold: int) -> CNNEstimator:
         from deepdip.train import train
 
         run = train(store, fold=int(fold), model=self.model, ensemble=self.ensemble, epochs=self.epochs,
@@ -76,11 +76,11 @@ class CNNEstimator(PhotozEstimator):
         return self._load(run, int(fold), store)
 
     @classmethod
-    def from_run(cls, run, fold: int, store=None, tta: bool = False) -> "CNNEstimator":
+    def from_run(cls, run, fold: int, store=None, tta: bool = False) -> CNNEstimator:
         """An estimator over the already trained members of ``fold`` in ``run``."""
         return cls(out=run, tta=tta)._load(Path(run), int(fold), store)
 
-    def _load(self, run: Path, fold: int, store) -> "CNNEstimator":
+    def _load(self, run: Path, fold: int, store) -> CNNEstimator:
         from deepdip.predict.core import find_model_files, load_members
 
         paths = find_model_files(run).get(fold)
@@ -121,7 +121,7 @@ class CNNEstimator(PhotozEstimator):
         return path
 
     @classmethod
-    def load(cls, path, fold: int | None = None, store=None) -> "CNNEstimator":
+    def load(cls, path, fold: int | None = None, store=None) -> CNNEstimator:
         """The estimator saved at ``path`` by :meth:`save` (or any run directory, given ``fold``)."""
         path = Path(path)
         meta_file = path / ESTIMATOR_FILE
