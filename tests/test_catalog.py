@@ -278,7 +278,8 @@ def test_config_and_version_travel_to_the_exports(tmp_path, rows):
 
 def test_pdf_column_of_variable_length_is_refused(tmp_path, rows):
     table = pq.read_table(write(tmp_path / "cat.parquet", rows))
-    ragged = pa.array([list(r) for r in catalog.read_catalog(tmp_path / "cat.parquet").pdf], type=pa.list_(pa.float32()))
+    pdf = catalog.read_catalog(tmp_path / "cat.parquet").pdf
+    ragged = pa.array([list(r) for r in pdf], type=pa.list_(pa.float32()))
     pq.write_table(table.set_column(table.schema.get_field_index("pdf"), "pdf", ragged), tmp_path / "ragged.parquet")
     with pytest.raises(DeepdipError, match="pdf column"):
         catalog.read_catalog(tmp_path / "ragged.parquet")

@@ -252,7 +252,6 @@ def test_pdf_metric_edge_cases():
 
 
 def test_invalid_rows_are_counted_and_named():
-    grid = ZGrid(0.0, 1.0, 4)
     pdf = np.ones((5, 4))
     pdf[2, 1] = -0.5
     with pytest.raises(DeepdipError, match=r"^1 PDF row\(s\) are not valid .*e\.g\. row 2$"):
@@ -277,7 +276,8 @@ def test_binned_metrics_edges_and_bins():
                                    outlier_threshold=0.2)
     assert [(r["lo"], r["hi"]) for r in table] == [(0.0, 1.0), (1.0, 2.0), (2.0, 3.0)]
     for r in table:
-        sel = np.isfinite(by) & np.isfinite(z_spec) & (by >= r["lo"]) & ((by < r["hi"]) | ((r["hi"] == 3.0) & (by == 3.0)))
+        in_bin = (by >= r["lo"]) & ((by < r["hi"]) | ((r["hi"] == 3.0) & (by == 3.0)))   # the last bin is closed
+        sel = np.isfinite(by) & np.isfinite(z_spec) & in_bin
         want = metrics.compute_metrics(z_phot[sel], z_spec[sel], pdf[sel], grid, outlier_threshold=0.2)
         assert {k: v for k, v in r.items() if k not in ("lo", "hi")} == want
     assert sum(r["n"] for r in table) == n - 3   # NaN by, NaN z_spec and the row outside left out

@@ -62,7 +62,8 @@ def test_pdfs_are_normalised_and_tta_is_orientation_invariant(run, toy):
     each = [predict_chunk([n], images, ebv) for n in nets]
     assert np.allclose(pdf, np.mean(each, axis=0), atol=1e-6)
     with torch.no_grad():
-        direct = [torch.softmax(n(torch.from_numpy(images), torch.from_numpy(ebv)).float(), dim=1).numpy() for n in nets]
+        x, e = torch.from_numpy(images), torch.from_numpy(ebv)
+        direct = [torch.softmax(n(x, e).float(), dim=1).numpy() for n in nets]
     assert np.allclose(pdf, np.mean(direct, axis=0), atol=1e-5)
     # With TTA the PDF of a rotated or flipped galaxy is the same.
     rotated = dihedral(torch.from_numpy(images), 5).numpy()
@@ -140,7 +141,8 @@ def test_cli_train_and_predict_end_to_end(tmp_path):
     store = make_toy_store(tmp_path / "mock.h5", n=300, size=16, seed=2)
     env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
     subprocess.run([sys.executable, "-m", "deepdip", "train", store, "--out", tmp_path / "run", "--epochs", "3",
-                    "--model-kwargs", json.dumps(TINY), "--no-progress", "--workers", "0"], check=True, env=env, capture_output=True)
+                    "--model-kwargs", json.dumps(TINY), "--no-progress", "--workers", "0"],
+                   check=True, env=env, capture_output=True)
     res = subprocess.run([sys.executable, "-m", "deepdip", "predict", tmp_path / "run", store, "--out",
                           tmp_path / "cnn.parquet", "--no-progress"], env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr

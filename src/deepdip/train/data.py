@@ -12,8 +12,9 @@ and the worker reads each block once, contiguously, from a small cache.
 
 Under DDP the rows, not the windows, are shared out: every epoch the block order is cut into
 ``world_size`` equal, disjoint, contiguous shares of rows (a rank reads only its own blocks; a store
-with fewer than a window per rank is shared out row by row), and each rank cuts its share into windows. So every rank gets the same number of batches
-(ranks step in lockstep) even on a store smaller than one window per rank; a configuration in
+with fewer than a window per rank is shared out row by row), and each rank cuts its share into
+windows. So every rank gets the same number of batches (ranks step in lockstep) even on a store
+smaller than one window per rank; a configuration in
 which some rank would get no batch at all is refused (:class:`~deepdip.errors.DeepdipError`).
 
 Augmentation is not done here but on the batch in the LightningModule, seeded by the global step,
@@ -44,7 +45,8 @@ class StoreDataset(Dataset):
     read block by block (``BLOCK_ROWS`` consecutive dataset positions) through a small cache.
     """
 
-    def __init__(self, store, rows: np.ndarray, zgrid: ZGrid, extra_columns=("ebv",), cache_blocks: int = 2 * WINDOW_BLOCKS):
+    def __init__(self, store, rows: np.ndarray, zgrid: ZGrid, extra_columns=("ebv",),
+                 cache_blocks: int = 2 * WINDOW_BLOCKS):
         self.store = store
         self.rows = np.asarray(rows, dtype=np.int64)
         if np.any(np.diff(self.rows) <= 0):
@@ -187,7 +189,7 @@ def check_batches_per_rank(n: int, world_size: int, min_rows: int = 1, what: str
 class _EpochSetter:
     """Forwards ``set_epoch`` to its batch sampler (where Lightning looks for it)."""
 
-    def __init__(self, owner: "BlockShuffleBatchSampler"):
+    def __init__(self, owner: BlockShuffleBatchSampler):
         self.owner = owner
 
     def set_epoch(self, epoch: int) -> None:
