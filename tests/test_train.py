@@ -95,6 +95,30 @@ def test_validation_is_carved_from_training_folds(toy):
     assert member_seed(1, 0, 0) != member_seed(1, 0, 1) != member_seed(1, 1, 0)
 
 
+# -- batches ------------------------------------------------------------------------------------
+def test_batches_keep_each_image_with_its_own_label(toy):
+    """Whatever the order and the block cache, row i's images, E(B-V), target bin and z_spec travel
+    together, and the target is the bin that holds z_spec (a label off by one bin would bias every
+    network by 2e-3)."""
+    from deepdip.train.data import StoreDataset
+    from deepdip.zgrid import ZGrid
+
+    store = CutoutStore(toy)
+    grid = ZGrid(0.0, 0.4, 180)
+    rows = np.sort(np.random.default_rng(1).choice(len(store), 250, replace=False))
+    ds = StoreDataset(store, rows, grid, cache_blocks=2)
+    for idx in (np.random.default_rng(2).permutation(len(rows))[:100], np.arange(len(rows))[::-1][:70]):
+        images, extra, zbin, z = ds.__getitems__(idx.tolist())
+        np.testing.assert_array_equal(images.numpy(), store.images(rows[idx]))
+        np.testing.assert_array_equal(extra.numpy()[:, 0], store.column("ebv", rows[idx]))
+        np.testing.assert_array_equal(z.numpy(), store.column("z_spec", rows[idx]))
+        zb = zbin.numpy()
+        assert np.all((grid.edges[zb] <= z.numpy()) & (z.numpy() < grid.edges[zb + 1]))
+    image, _, _, z0 = ds[5]
+    np.testing.assert_array_equal(image.numpy(), store.images(rows[5:6])[0])
+    assert float(z0) == store.column("z_spec", rows[5:6])[0]
+
+
 # -- DDP sharding -------------------------------------------------------------------------------
 def _epoch_batches(n, world, epoch, batch_size=32, drop_last=False, shuffle=True, seed=4):
     """Batches of every rank in one epoch: ``[[batch, ...] per rank]``."""
