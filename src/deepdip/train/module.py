@@ -20,7 +20,6 @@ import math
 import lightning as L
 import torch
 import torch.nn.functional as F
-
 from torch.optim.swa_utils import AveragedModel
 
 from deepdip.models.dihedral import random_dihedral
