@@ -247,16 +247,19 @@ def test_qp_densities_truth_and_fits_header(tmp_path, rows):
     assert table.meta["DDVERS"] == deepdip.__version__
 
 
-QP_UNREADABLE = pytest.mark.xfail(strict=True, reason="product bug (catalog.write_qp): accepts this suffix but "
-                                  "qp.read cannot read the file back (.hd5: unknown format; .fit: needs rustfits)")
-
-
-@pytest.mark.parametrize("suffix", [".hdf5", ".h5", ".hf5", pytest.param(".hd5", marks=QP_UNREADABLE), ".fits",
-                                    pytest.param(".fit", marks=QP_UNREADABLE)])
+@pytest.mark.parametrize("suffix", catalog.QP_SUFFIXES)
 def test_qp_export_to_every_documented_suffix(tmp_path, rows, suffix):
     cat = catalog.read_catalog(write(tmp_path / "cat.parquet", rows))
     back = qp.read(str(catalog.write_qp(cat, tmp_path / f"q{suffix}")))
     np.testing.assert_allclose(back.objdata["pdfs"], catalog.to_qp(cat).objdata["pdfs"])
+
+
+@pytest.mark.parametrize("suffix", [".hd5", ".fit", ".parquet"])
+def test_qp_export_refuses_a_suffix_qp_cannot_read_back(tmp_path, rows, suffix):
+    cat = catalog.read_catalog(write(tmp_path / "cat.parquet", rows))
+    with pytest.raises(DeepdipError, match="qp output"):
+        catalog.write_qp(cat, tmp_path / f"q{suffix}")
+    assert not (tmp_path / f"q{suffix}").exists()
 
 
 def test_config_and_version_travel_to_the_exports(tmp_path, rows):

@@ -137,12 +137,14 @@ class CatalogWriter:
                 self._stack.__exit__(*sys.exc_info())  # removes the temporary file
                 raise
         # Closes the Parquet writer, then renames the file on success or deletes it on failure.
-        return self._stack.__exit__(exc_type, exc, tb)
+        return bool(self._stack.__exit__(exc_type, exc, tb))
 
-    def _open(self, schema: pa.Schema) -> None:
+    def _open(self, schema: pa.Schema) -> pq.ParquetWriter:
+        assert self._tmp is not None  # set by __enter__; write and __exit__ run inside the with block
         schema = schema.with_metadata({METADATA_KEY: self._meta})
-        self._writer = pq.ParquetWriter(os.fspath(self._tmp), schema)
-        self._stack.callback(self._writer.close)
+        writer = self._writer = pq.ParquetWriter(os.fspath(self._tmp), schema)
+        self._stack.callback(writer.close)
+        return writer
 
     def _table(self, ids, pdf, *, z_spec=None, fold=None, extra=None) -> pa.Table:
         ids = np.asarray(ids, dtype=np.int64)
@@ -179,13 +181,14 @@ class CatalogWriter:
         if self._tmp is None:
             raise RuntimeError("CatalogWriter.write called outside its 'with' block")
         table = self._table(ids, pdf, z_spec=z_spec, fold=fold, extra=extra)
-        if self._writer is None:
-            self._open(table.schema)
-        elif table.schema.names != self._writer.schema.names:
+        writer = self._writer
+        if writer is None:
+            writer = self._open(table.schema)
+        elif table.schema.names != writer.schema.names:
             raise DeepdipError(
-                f"catalogue chunk has columns {table.schema.names}; earlier chunks had {self._writer.schema.names}"
+                f"catalogue chunk has columns {table.schema.names}; earlier chunks had {writer.schema.names}"
             )
-        self._writer.write_table(table.cast(self._writer.schema))
+        writer.write_table(table.cast(writer.schema))
         self.n_rows += table.num_rows
 
 
@@ -289,12 +292,16 @@ def to_qp(cat: PhotozCatalog):
     return qp.hist.create_ensemble(bins=cat.zgrid.edges, pdfs=density, ancil=ancil)
 
 
+QP_SUFFIXES = (".hdf5", ".h5", ".hf5", ".fits")
+
+
 def write_qp(cat: PhotozCatalog, path, *, overwrite: bool = False) -> Path:
     """Write the catalogue as a qp ensemble file (``.hdf5``/``.h5`` or ``.fits``), atomically."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in (".hdf5", ".h5", ".hf5", ".hd5", ".fits", ".fit"):
-        raise DeepdipError(f"qp output must end in .hdf5, .h5 or .fits, not '{path.name}'")
+    # Only the suffixes qp.read reads back (it knows no .hd5, and .fit needs an extra FITS reader).
+    if suffix not in QP_SUFFIXES:
+        raise DeepdipError(f"qp output must end in {', '.join(QP_SUFFIXES)}, not '{path.name}'")
     with atomic_path(path, suffix=suffix, overwrite=overwrite) as tmp, \
             tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as scratch:
         # qp (tables_io) drops the extension of a name whose stem holds a dot, as every unique
