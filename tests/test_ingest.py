@@ -462,7 +462,7 @@ def sim_to_real_study():
 @pytest.fixture
 def one_thread():
     """Tiny tensors: extra torch threads only add overhead on a shared machine."""
-    torch = pytest.importorskip("torch")
+    import torch
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -470,7 +470,7 @@ def one_thread():
 
 
 def test_finetune_learns_and_leave_out_cv_predicts_every_galaxy(one_thread):
-    torch = pytest.importorskip("torch")
+    import torch
     study = sim_to_real_study()
     finetune, leave_out_cv, predict_pdfs = study.finetune, study.leave_out_cv, study.predict_pdfs
     from deepdip.models.net import PhotozNet
@@ -495,7 +495,7 @@ def test_finetune_learns_and_leave_out_cv_predicts_every_galaxy(one_thread):
 
 
 def test_finetune_with_frozen_batch_norm_keeps_the_mock_statistics(one_thread):
-    torch = pytest.importorskip("torch")
+    import torch
     finetune = sim_to_real_study().finetune
     from deepdip.models.net import PhotozNet
     from deepdip.zgrid import ZGrid
