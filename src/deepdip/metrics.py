@@ -73,13 +73,13 @@ def _chunked(kernel: Callable, pdf, zgrid: ZGrid, *per_row, chunk_size: int = CH
     pdf = np.asarray(pdf)
     if pdf.ndim != 2 or pdf.shape[1] != zgrid.nbins:
         raise DeepdipError(f"PDF array has shape {pdf.shape}; expected [N, {zgrid.nbins}] for this redshift grid")
-    per_row = [np.asarray(a, dtype=np.float64) for a in per_row]
-    for a in per_row:
+    columns = [np.asarray(a, dtype=np.float64) for a in per_row]
+    for a in columns:
         if a.shape != (pdf.shape[0],):
             raise DeepdipError(f"{pdf.shape[0]} PDFs but {a.shape[0] if a.ndim else 1} redshifts")
-    parts = [kernel(normalise(pdf[s]), zgrid, *(a[s] for a in per_row)) for s in _row_chunks(len(pdf), chunk_size)]
+    parts = [kernel(normalise(pdf[s]), zgrid, *(a[s] for a in columns)) for s in _row_chunks(len(pdf), chunk_size)]
     if not parts:
-        return kernel(np.zeros((0, zgrid.nbins)), zgrid, *(a[:0] for a in per_row))
+        return kernel(np.zeros((0, zgrid.nbins)), zgrid, *(a[:0] for a in columns))
     if isinstance(parts[0], dict):
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     return np.concatenate(parts)

@@ -6,6 +6,8 @@ exp(-(z / (z0 + km (m - m0)))^a), in the dictionary form ``desc_bpz.prior_from_d
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 BROAD_TYPES = (1, 2, 5)  # templates per broad type in CWWSB4: E/S0, spirals, Im/starbursts
@@ -37,7 +39,8 @@ def fit_prior(mags, z, types, min_per_type: int = 30) -> dict:
     mags, z, types = mags[ok], z[ok], types[ok]
     m0 = float(np.floor(np.percentile(mags, 1) * 10) / 10)
     dm = np.maximum(mags - m0, 0.0)
-    out = {k: np.array(v, dtype=np.float64) if isinstance(v, np.ndarray) else v for k, v in HDFN_PRIOR.items()}
+    out: dict[str, Any] = {k: np.array(v, dtype=np.float64) if isinstance(v, np.ndarray) else v
+                           for k, v in HDFN_PRIOR.items()}
     out["mo"] = m0
     nt = len(BROAD_TYPES)
 
@@ -70,8 +73,8 @@ def fit_prior(mags, z, types, min_per_type: int = 30) -> dict:
         sel = types == t
         if sel.sum() < min_per_type:
             continue
-        start = [np.median(z[sel]), 2.0, 0.0]
-        res = minimize(dndz_nll, start, args=(z[sel], dm[sel]), method="Nelder-Mead", options={"maxiter": 4000})
+        x0 = [np.median(z[sel]), 2.0, 0.0]
+        res = minimize(dndz_nll, x0, args=(z[sel], dm[sel]), method="Nelder-Mead", options={"maxiter": 4000})
         if np.isfinite(res.fun):
             out["zo_arr"][t], out["a_arr"][t], out["km_arr"][t] = res.x
     return out

@@ -133,8 +133,8 @@ def run(args) -> int:
             else:
                 result = ingest_frames(inputs["frames"], inputs["catalog"], args.out, options)
         finally:
-            for w in caught:
-                print(f"deepdip ingest: warning: {w.message}", file=sys.stderr)
+            for caught_warning in caught:
+                print(f"deepdip ingest: warning: {caught_warning.message}", file=sys.stderr)
     h, w = result.image_shape
     print(f"wrote {result.store}: {result.n_written} galaxies, bands {','.join(result.bands)}, {h}x{w} px "
           f"at {result.pixel_scale:.4g}\"/px" + (f"; {result.n_rejected} rejected ({result.rejects})"

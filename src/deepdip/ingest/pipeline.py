@@ -127,7 +127,8 @@ def run(source, catalog: Catalog, out, options: IngestOptions, *, bands, pixel_s
     rejects_path = Path(options.rejects) if options.rejects else out.with_name(out.name + ".rejects.csv")
     source.bind(catalog)
     writer, shape = None, None
-    stamps, rows = [], []
+    stamps: list[np.ndarray] = []
+    rows: list[int] = []
 
     def flush():
         chunk = np.stack(stamps).astype(np.float32)
@@ -171,6 +172,7 @@ def run(source, catalog: Catalog, out, options: IngestOptions, *, bands, pixel_s
     written = rejects.write(rejects_path)
     if written is None and rejects_path.is_file() and options.rejects is None:
         rejects_path.unlink()  # a stale list from an earlier run of this store would mislead
+    assert shape is not None  # set with the writer, which exists here
     return IngestResult(store=out, n_written=writer.n_written, n_rejected=len(rejects), rejects=written,
                         bands=tuple(bands), image_shape=tuple(shape), pixel_scale=float(pixel_scale))
 

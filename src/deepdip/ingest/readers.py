@@ -78,7 +78,7 @@ class ArraySource:
         self._ids = catalog.ids
 
     def get(self, row: int):
-        index = row
+        index: int | None = row
         if self.file_ids is not None:
             index = self.file_ids.get(int(self._ids[row]))
             if index is None:
@@ -167,7 +167,8 @@ class FitsCutoutSource:
         return self._per_band(key) if self.per_band else self._one_file(key)
 
     def _per_band(self, key: str):
-        planes, wcs = [], None
+        planes: list[np.ndarray] = []
+        wcs = None
         for band in self.bands:
             path = self._path(key, band)
             if not Path(path).is_file():
@@ -197,7 +198,8 @@ class FitsCutoutSource:
                     raise BadGalaxy(f"{path} cube has {data.shape[0]} planes, expected {len(self.bands)} bands")
                 return data, _celestial_wcs(first.header)
             hdus = _data_hdus(hdul)
-            planes, wcs = [], None
+            planes: list[np.ndarray] = []
+            wcs = None
             for band in self.bands:
                 hdu = _find_band_hdu(hdus, self.options.band_name(band))
                 if hdu is None:

@@ -16,6 +16,8 @@ their registry), ``base`` (the backbone contract), ``compact``, ``pasquet19`` (o
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -42,8 +44,9 @@ def count_flops(model: nn.Module, in_chans: int | None = None, img_size: int | N
     """Forward FLOPs per image (multiply-add = 2 FLOPs), counted by ``torch.utils.flop_counter``."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    in_chans = in_chans or model.in_chans
-    img_size = img_size or model.img_size
+    # a PhotozBackbone's attributes (nn.Module.__getattr__ types them Tensor | Module)
+    in_chans = in_chans or cast(int, model.in_chans)
+    img_size = img_size or cast(int, model.img_size)
     x = torch.zeros(batch, in_chans, img_size, img_size)
     extra = torch.zeros(batch, getattr(model, "n_extra", 0))
     was_training = model.training

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from deepdip.errors import DeepdipValueError
 from deepdip.models.heads import create_head
 
 
@@ -43,6 +44,8 @@ class PhotozBackbone(nn.Module):
     def head_input(self, features: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         """Features ``[N, F]`` joined with the extra scalars ``[N, n_extra]`` -> ``[N, F + n_extra]``."""
         if self.n_extra:
+            if extra is None:
+                raise DeepdipValueError(f"this network reads {self.n_extra} extra scalars per image: pass extra")
             features = torch.cat([features, extra.to(features.dtype)], dim=1)
         return features
 
@@ -63,7 +66,8 @@ class PhotozBackbone(nn.Module):
         a registered ``kind`` (``deepdip.models.heads``) builds a whole new head with ``kwargs``.
         """
         if kind is None:
-            self.head.reset(num_bins)
+            # nn.Module.__getattr__ types attributes as Tensor | Module; a head of the contract defines reset()
+            self.head.reset(num_bins)  # type: ignore[operator]
         else:
             self.head = create_head(kind, self.num_features + self.n_extra, num_bins, **kwargs)
         self.num_bins = num_bins

@@ -32,6 +32,13 @@ STRETCHES = ("asinh", "pasquet")
 class Normalizer(nn.Module):
     """Raw fluxes ``[N, B, H, W]`` and extras ``[N, E]`` -> network inputs of the same shapes."""
 
+    # registered buffers (declared for the type checker: nn.Module's __getattr__ types them Tensor | Module)
+    scale: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+    extra_mean: torch.Tensor
+    extra_std: torch.Tensor
+
     def __init__(self, n_bands: int, n_extra: int = 1, stretch: str = "asinh", apertures=()):
         super().__init__()
         if stretch not in STRETCHES:
@@ -46,7 +53,7 @@ class Normalizer(nn.Module):
         self.register_buffer("std", torch.ones(n_bands))
         self.register_buffer("extra_mean", torch.zeros(self.n_extra_out))
         self.register_buffer("extra_std", torch.ones(self.n_extra_out))
-        self._masks: dict = {}
+        self._masks: dict[tuple[int, int, str], torch.Tensor] = {}
 
     def _stretch(self, x: torch.Tensor) -> torch.Tensor:
         # Out of place once (the caller's array must not change; masked pixels carry no signal),
@@ -70,7 +77,8 @@ class Normalizer(nn.Module):
     def photometry(self, images: torch.Tensor) -> torch.Tensor:
         """Raw fluxes ``[N, B, H, W]`` -> ``[N, B*R + (B-1)*R]`` aperture luptitudes and colours."""
         x = torch.nan_to_num(images.float(), nan=0.0, posinf=0.0, neginf=0.0)
-        masks = self._aperture_masks(*x.shape[-2:], x.device)                     # [R, H, W]
+        h, w = x.shape[-2:]
+        masks = self._aperture_masks(h, w, x.device)                              # [R, H, W]
         flux = torch.einsum("nbhw,rhw->nbr", x, masks)                            # [N, B, R]
         noise = self.scale.view(1, -1, 1) * masks.sum(dim=(1, 2)).sqrt().view(1, 1, -1)
         lupt = torch.asinh(flux / noise)                                          # [N, B, R]
@@ -113,9 +121,8 @@ class Normalizer(nn.Module):
         stretched = self._stretch(torch.from_numpy(images))
         self.mean.copy_(stretched.mean(dim=(0, 2, 3)))
         self.std.copy_(stretched.std(dim=(0, 2, 3)).clamp_min(1e-6))
-        if extra is not None:
-            extra = torch.from_numpy(np.nan_to_num(np.asarray(extra, dtype=np.float32)))
-        e = self._extras(torch.from_numpy(images), extra)       # uses the scale set above
+        extra_t = None if extra is None else torch.from_numpy(np.nan_to_num(np.asarray(extra, dtype=np.float32)))
+        e = self._extras(torch.from_numpy(images), extra_t)     # uses the scale set above
         if len(e) > 1:
             self.extra_mean.copy_(e.mean(dim=0))
             self.extra_std.copy_(e.std(dim=0).clamp_min(1e-3))  # E(B-V) ~ 0.01-0.1 mag

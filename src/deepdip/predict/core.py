@@ -13,6 +13,7 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -78,15 +79,17 @@ def predict_chunk(nets, images: np.ndarray, extra: np.ndarray, *, tta: bool = Fa
     syms = allowed_symmetries(*x_all.shape[-2:]) if tta else (0,)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     nets = [net.to(memory_format=fmt) for net in nets]  # in place for modules; cheap when already so
-    out = []
+    out: list[torch.Tensor] = []
     for start in range(0, len(x_all), batch_size):
         x, e = x_all[start:start + batch_size], e_all[start:start + batch_size]
-        acc = None
+        acc: torch.Tensor | None = None
         for net in nets:
             for k in syms:
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                     p = net(dihedral(x, k).contiguous(memory_format=fmt), e).float().softmax(dim=1)  # [b, K]
                 acc = p if acc is None else acc + p
+        if acc is None:
+            raise DeepdipError("predict_chunk needs at least one network")
         out.append(acc / (len(nets) * len(syms)))
     if not out:
         return np.zeros((0, 0), np.float32)
@@ -104,7 +107,7 @@ class EnsemblePredictor:
     def __init__(self, model_paths, *, tta: bool = False, batch_size: int = 512, bf16: bool = False):
         self.model_paths = [str(p) for p in model_paths]
         self.tta, self.batch_size, self.bf16 = tta, batch_size, bf16
-        self._nets = None
+        self._nets: list[torch.nn.Module] | None = None
 
     def __getstate__(self):
         return {**self.__dict__, "_nets": None}
@@ -141,7 +144,7 @@ class RunPredictor:
         self.by_fold = {int(k): [str(Path(p).absolute()) for p in paths] for k, paths in by_fold.items()}
         self.columns = list(columns)
         self.tta, self.batch_size, self.bf16 = tta, batch_size, bf16
-        self._nets = None
+        self._nets: dict[int, list[torch.nn.Module]] | None = None
         self._lock = threading.Lock()
 
     def __getstate__(self):
@@ -151,7 +154,7 @@ class RunPredictor:
         self.__dict__.update(state)
         self._lock = threading.Lock()
 
-    def nets(self) -> dict[int, list]:
+    def nets(self) -> dict[int, list[torch.nn.Module]]:
         """The networks by fold, loaded (``weights_only``) on first use in this process."""
         with self._lock:
             if self._nets is None:
@@ -161,7 +164,7 @@ class RunPredictor:
     def pdf(self, images: np.ndarray, extra: np.ndarray, folds: np.ndarray | None = None) -> np.ndarray:
         """PDFs of one chunk: by each row's fold ensemble (``folds``) or by all members (None)."""
         nets = self.nets()
-        kw = {"tta": self.tta, "batch_size": self.batch_size, "bf16": self.bf16}
+        kw: dict[str, Any] = {"tta": self.tta, "batch_size": self.batch_size, "bf16": self.bf16}
         if folds is None:
             return predict_chunk([n for ns in nets.values() for n in ns], images, extra, **kw)
         pdf = None
@@ -267,6 +270,7 @@ def predict_store(run, store, out, rows="test", *, tta: bool = False, chunk_size
         future = pool.submit(_read, store, sel[:chunk_size]) if len(sel) else None
         for start in range(0, len(sel), chunk_size):
             chunk = sel[start:start + chunk_size]
+            assert future is not None  # submitted before the loop or by the previous step
             data = future.result()
             if start + chunk_size < len(sel):
                 future = pool.submit(_read, store, sel[start + chunk_size:start + 2 * chunk_size])

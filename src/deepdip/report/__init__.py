@@ -104,7 +104,8 @@ def _magnitude_column(matched: Matched, magnitude: str | None) -> str | None:
         return magnitude
     # Surveys select on r (SDSS) or i (deep surveys): prefer those to the first mag_* (often u).
     preferred = [c for c in ("mag_r", "mag_i") if c in columns]
-    return (preferred or [c for c in columns if c.startswith("mag_")] or [None])[0]
+    candidates = preferred or [c for c in columns if c.startswith("mag_")]
+    return candidates[0] if candidates else None
 
 
 def _column_from_any(matched: Matched, column: str) -> np.ndarray:

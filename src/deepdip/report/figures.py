@@ -59,15 +59,15 @@ def residual_vs(x, dz, path, *, xlabel: str, title: str, threshold: float, nbins
     _density(ax, x, np.clip(dz, -lim, lim), extent)
     edges = np.linspace(extent[0][0], extent[0][1], nbins + 1)
     idx = np.clip(np.digitize(x, edges) - 1, 0, nbins - 1)
-    centres, med, smad = [], [], []
+    centres, med_bins, smad_bins = [], [], []
     for b in range(nbins):
         d = dz[idx == b]
         if d.size:
             m = np.median(d)
             centres.append(0.5 * (edges[b] + edges[b + 1]))
-            med.append(m)
-            smad.append(1.4826 * np.median(np.abs(d - m)))
-    med, smad = np.array(med), np.array(smad)
+            med_bins.append(m)
+            smad_bins.append(1.4826 * np.median(np.abs(d - m)))
+    med, smad = np.array(med_bins), np.array(smad_bins)
     ax.plot(centres, med, "r-", label="median")
     ax.fill_between(centres, med - smad, med + smad, color="r", alpha=0.2, label=r"$\pm\sigma_{MAD}$")
     ax.axhline(0, color="k", lw=0.6)
@@ -111,7 +111,8 @@ def nz_true_vs_stacked(z_spec, stacked: Mapping[str, tuple[ZGrid, np.ndarray]], 
     edges = next(iter(stacked.values()))[0].edges
     # Coarser truth bins for small samples (about sqrt(N) bins), so shot noise does not dominate.
     step = max(1, int(np.ceil((len(edges) - 1) / max(np.sqrt(len(z_spec)), 1.0))))
-    ax.hist(z_spec, bins=edges[::step], density=True, color="0.8", label="true $z_{spec}$")
+    # matplotlib's stub types bins as Sequence[float]; an array of edges is what it documents (array-like)
+    ax.hist(z_spec, bins=edges[::step], density=True, color="0.8", label="true $z_{spec}$")  # type: ignore[arg-type]
     for name, (zgrid, mean_pdf) in stacked.items():
         ax.stairs(mean_pdf / zgrid.width, zgrid.edges, lw=1.5, label=name)
     ax.set(xlabel="z", ylabel="n(z)", title="Redshift distribution")

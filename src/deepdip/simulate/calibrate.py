@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from deepdip.errors import DeepdipValueError
+
 SDSS_BANDS = ("u", "g", "r", "i", "z")
 SDSS_FILTERS = tuple(f"sdss2010-{b}" for b in SDSS_BANDS)
 FEATURES = ("z", "r", "u-g", "g-r", "r-i", "i-z")
@@ -94,6 +96,8 @@ def fit_population(ref: dict, rows: np.ndarray, max_components: int = 40, seed: 
         bic = gmm.bic(x)
         if best is None or bic < best[0]:
             best = (bic, gmm)
+    if best is None:
+        raise DeepdipValueError(f"max_components={max_components}: need at least 4 mixture components")
     gmm = best[1]
     resp = gmm.predict_proba(x)  # [n, K]
     noise = _noise_covariances(ref["flux"][rows], ref["flux_err"][rows])  # [n, 6, 6]

@@ -21,6 +21,8 @@ how much it adds.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from deepdip import metrics
@@ -62,7 +64,7 @@ def information_floor(store, fold: int = 0, *, gmm: dict | None = None, seed: in
     cat = store.catalog(needed)
     test = np.asarray(cat["fold"]) == fold
     z = np.asarray(cat["z_spec"], dtype=np.float64)
-    out = {"n_train": int((~test).sum()), "n_test": int(test.sum())}
+    out: dict[str, Any] = {"n_train": int((~test).sum()), "n_test": int(test.sum())}
 
     gmm = gmm if gmm is not None else _store_gmm(store)
     if gmm is not None and bands == ["u", "g", "r", "i", "z"]:

@@ -167,7 +167,7 @@ def _check_room(out: Path, n: int, survey, shard_size) -> None:
     try:
         import resource
     except ImportError:  # not on Windows: no file-size limit to check
-        resource = None
+        resource = None  # type: ignore[assignment]  # the usual optional-module idiom; checked before use
 
     per_galaxy = len(survey.bands) * survey.stamp_size ** 2 * np.dtype(np.float32).itemsize
 

@@ -115,7 +115,8 @@ def render_block(survey, pop: dict, rng: np.random.Generator, ctx: dict) -> tupl
         img = np.fft.irfft2(gal * (psf * pixel), s=(grid, grid))
         images[:, b] = img[:, lo:lo + size, lo:lo + size]
     add_noise(survey, images, rng)
-    truth = {"psf_fwhm_" + band: fwhm[:, b].astype(np.float32) for b, band in enumerate(survey.bands)}
+    truth: dict[str, np.ndarray] = {"psf_fwhm_" + band: fwhm[:, b].astype(np.float32)
+                                    for b, band in enumerate(survey.bands)}
     truth["offset_x"], truth["offset_y"] = offset[:, 0], offset[:, 1]  # pixels from the stamp centre
     truth["n_neighbours"] = np.bincount(nbr["host"], minlength=n).astype(np.int16)
     return images, truth

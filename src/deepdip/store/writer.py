@@ -119,11 +119,13 @@ class StoreWriter:
         f.create_group(CATALOG)
         return f
 
-    def _next_shard(self):
+    def _next_shard(self) -> h5py.File:
         if self._file is not None:
             self._file.close()
         self._shard_index += 1
+        assert self._tmp is not None  # set by _start
         self._file = self._open_file(self._tmp / f"part-{self._shard_index:05d}.h5")
+        return self._file
 
     def close(self):
         """Finish the store and move it to its final name."""
@@ -185,9 +187,10 @@ class StoreWriter:
             return
         start = 0
         while start < n:
-            if self._file is None or self._file[IMAGES].shape[0] >= self.shard_size:
-                self._next_shard()
-            room = self.shard_size - self._file[IMAGES].shape[0]
+            f = self._file
+            if f is None or f[IMAGES].shape[0] >= self.shard_size:
+                f = self._next_shard()
+            room = self.shard_size - f[IMAGES].shape[0]
             stop = min(n, start + room)
             self._write(images[start:stop], {k: v[start:stop] for k, v in columns.items()})
             start = stop
@@ -217,6 +220,8 @@ class StoreWriter:
 
     def _write(self, images: np.ndarray, columns: dict[str, np.ndarray]):
         f = self._file
+        if f is None:
+            raise StoreError(f"{self.path}: the store writer is closed")
         n0, n = f[IMAGES].shape[0], images.shape[0]
         f[IMAGES].resize(n0 + n, axis=0)
         f[IMAGES][n0:n0 + n] = images.astype(IMAGE_DTYPE, copy=False)

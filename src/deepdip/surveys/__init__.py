@@ -44,7 +44,7 @@ def available_surveys() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files(__name__).iterdir() if p.name.endswith(".json"))
 
 
-def load_survey(name_or_path: str) -> Survey:
+def load_survey(name_or_path: str | Path) -> Survey:
     """Load a preset by name (``sdss``, ``cfhtls-wide``, ``legacy``) or from a JSON file path.
 
     A preset file that is not valid JSON, lacks a key or holds a value of the wrong type or range
