@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from deepdip.cli import main as cli_main
+from deepdip.errors import DeepdipError
 from deepdip.simulate import BLOCK_SIZE, population, rendering, simulate_store
 from deepdip.simulate.calibrate import load_sdss_reference, split_halves
-from deepdip.errors import DeepdipError
 from deepdip.store import CutoutStore, validate_store
 from deepdip.surveys import Survey, load_survey
 
