@@ -133,7 +133,8 @@ def test_npz_catalogue_id_without_image(tmp_path):
     assert not (tmp_path / "out.h5").exists() and not leftovers(tmp_path, "out.h5")
     result = ingest_arrays(tmp_path / "cut.npz", tmp_path / "out.h5", table, opts(skip_bad=True))
     assert result.n_written == 2
-    assert read_rejects(result.rejects) == [{"id": "3", "reason": "no image for catalogue id 3 in " + str(tmp_path / "cut.npz")}]
+    reason = "no image for catalogue id 3 in " + str(tmp_path / "cut.npz")
+    assert read_rejects(result.rejects) == [{"id": "3", "reason": reason}]
 
 
 def test_nan_pixels_stop_the_run_or_are_rejected(array_case):
@@ -236,12 +237,14 @@ def galaxy_fits(folder, gid, offset=(0.0, 0.0), size=21, kind="per-band", wcs=Tr
     elif kind == "cube":
         fits.PrimaryHDU(np.stack(planes), header=header).writeto(folder / f"{gid}.fits", overwrite=True)
     else:  # multi-extension, bands in reverse order to show they are found by name
-        hdus = [fits.PrimaryHDU()] + [fits.ImageHDU(p, header=header, name=b) for b, p in zip(BANDS[::-1], planes[::-1])]
+        hdus = [fits.PrimaryHDU()] + [fits.ImageHDU(p, header=header, name=b)
+                                      for b, p in zip(BANDS[::-1], planes[::-1])]
         fits.HDUList(hdus).writeto(folder / f"{gid}.fits", overwrite=True)
     return ra, dec
 
 
-@pytest.mark.parametrize("kind, pattern", [("per-band", "{id}_{band}.fits"), ("cube", "{id}.fits"), ("mef", "{id}.fits")])
+@pytest.mark.parametrize("kind, pattern",
+                         [("per-band", "{id}_{band}.fits"), ("cube", "{id}.fits"), ("mef", "{id}.fits")])
 def test_fits_cutouts_recentred_on_wcs(tmp_path, kind, pattern):
     offsets = {1: (0.0, 0.0), 2: (3.0, -2.0), 3: (-4.0, 1.0)}
     pos = {gid: galaxy_fits(tmp_path, gid, off, kind=kind) for gid, off in offsets.items()}
@@ -325,7 +328,8 @@ def render_frame(path, wcs, shape, galaxies, sigma_arcsec=0.5, with_wcs=True):
 def frames_case(tmp_path):
     # Galaxies 1-3 well inside; 4 near the g frame's edge; 5 outside every frame.
     d = PIXEL_SCALE / 3600
-    galaxies = {1: (RA0, DEC0, 40.0), 2: (RA0 + 20.3 * d, DEC0 - 15.6 * d, 25.0), 3: (RA0 - 25.2 * d, DEC0 + 22.7 * d, 60.0),
+    galaxies = {1: (RA0, DEC0, 40.0), 2: (RA0 + 20.3 * d, DEC0 - 15.6 * d, 25.0),
+                3: (RA0 - 25.2 * d, DEC0 + 22.7 * d, 60.0),
                 4: (RA0 - 47 * d, DEC0, 30.0), 5: (RA0 + 1.0, DEC0, 10.0)}
     ref = tan_wcs(RA0, DEC0, (50.5, 50.5))
     shifted = tan_wcs(RA0, DEC0, (62.5, 45.5))  # same grid, whole-pixel offset (r)
@@ -401,7 +405,8 @@ def test_cli_with_yaml_config_and_one_line_error(array_case, capsys):
     (folder / "ingest.yaml").write_text(
         "bands: [g, r]\npixel_scale: 0.262\ncolumns: {id: OBJID, z_spec: ZSPEC}\nphotometry: false\n"
         f"arrays: {folder / 'images.npy'}\ncatalog: {cat}\n")
-    assert main(["ingest", "--config", str(folder / "ingest.yaml"), "--size", "11", "--out", str(folder / "cli.h5")]) == 0
+    assert main(["ingest", "--config", str(folder / "ingest.yaml"), "--size", "11",
+                 "--out", str(folder / "cli.h5")]) == 0
     assert "wrote" in capsys.readouterr().out
     store = CutoutStore(folder / "cli.h5")
     assert store.image_shape == (11, 11) and store.column("id")[0] == 100
@@ -415,7 +420,8 @@ def test_cli_with_yaml_config_and_one_line_error(array_case, capsys):
 
 def test_toml_config_unknown_key(tmp_path, capsys):
     (tmp_path / "c.toml").write_text('bands = "g,r"\nfoo = 1\n')
-    assert main(["ingest", "--config", str(tmp_path / "c.toml"), "--arrays", "a.npy", "--out", str(tmp_path / "o.h5")]) == 2
+    assert main(["ingest", "--config", str(tmp_path / "c.toml"), "--arrays", "a.npy",
+                 "--out", str(tmp_path / "o.h5")]) == 2
     assert "unknown option(s) foo" in capsys.readouterr().err
 
 

@@ -132,7 +132,8 @@ def test_fourier_renderer_matches_galsim():
 
 def test_cli(small_sdss, tmp_path):
     out = tmp_path / "cli.h5"
-    assert cli_main(["simulate", "--survey", str(small_sdss), "--n", "12", "--seed", "2", "--out", str(out), "--quiet"]) == 0
+    argv = ["simulate", "--survey", str(small_sdss), "--n", "12", "--seed", "2", "--out", str(out), "--quiet"]
+    assert cli_main(argv) == 0
     assert len(CutoutStore(out)) == 12
     assert cli_main(["simulate", "--survey", "nosuchsurvey", "--n", "5", "--out", str(tmp_path / "x.h5")]) == 2
     assert cli_main(["simulate", "--n", "0", "--out", str(tmp_path / "y.h5")]) == 2

@@ -83,5 +83,6 @@ def test_every_problem_is_reported(tiny_store, capsys):
 def test_validate_console_script_exit_code(tiny_store):
     with h5py.File(tiny_store, "r+") as f:
         del f["catalog/fold"]
-    proc = subprocess.run([sys.executable, "-m", "deepdip", "validate", str(tiny_store)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "deepdip", "validate", str(tiny_store)],
+                          capture_output=True, text=True)
     assert proc.returncode == 1 and "missing required catalogue column 'catalog/fold'" in proc.stderr

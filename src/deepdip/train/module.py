@@ -16,6 +16,7 @@ hundred steps is a smoother, usually better and better calibrated network, at th
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import lightning as L
 import torch
@@ -65,7 +66,8 @@ class PhotozModule(L.LightningModule):
         self.register_buffer("zcentres", torch.tensor(zcentres, dtype=torch.float32), persistent=False)
         self.planned_epochs = int(max_epochs)
         if channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)
+            # nn.Module.to accepts memory_format; torch's overloads omit it
+            self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         # The average is a submodule, so it travels in every checkpoint (a resumed run continues
         # the same average) but its parameters are not given to the optimiser (see
         # configure_optimizers). Its first update copies the network, normaliser included.
@@ -77,7 +79,7 @@ class PhotozModule(L.LightningModule):
     @property
     def eval_net(self) -> PhotozNet:
         """The network validated, checkpointed as "best" and saved: the weight average when there is one."""
-        return self.ema.module if self.ema is not None else self.net
+        return cast(PhotozNet, self.ema.module) if self.ema is not None else self.net
 
     def forward(self, images, extra):
         return self.net(images, extra)
@@ -143,11 +145,11 @@ class PhotozModule(L.LightningModule):
     def _lr_factor(self, step: int) -> float:
         total = max(1, self.planned_epochs * self._steps_per_epoch)
         t = min(1.0, step / total)
-        if self.hparams.schedule == "constant":
+        if self.hparams["schedule"] == "constant":
             return 1.0
-        if self.hparams.schedule == "step":
+        if self.hparams["schedule"] == "step":
             return 1.0 if t < 0.5 else 0.2
-        warm = self.hparams.warmup
+        warm = self.hparams["warmup"]
         if t < warm:
             return (step + 1) / max(1.0, warm * total)
         floor = self.hparams.get("lr_floor", 0.01)

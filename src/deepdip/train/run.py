@@ -129,7 +129,8 @@ def _check_run_config(run_dir: Path, config: dict) -> None:
         except (OSError, ValueError):
             old = None  # unreadable settings: only safe to replace when nothing was trained
         diff = ["run.json"] if not isinstance(old, dict) else [
-            k for k in IDENTITY_KEYS if json.dumps(old.get(k), sort_keys=True) != json.dumps(config.get(k), sort_keys=True)]
+            k for k in IDENTITY_KEYS
+            if json.dumps(old.get(k), sort_keys=True) != json.dumps(config.get(k), sort_keys=True)]
         if diff and _has_trained(run_dir):
             raise DeepdipError(f"{run_dir} holds a run with other settings ({', '.join(diff)}); "
                                "use another --out, or the same options to continue it")
@@ -149,7 +150,7 @@ def _lightning_precisions() -> tuple:
 
     from lightning.fabric.connector import _PRECISION_INPUT
 
-    values = []
+    values: list[str] = []
     for literal in typing.get_args(_PRECISION_INPUT):
         values.extend(typing.get_args(literal))
     return tuple(values)
@@ -222,8 +223,9 @@ def _check_buildable(store, zgrid: ZGrid, config: dict) -> None:
     except (TypeError, ValueError, RuntimeError, IndexError) as exc:
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise DeepdipValueError(f"the {config['model']} model cannot be built for this store ({store.n_bands} bands, "
-                                f"{store.image_shape[0]}x{store.image_shape[1]} px) with the keywords (--model-kwargs over its "
-                                f"defaults) {json.dumps(config['model_kwargs'])}: {first}") from None
+                                f"{store.image_shape[0]}x{store.image_shape[1]} px) with the keywords "
+                                f"(--model-kwargs over its defaults) {json.dumps(config['model_kwargs'])}: {first}"
+                                ) from None
 
 
 def check_training_rows(store, folds, seed: int, val_fraction: float, max_val: int, max_train) -> None:
@@ -315,7 +317,8 @@ def train(store, fold=0, model: str = "compact", ensemble: int = 1, epochs: int 
     if ensemble < 1:
         raise DeepdipError("--ensemble must be at least 1")
     run_dir = Path(out)
-    config = dict(model=model, model_kwargs={**model_defaults(model), **(model_kwargs or {})}, seed=int(seed), stretch=stretch,
+    config = dict(model=model, model_kwargs={**model_defaults(model), **(model_kwargs or {})}, seed=int(seed),
+                  stretch=stretch,
                   optimizer=hp["optimizer"], lr=float(hp["lr"]), weight_decay=float(hp["weight_decay"]),
                   schedule=hp["schedule"], batch_size=int(hp["batch_size"]), augment=bool(augment),
                   val_fraction=float(val_fraction), max_val=int(max_val),
@@ -392,13 +395,13 @@ def train_member(store, fold: int, member: int, member_dir: Path, *, config: dic
                  num_nodes, strategy, threads, progress, tensorboard) -> Path:
     """Train (or resume) one ensemble member and write its ``model.pt``."""
     import lightning as L
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
+    from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
-    from deepdip.train.budget import TimeBudget
-    from deepdip.train.data import make_datamodule
     from deepdip.models.modelfile import net_config, save_model_file
     from deepdip.models.net import PhotozNet
+    from deepdip.train.budget import TimeBudget
+    from deepdip.train.data import make_datamodule
     from deepdip.train.module import PhotozModule
 
     _quiet_lightning()
@@ -436,7 +439,7 @@ def train_member(store, fold: int, member: int, member_dir: Path, *, config: dic
     ckpt_dir = member_dir / "checkpoints"
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min",
                                  save_top_k=1, save_last=True, every_n_epochs=1, enable_version_counter=False)
-    callbacks = [checkpoint]
+    callbacks: list[Callback] = [checkpoint]
     if hp.get("patience"):   # None or 0: train the planned epochs (a deterministic length)
         callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=hp["patience"]))
     if progress:
@@ -447,7 +450,7 @@ def train_member(store, fold: int, member: int, member_dir: Path, *, config: dic
         # Hard stop a little after the planned end, in case an epoch runs slower than measured.
         max_time = {"seconds": int(60 * budget_minutes * 1.1 + 30)}
     # One CSV version per session (version_0, version_1 after a resume...): nothing is overwritten.
-    loggers = [CSVLogger(member_dir, name="logs")]
+    loggers: list[Logger] = [CSVLogger(member_dir, name="logs")]
     if tensorboard:
         loggers.append(TensorBoardLogger(member_dir, name="logs", version="tb", default_hp_metric=False))
     trainer = L.Trainer(
