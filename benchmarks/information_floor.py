@@ -1,4 +1,4 @@
-"""How much redshift information is in a mock's galaxies at all (see deepdip.simulate.floor).
+"""How much redshift information is in a mock's galaxies at all (see deepdip.report.floor).
 
     python benchmarks/information_floor.py STORE [--fold 0] [--gmm POPULATION.json]
 
@@ -16,7 +16,7 @@ import json
 
 from deepdip import metrics
 from deepdip.baselines import make_baseline
-from deepdip.simulate.floor import bayes_with_less_noise, information_floor
+from deepdip.report.floor import bayes_with_less_noise, information_floor
 from deepdip.simulate.population import gmm_from_dict
 from deepdip.store import CutoutStore
 

@@ -176,7 +176,7 @@ def test_population_follows_real_sdss():
 
 
 def test_information_floor_regresses_on_the_mock_truths(small_sdss, tmp_path):
-    from deepdip.simulate.floor import information_floor
+    from deepdip.report.floor import information_floor
     from deepdip.train.toydata import make_toy_store
 
     path = tmp_path / "m300.h5"

@@ -104,8 +104,8 @@ def run_demo(out, *, n: int = 20000, survey: str = "sdss", model: str = "compact
     from deepdip.gallery import write_gallery
     from deepdip.predict.core import predict_store
     from deepdip.report import evaluate
+    from deepdip.report.floor import information_floor
     from deepdip.report.html import figure, section
-    from deepdip.simulate.floor import information_floor
     from deepdip.simulate.pipeline import simulate_store
     from deepdip.store import CutoutStore
     from deepdip.surveys import load_survey
@@ -177,7 +177,7 @@ def run_demo(out, *, n: int = 20000, survey: str = "sdss", model: str = "compact
     return metrics
 
 
-FLOOR_ROWS = {   # deepdip.simulate.floor keys -> labels of the report
+FLOOR_ROWS = {   # deepdip.report.floor keys -> labels of the report
     "bayes_true_photometry": "Bayes, noise-free magnitudes",
     "bayes_measured_photometry": "Bayes, measured photometry",
     "lgbm_true_magnitudes": "boosted trees, noise-free magnitudes",
@@ -186,7 +186,7 @@ FLOOR_ROWS = {   # deepdip.simulate.floor keys -> labels of the report
 
 
 def _floor_section(floor: dict) -> str:
-    """The information floor (deepdip.simulate.floor) as a reference table for the report."""
+    """The information floor (deepdip.report.floor) as a reference table for the report."""
     from deepdip.report.html import metrics_table, paragraph, section
 
     table = metrics_table({label: floor[k] for k, label in FLOOR_ROWS.items() if k in floor})

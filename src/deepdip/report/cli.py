@@ -1,4 +1,4 @@
-"""``deepdip evaluate CAT [CAT ...] --out DIR``: a thin layer over :func:`deepdip.report.evaluate`."""
+"""``deepdip evaluate CAT [CAT ...] --out DIR``: a thin layer over :func:`deepdip.report.comparison.evaluate`."""
 
 from __future__ import annotations
 
