@@ -51,7 +51,7 @@ AUTO_APERTURES = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 0.45)
 # Settings that define what a run *is*: continuing a run with other values would mix two experiments.
 IDENTITY_KEYS = ("model", "model_kwargs", "seed", "stretch", "optimizer", "lr", "weight_decay", "schedule",
                  "batch_size", "augment", "val_fraction", "max_val", "max_train", "bands", "image_shape", "zgrid",
-                 "apertures")
+                 "apertures", "ema", "lr_floor")
 
 
 def resolve_apertures(apertures, img_size: int) -> list[float]:
@@ -325,7 +325,10 @@ def train(store, fold=0, model: str = "compact", ensemble: int = 1, epochs: int 
                   max_train=int(max_train) if max_train else None, bands=list(store.bands),
                   image_shape=list(store.image_shape), zgrid=zgrid.to_dict(), store=str(store.path),
                   survey=store.survey, flux_unit=store.flux_unit,
-                  apertures=resolve_apertures(hp["apertures"], store.image_shape[0]))
+                  apertures=resolve_apertures(hp["apertures"], store.image_shape[0]),
+                  # A checkpoint of a run with the weight average holds it, one without does not:
+                  # resuming across a change of either would fail or mix two recipes.
+                  ema=float(hp.get("ema") or 0.0), lr_floor=float(hp.get("lr_floor", 0.01)))
     _check_buildable(store, zgrid, config)
     check_training_rows(store, folds, config["seed"], config["val_fraction"], config["max_val"], config["max_train"])
     check_run_dir(run_dir, inputs=(store.path,))
