@@ -316,7 +316,11 @@ def test_kill_9_of_predict_on_a_local_dask_cluster_leaves_no_worker(world, tmp_p
                     {"FAULT_PAUSE_ON": out.name, "FAULT_READY": str(ready)})
     wait_for(ready.exists, p, "the output was about to be published")
     workers = psutil.Process(p.pid).children(recursive=True)
-    assert len([w for w in workers if "dask" in " ".join(w.cmdline())]) == 2, [w.cmdline() for w in workers]
+    # Dask's worker processes are multiprocessing children ("spawn_main", renamed "dask worker [...]"
+    # once they run); prediction needs only the first to have joined, so on a loaded machine the
+    # second may still be starting: at least one.
+    spawned = [w for w in workers if any(k in " ".join(w.cmdline()) for k in ("spawn_main", "dask worker"))]
+    assert spawned, [w.cmdline() for w in workers]
     p.send_signal(signal.SIGKILL)
     finish(p)
     _, alive = psutil.wait_procs(workers, timeout=60)
