@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from deepdip.atomic import atomic_path, write_json_atomic
+from deepdip.atomic import write_json_atomic
 from deepdip.errors import DeepdipError
+from deepdip.gallery import save_figure
 
 
 def _members(run, store):
@@ -193,7 +194,7 @@ def comparison_figure(real, mock, rows, out_png, n: int = 8, seed: int = 0, real
     fig.suptitle(f"{real_label} real cutouts (top) and nearest {mock.survey}-mock galaxies in (z, r) (bottom); "
                  f"{_composite_bands(real.bands)} asinh", fontsize=9)
     fig.tight_layout()
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def _composite_bands(bands) -> str:
@@ -201,18 +202,6 @@ def _composite_bands(bands) -> str:
     bands = list(bands)
     picks = [b for b in ("g", "r", "i") if b in bands]
     return "".join(picks) if len(picks) == 3 else "".join(bands[i] for i in (0, len(bands) // 2, len(bands) - 1))
-
-
-def _save(fig, out_png) -> Path:
-    import matplotlib.pyplot as plt
-
-    out_png = Path(out_png)
-    try:
-        with atomic_path(out_png, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=110)
-    finally:
-        plt.close(fig)
-    return out_png
 
 
 def results_figure(results: dict, out_png) -> Path:
@@ -244,7 +233,7 @@ def results_figure(results: dict, out_png) -> Path:
         ax.axhline(len(z) / 10, color="k", lw=0.8)
         ax.set_xlabel("PIT")
     fig.tight_layout()
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def main(argv=None) -> int:

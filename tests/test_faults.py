@@ -508,7 +508,7 @@ def test_checkpoint_with_a_pickle_payload_never_runs(world, tmp_path, procs):
     marker = tmp_path / "PWNED"
     member = run / "fold0" / "member0"
     (member / "model.pt").unlink()  # unfinished member: the next `train` resumes from last.ckpt
-    ckpt = torch.load(member / "checkpoints" / "last.ckpt", weights_only=False)
+    ckpt = torch.load(member / "checkpoints" / "last.ckpt", weights_only=True)
     ckpt["x"] = Payload(marker)
     torch.save(ckpt, member / "checkpoints" / "last.ckpt")
     rc, _, err = finish(procs.start(command(world, "train", run)))

@@ -66,6 +66,13 @@ def write_gallery(store_path, catalog_paths: list, out_png, n: int = 12, seed: i
     axes[0, 1].legend(fontsize=6, frameon=False)
     fig.suptitle("Example test-fold galaxies: gri composite and redshift PDFs (dashed: z_spec)", fontsize=9)
     fig.tight_layout()
+    return save_figure(fig, out_png)
+
+
+def save_figure(fig, out_png) -> Path:
+    """Write a pyplot figure as a PNG atomically and close it (also when writing fails)."""
+    import matplotlib.pyplot as plt
+
     out_png = Path(out_png)
     try:
         with atomic_path(out_png, suffix=".png") as tmp:

@@ -77,7 +77,9 @@ def _install(build: Path, out_dir: Path, *, overwrite: bool, inputs: Iterable) -
         os.replace(build / name, out_dir / name)
     for name in stale:
         path = out_dir / name
-        if path.is_file() and path.resolve() not in protected:
+        # Only figures: the one kind of report file a new report may lack (metrics.json and
+        # index.html are always rewritten), so a tampered manifest cannot name anything else.
+        if path.suffix == ".png" and path.is_file() and path.resolve() not in protected:
             path.unlink()
     os.replace(build / MANIFEST, out_dir / MANIFEST)  # last: the manifest lists a complete report
 
