@@ -76,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
             return int(module.run(args) or 0)
     except DeepdipError as exc:
         print(f"deepdip {command or ''}: error: {exc}".replace("  ", " "), file=sys.stderr)
-        if type(exc).__name__ == "StoreWriteError":  # deepdip.store.writer: skip HDF5's crashing exit clean-up
+        from deepdip.store.writer import StoreWriteError  # here: `deepdip --help` stays free of h5py
+
+        if isinstance(exc, StoreWriteError):  # skip HDF5's exit clean-up, which would crash
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(2)
