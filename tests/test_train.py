@@ -410,3 +410,107 @@ def test_unreadable_budget_plan_is_replaced(toy, tmp_path):
     train(toy, **kw)
     plan = json.loads((member / "budget_plan.json").read_text())
     assert "train_batches" in plan and (member / "model.pt").exists()
+
+
+# -- fine-tuning: the same engine, started from a model file ------------------------------------
+@pytest.fixture(scope="module")
+def base_run(toy, tmp_path_factory):
+    """A trained tiny model to fine-tune from."""
+    from deepdip.train import train
+
+    return train(toy, fold=0, epochs=1, out=tmp_path_factory.mktemp("base") / "run", seed=2,
+                 model_kwargs=json.loads(TINY), threads=1, progress=False, num_workers=0, tensorboard=False)
+
+
+def _member_state(run, fold=0, member=0):
+    return torch.load(Path(run) / f"fold{fold}" / f"member{member}" / "model.pt", weights_only=True)
+
+
+def _is_head(key: str) -> bool:
+    return key.startswith("backbone.head.")
+
+
+def test_finetune_linear_probe_trains_the_head_only_and_keeps_the_normaliser(toy, base_run, tmp_path):
+    """--freeze backbone: every backbone weight and buffer and the input normaliser are the initial
+    model's, bit for bit; the head moved. The network and bins come from the model file, the peak
+    learning rate is a tenth of the model's, and run.json records where the run started."""
+    from deepdip.train import train
+    from deepdip.train.config import FINETUNE_LR_FACTOR, MODEL_DEFAULTS
+
+    base = base_run / "fold0" / "member0" / "model.pt"
+    run = train(toy, fold=1, epochs=2, out=tmp_path / "probe", seed=4, init_model=str(base), freeze="backbone",
+                threads=1, progress=False, num_workers=0, tensorboard=False)
+    before, after = _member_state(base_run)["state_dict"], _member_state(run, fold=1)["state_dict"]
+    assert before.keys() == after.keys()
+    moved = [k for k in before if not torch.equal(before[k], after[k])]
+    assert moved and all(_is_head(k) for k in moved), moved
+    assert any(k.startswith("normalizer.") for k in before)        # it is there, and unchanged
+    config = json.loads((run / "run.json").read_text())
+    assert config["finetune"] == {"init_model": [str(base.absolute())], "freeze": "backbone", "freeze_bn": False}
+    assert config["lr"] == pytest.approx(MODEL_DEFAULTS["compact"]["lr"] * FINETUNE_LR_FACTOR)
+    from deepdip.models import model_defaults
+
+    assert config["model_kwargs"] == {**model_defaults("compact"), **json.loads(TINY)}   # the initial network's
+
+
+def test_finetune_all_layers_with_frozen_batch_norm_statistics(toy, base_run, tmp_path):
+    """--freeze-bn: convolution weights are trained, batch-norm running statistics stay the initial
+    model's (without it they change: the control)."""
+    from deepdip.train import train
+
+    kw = dict(fold=0, epochs=1, seed=4, init_model=str(base_run), threads=1, progress=False, num_workers=0,
+              tensorboard=False)
+    frozen = _member_state(train(toy, out=tmp_path / "bn", freeze_bn=True, **kw))["state_dict"]
+    free = _member_state(train(toy, out=tmp_path / "free", **kw))["state_dict"]
+    before = _member_state(base_run)["state_dict"]
+    stats = [k for k in before if k.endswith(("running_mean", "running_var"))]
+    weights = [k for k in before if k.endswith(".weight") and not k.startswith("normalizer.")]
+    assert stats and weights
+    assert all(torch.equal(before[k], frozen[k]) for k in stats)
+    assert not all(torch.equal(before[k], free[k]) for k in stats)
+    assert not all(torch.equal(before[k], frozen[k]) for k in weights)
+
+
+def test_finetune_refuses_what_does_not_fit_the_initial_model(toy, base_run, tmp_path):
+    from deepdip.train import train
+
+    kw = dict(fold=0, epochs=1, out=tmp_path / "r", init_model=str(base_run), progress=False, num_workers=0)
+    with pytest.raises(DeepdipError, match="--model-kwargs"):
+        train(toy, model_kwargs={"hidden": 16}, **kw)
+    other = make_toy_store(tmp_path / "other.h5", n=60, size=8, seed=1)   # 8x8 stamps, the model's are 16x16
+    with pytest.raises(DeepdipError, match="image size"):
+        train(other, **kw)
+    with pytest.raises(DeepdipError, match="no such run directory or model file"):
+        train(toy, **{**kw, "init_model": str(tmp_path / "missing.pt")})
+    assert not (tmp_path / "r").exists()   # nothing written for a refused start
+    p = cli(*train_cmd(toy, tmp_path / "c", "--init-model", str(base_run), "--freeze", "all"))
+    out, _ = p.communicate(timeout=120)
+    assert p.returncode == 2 and "--freeze" in out and len(out.strip().splitlines()) == 1, out
+
+
+def test_budget_probe_times_the_modules_own_optimiser(toy):
+    """The time-budget probe steps the optimiser training builds (PhotozModule.build_optimizer):
+    Adam for pasquet19's recipe, and the head's parameters only with a frozen backbone."""
+    import copy
+
+    from deepdip.train.budget import measure_step_seconds
+    from deepdip.train.data import StoreDataset
+    from deepdip.train.module import PhotozModule
+    from deepdip.zgrid import ZGrid
+
+    net = dict(model="compact", in_chans=5, num_bins=20, img_size=16, n_extra=1, model_kwargs=json.loads(TINY))
+    module = PhotozModule(net=net, zcentres=ZGrid(0, 0.4, 20).centres.tolist(), optimizer="adam", freeze="backbone")
+    made = []
+
+    def spy(n):
+        made.append(module.build_optimizer(n))
+        return made[-1]
+
+    store = CutoutStore(toy)
+    ds = StoreDataset(store, np.arange(16), ZGrid(0, 0.4, 20))
+    assert measure_step_seconds(module.net, ds, 8, False, torch.device("cpu"), make_optimizer=spy) > 0
+    (opt,) = made
+    assert isinstance(opt, torch.optim.Adam) and not isinstance(opt, torch.optim.AdamW)
+    n_trained = sum(p.numel() for g in opt.param_groups for p in g["params"])
+    head = copy.deepcopy(module.net.backbone.get_head())
+    assert n_trained == sum(p.numel() for p in head.parameters()) < sum(p.numel() for p in module.net.parameters())

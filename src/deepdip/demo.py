@@ -14,7 +14,7 @@ numbers. What else could vary, and why it does not:
   of simulation workers (tests/test_simulate.py);
 - the CNN: batch order, augmentation and dropout are drawn from (seed, epoch, step) in the training
   process, the DataLoader workers only read; no early stopping; the torch thread count is fixed by
-  the core count (see ``deepdip.train.run.train_member``);
+  the core count (see ``deepdip.train.member.train_member``);
 - the baselines: one thread each (``n_jobs=1``), LightGBM with ``deterministic=True``; the random
   forest and boosted trees are seeded.
 
@@ -49,7 +49,7 @@ def check_options(out, *, n: int, survey: str, model: str, minutes: float | None
                   seed: int, workers: int, fold: int, ensemble: int, baselines) -> None:
     """Refuse any bad option before any work (a 20,000-galaxy simulation takes a minute or more)."""
     from deepdip.surveys import load_survey
-    from deepdip.train.run import MODEL_DEFAULTS
+    from deepdip.train.config import MODEL_DEFAULTS
 
     def whole(name, value, low):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
@@ -109,7 +109,8 @@ def run_demo(out, *, n: int = 20000, survey: str = "sdss", model: str = "compact
     from deepdip.simulate.pipeline import simulate_store
     from deepdip.store import CutoutStore
     from deepdip.surveys import load_survey
-    from deepdip.train.run import MODEL_DEFAULTS, train
+    from deepdip.train.config import MODEL_DEFAULTS
+    from deepdip.train.run import train
 
     check_options(out, n=n, survey=survey, model=model, minutes=minutes, epochs=epochs, seed=seed,
                   workers=workers, fold=fold, ensemble=ensemble, baselines=baselines)

@@ -78,7 +78,7 @@ class TimeBudget(L.Callback):
         n_train_batches = max(1, math.ceil(len(train_set) / world / batch_size))
         n_val_batches = max(1, math.ceil(len(val_set) / world / (2 * batch_size)))
         step_s = measure_step_seconds(pl_module.net, train_set, batch_size, pl_module.hparams.channels_last,
-                                      trainer.strategy.root_device)
+                                      trainer.strategy.root_device, make_optimizer=pl_module.build_optimizer)
         return plan_epochs(self.budget_s, n_train_batches, n_val_batches, step_s)
 
     # -- number of epochs, re-planned after each -------------------------------------------------
@@ -145,11 +145,16 @@ def plan_epochs(budget_s: float, n_train_batches: int, n_val_batches: int, step_
 
 
 def measure_step_seconds(net: torch.nn.Module, dataset, batch_size: int, channels_last: bool, device,
-                         steps: int = 3) -> float:
-    """Fastest of ``steps - 1`` timed training steps (forward, backward, AdamW) of a throwaway copy."""
+                         steps: int = 3, make_optimizer=None) -> float:
+    """Fastest of ``steps - 1`` timed training steps (forward, backward, optimiser) of a throwaway copy.
+
+    ``make_optimizer(net)``: the training module's own (``PhotozModule.build_optimizer``), so the
+    probe times the optimiser and the trainable parameters (all, or the head only when fine-tuning
+    with a frozen backbone) that training will step; default AdamW over every parameter.
+    """
     images, extra, zbin, _ = dataset.__getitems__(list(range(min(batch_size, len(dataset)))))
     net = copy.deepcopy(net).to(device).train()
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-6)
+    opt = make_optimizer(net) if make_optimizer is not None else torch.optim.AdamW(net.parameters(), lr=1e-6)
     images, extra, zbin = images.to(device), extra.to(device), zbin.to(device)
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)

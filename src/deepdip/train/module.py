@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel
 
+from deepdip.models.base import PhotozBackbone
 from deepdip.models.dihedral import random_dihedral
 from deepdip.models.net import PhotozNet
 
@@ -54,17 +55,28 @@ class PhotozModule(L.LightningModule):
         Decay per optimiser step of the moving average of the weights (0: none). The decay used at
         update ``n`` is ``min(ema, (1 + n) / (10 + n))``, so the average forgets the random
         initialisation within the first epoch even on short runs.
+    freeze : {"none", "backbone"}
+        ``backbone``: only the head's parameters are trained and the backbone runs in inference
+        mode (fine-tuning as a linear probe; see :mod:`deepdip.train.finetune`).
+    freeze_bn : bool
+        Batch-norm layers stay in inference mode while training: their running statistics are
+        those of the initial model.
     """
 
     def __init__(self, *, net: dict, zcentres: list, optimizer: str = "adamw", lr: float = 1e-3,
                  weight_decay: float = 1e-4, schedule: str = "cosine", warmup: float = 0.03,
                  max_epochs: int = 10, augment: bool = True, seed: int = 0, channels_last: bool = False,
-                 ema: float = 0.0, lr_floor: float = 0.01):
+                 ema: float = 0.0, lr_floor: float = 0.01, freeze: str = "none", freeze_bn: bool = False):
         super().__init__()
         self.save_hyperparameters()
         self.net = PhotozNet(**net)
         self.register_buffer("zcentres", torch.tensor(zcentres, dtype=torch.float32), persistent=False)
         self.planned_epochs = int(max_epochs)
+        if freeze == "backbone":
+            self.net.requires_grad_(False)
+            cast(PhotozBackbone, self.net.backbone).get_head().requires_grad_(True)
+        elif freeze != "none":
+            raise ValueError(f"unknown freeze mode {freeze!r}")
         if channels_last:
             # nn.Module.to accepts memory_format; torch's overloads omit it
             self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -80,6 +92,33 @@ class PhotozModule(L.LightningModule):
     def eval_net(self) -> PhotozNet:
         """The network validated, checkpointed as "best" and saved: the weight average when there is one."""
         return cast(PhotozNet, self.ema.module) if self.ema is not None else self.net
+
+    def train(self, mode: bool = True):
+        """Lightning's switch to training mode, except for what fine-tuning keeps fixed: a frozen
+        backbone runs in inference mode (batch-norm statistics and dropout as in the initial model:
+        the features a linear probe reads must be those of the model file), and ``freeze_bn``
+        keeps every batch-norm layer's running statistics."""
+        super().train(mode)
+        if mode:
+            self._keep_frozen_in_inference_mode()
+        return self
+
+    def on_train_epoch_start(self):
+        # Lightning does not call train() when fitting starts (it records and restores each
+        # submodule's mode around validation), so the frozen parts are set here, every epoch.
+        self._keep_frozen_in_inference_mode()
+
+    def _keep_frozen_in_inference_mode(self) -> None:
+        if self.hparams.get("freeze", "none") == "backbone":
+            head = cast(PhotozBackbone, self.net.backbone).get_head()
+            in_head = {id(m) for m in head.modules()}
+            for m in self.net.backbone.modules():
+                if id(m) not in in_head:
+                    m.eval()
+        if self.hparams.get("freeze_bn"):
+            for m in self.net.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
 
     def forward(self, images, extra):
         return self.net(images, extra)
@@ -130,14 +169,19 @@ class PhotozModule(L.LightningModule):
         self._val_dz = []
 
     # -- optimiser and schedule ------------------------------------------------------------------
-    def configure_optimizers(self):
+    def build_optimizer(self, net: torch.nn.Module) -> torch.optim.Optimizer:
+        """The optimiser of ``net``'s trainable parameters (this module's network, or a copy of it:
+        the time-budget probe times steps of a throwaway copy with the very optimiser training uses)."""
         hp = self.hparams
-        if hp.optimizer == "adam":
-            opt = torch.optim.Adam(self.net.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        elif hp.optimizer == "adamw":
-            opt = torch.optim.AdamW(self.net.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        else:
-            raise ValueError(f"unknown optimizer {hp.optimizer!r}")
+        params = [p for p in net.parameters() if p.requires_grad]
+        if hp["optimizer"] == "adam":
+            return torch.optim.Adam(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
+        if hp["optimizer"] == "adamw":
+            return torch.optim.AdamW(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
+        raise ValueError(f"unknown optimizer {hp['optimizer']!r}")
+
+    def configure_optimizers(self):
+        opt = self.build_optimizer(self.net)
         self._steps_per_epoch = getattr(self, "_steps_per_epoch", 1)  # refreshed in on_train_start
         sched = torch.optim.lr_scheduler.LambdaLR(opt, self._lr_factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -1,0 +1,171 @@
+"""Every setting of ``deepdip train``, declared once (:class:`TrainConfig`), and the models' recipes.
+
+The ``deepdip train`` options, :func:`deepdip.train.train`'s keywords, the checks run before
+anything is read or written, and the settings that define a run (continuing a run with other
+values would mix two experiments: ``identity=True``) all come from the fields below
+(:mod:`deepdip.options`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from deepdip.errors import DeepdipValueError
+from deepdip.options import check_options, identity_fields, option, parse_devices, parse_json_object
+
+# Per-model training defaults: Pasquet et al.'s recipe, and the CPU-tuned one for ``compact``.
+# ``patience`` None: no early stopping. ``ema``: decay of the moving average of the weights that is
+# validated and saved (0: the raw weights). ``lr_floor``: where the cosine schedule ends, as a
+# fraction of ``lr``.
+# ``compact`` (issue 18): a fixed number of epochs with a cosine schedule that anneals to zero and
+# an EMA of the weights, no early stopping. Its validation loss jumped from epoch to epoch with the
+# raw weights at a high learning rate, so early stopping and the best epoch (and the test metrics)
+# changed with any perturbation; 30 epochs of 14,448 galaxies take about 13 minutes on 2 cores.
+MODEL_DEFAULTS: dict[str, dict] = {
+    "pasquet19": dict(optimizer="adam", lr=1e-4, weight_decay=0.0, schedule="step", batch_size=128,
+                      epochs=30, patience=10, apertures="none", ema=0.0, lr_floor=0.01),
+    "compact": dict(optimizer="adamw", lr=2e-3, weight_decay=1e-4, schedule="cosine", batch_size=128,
+                    epochs=30, patience=None, apertures="auto", ema=0.998, lr_floor=0.0),
+}
+#: Fine-tuning a model file (``init_model``) without ``lr``: the model's peak rate times this. A
+#: network that already works needs smaller steps than one starting from noise, or the first
+#: epochs undo what it learnt (the usual tenth, as in Zoobot's and timm's fine-tuning recipes).
+FINETUNE_LR_FACTOR = 0.1
+FREEZE_CHOICES = ("none", "backbone")
+
+
+def _check_precision(flag: str, value) -> None:
+    """A precision Lightning's Trainer accepts: its own list, so a newer Lightning brings its new values."""
+    import typing
+
+    from lightning.fabric.connector import _PRECISION_INPUT
+
+    values: list = []
+    for literal in typing.get_args(_PRECISION_INPUT):
+        values.extend(typing.get_args(literal))
+    if value not in values:
+        names = dict.fromkeys(str(p) for p in values if isinstance(p, str))  # ints are aliases of "64", "32"...
+        raise DeepdipValueError(f"{flag} {value!r} is not one Lightning accepts: {', '.join(names)}")
+
+
+def _check_accelerator(flag: str, value) -> None:
+    if isinstance(value, str):
+        from lightning.pytorch.accelerators import AcceleratorRegistry
+
+        known = ["auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators())]
+        if value not in known:
+            raise DeepdipValueError(f"{flag} must be one of {', '.join(known)}, got {value!r}")
+
+
+def _check_strategy(flag: str, value) -> None:
+    if isinstance(value, str):
+        from lightning.pytorch.strategies import StrategyRegistry
+
+        if value not in ["auto", *StrategyRegistry.available_strategies()]:
+            raise DeepdipValueError(f"{flag} {value!r} is not a Lightning strategy; e.g. auto, ddp, ddp_spawn")
+
+
+def _check_devices(flag: str, value) -> None:
+    # Lightning reads devices=-1 as "all"; 0 or other negatives are no devices at all.
+    if isinstance(value, int) and not isinstance(value, bool) and value < 1 and value != -1:
+        raise DeepdipValueError(f"{flag} must be a positive number, -1 (all), a list or auto, got {value}")
+    if isinstance(value, str) and value != "auto" and not all(p.strip().lstrip("-").isdigit()
+                                                              for p in value.split(",") if p.strip()):
+        raise DeepdipValueError(f"{flag} must be a number, a comma list of device ids or auto, got {value!r}")
+
+
+def _check_model_kwargs(flag: str, value) -> None:
+    if not isinstance(value, dict):
+        raise DeepdipValueError(f"{flag} must be a JSON object of keywords, got {value!r}")
+
+
+HARDWARE = "hardware"
+OPTIMISATION = "optimisation (defaults depend on the model)"
+FINETUNING = "fine-tuning (start from a trained model)"
+
+
+@dataclass
+class TrainConfig:
+    """The settings of a training run. ``None`` means "the model's default" (:data:`MODEL_DEFAULTS`)."""
+
+    model: str = option("compact", "registered network: compact (fast on CPUs) or pasquet19",
+                        identity=True)
+    fold: Any = option("0", "test fold K (train on fold != K), a comma list, or 'all'", parse=str)
+    ensemble: int = option(1, "members per fold, PDFs averaged", minimum=1, integer=True)
+    epochs: int | None = option(None, "maximum epochs per member [model default: 30]", minimum=1, integer=True)
+    max_minutes: float | None = option(None, "wall-clock budget for the whole command; the LR schedule is "
+                                             "planned to end within it", above=0)
+    seed: int = option(0, "the one seed every random choice derives from", minimum=0, integer=True,
+                       identity=True)
+    # -- optimisation --------------------------------------------------------------------------
+    batch_size: int | None = option(None, "galaxies per step", group=OPTIMISATION, minimum=1, integer=True,
+                                    identity=True)
+    lr: float | None = option(None, "peak learning rate", group=OPTIMISATION, above=0, identity=True)
+    weight_decay: float | None = option(None, "decoupled weight decay (AdamW) or L2 (Adam)", group=OPTIMISATION,
+                                        minimum=0, identity=True)
+    optimizer: str | None = option(None, "adam or adamw", group=OPTIMISATION, choices=("adam", "adamw"),
+                                   identity=True)
+    schedule: str | None = option(None, "learning-rate schedule", group=OPTIMISATION,
+                                  choices=("cosine", "step", "constant"), identity=True)
+    patience: int | None = option(None, "early-stopping patience in epochs (0: none)", group=OPTIMISATION,
+                                  minimum=0, integer=True)
+    ema: float | None = option(None, "decay per step of the weight average that is validated and saved "
+                                     "(0: the raw weights)", group=OPTIMISATION, minimum=0, maximum=0.99999,
+                               identity=True)
+    lr_floor: float | None = option(None, "end of the cosine schedule, as a fraction of --lr", group=OPTIMISATION,
+                                    minimum=0, maximum=1, identity=True)
+    stretch: str = option("asinh", "input normalisation", group=OPTIMISATION, choices=("asinh", "pasquet"),
+                          identity=True)
+    apertures: Any = option(None, "aperture photometry for the dense layers: auto, none or radii in pixels "
+                                  "'2,4,8' [auto for compact, none for pasquet19]", group=OPTIMISATION, parse=str,
+                            identity=True)
+    augment: bool = option(True, "random rotations and flips of the training images", group=OPTIMISATION, identity=True)
+    model_kwargs: dict | None = option(None, 'JSON keyword arguments of the model, e.g. \'{"widths": [16,32,48,64]}\'',
+                                       group=OPTIMISATION, parse=parse_json_object, check=_check_model_kwargs,
+                                       identity=True)
+    survey: str | None = option(None, "survey preset for the redshift bins [the store's survey]", group=OPTIMISATION)
+    val_fraction: float = option(0.1, "share of the training folds held out for validation", cli=False, above=0,
+                                 maximum=0.9, identity=True)
+    max_val: int = option(5000, "most validation galaxies", cli=False, minimum=1, integer=True, identity=True)
+    max_train: int | None = option(None, "a random subset of this many training galaxies (learning curves; "
+                                         "0 or None: all)", cli=False, minimum=0, integer=True, identity=True)
+    # -- fine-tuning ----------------------------------------------------------------------------
+    init_model: str | None = option(None, "start every member from this model file (or run directory: member m "
+                                          "takes its m-th model) instead of random weights; the network, its "
+                                          "input normaliser and redshift bins come from it", group=FINETUNING,
+                                    metavar="MODEL.pt|RUN")
+    freeze: str = option("none", "none: train every layer; backbone: train only the head (a linear probe)",
+                         group=FINETUNING, choices=FREEZE_CHOICES)
+    freeze_bn: bool = option(False, "keep batch-norm statistics as in the initial model (small or "
+                                    "unrepresentative fine-tuning sets)", group=FINETUNING)
+    # -- hardware ---------------------------------------------------------------------------------
+    precision: str = option("32-true", "Lightning precision: 32-true, bf16-mixed, 16-mixed", group=HARDWARE,
+                            check=_check_precision)
+    channels_last: bool = option(True, "the NHWC memory layout (faster convolutions on CPUs and GPUs)",
+                                 group=HARDWARE)
+    accelerator: str = option("auto", "cpu, gpu or auto", group=HARDWARE, check=_check_accelerator)
+    devices: Any = option("auto", "devices (processes) per node, e.g. 2", group=HARDWARE, parse=parse_devices,
+                          check=_check_devices)
+    num_nodes: int = option(1, "nodes", group=HARDWARE, minimum=1, integer=True)
+    strategy: str = option("auto", "auto, ddp, ddp_spawn...", group=HARDWARE, check=_check_strategy)
+    num_workers: int | None = option(None, "DataLoader worker processes [1 on CPU, 4 on GPU]", group=HARDWARE,
+                                     flag="--workers", minimum=0, integer=True)
+    threads: int | None = option(None, "torch threads per process [cores / processes]", group=HARDWARE, minimum=1,
+                                 integer=True)
+    progress: bool = option(True, "the progress bars", group=HARDWARE)
+    tensorboard: bool = option(True, "the TensorBoard logs (CSV logs are always written)", group=HARDWARE)
+
+    def check(self) -> TrainConfig:
+        """Every value against its declaration (raises :class:`DeepdipValueError` naming the flag)."""
+        check_options(self)
+        return self
+
+    def replace(self, **changes) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+#: Settings that define what a run *is*, as recorded in ``run.json``: the identity fields and what
+#: the store decides (bands, stamp size, redshift bins).
+IDENTITY_KEYS = (*identity_fields(TrainConfig), "bands", "image_shape", "zgrid", "finetune")

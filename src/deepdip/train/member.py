@@ -1,0 +1,163 @@
+"""One ensemble member: a resumable Lightning run that ends in a model file.
+
+``RUN/fold{K}/member{M}/`` holds ``model.pt`` (the finished member), ``checkpoints/`` (last.ckpt
+to resume, best.ckpt with the lowest validation loss), ``logs/`` (CSV, one version per session,
+and TensorBoard) and, for a short time budget, ``budget_plan.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from deepdip.train.config import TrainConfig
+from deepdip.train.finetune import InitModels
+from deepdip.train.run import fit_normalizer, member_seed, split_train_val
+from deepdip.zgrid import ZGrid
+
+log = logging.getLogger(__name__)
+
+
+def train_member(store, fold: int, member: int, member_dir: Path, cfg: TrainConfig, *, config: dict, hp: dict,
+                 zgrid: ZGrid, budget_minutes: float | None, init: InitModels | None = None) -> Path:
+    """Train (or resume) one ensemble member and write its ``model.pt``.
+
+    ``cfg`` gives the hardware settings, ``config`` (run.json) and ``hp`` (the model's recipe with
+    the user's overrides) what is trained; ``init`` the model files a fine-tuning run starts from.
+    """
+    import lightning as L
+    from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
+    from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+
+    from deepdip.models.modelfile import net_config, save_model_file
+    from deepdip.models.net import PhotozNet
+    from deepdip.train.budget import TimeBudget
+    from deepdip.train.data import make_datamodule
+    from deepdip.train.finetune import load_initial_weights
+    from deepdip.train.module import PhotozModule
+
+    _quiet_lightning()
+    devices, accelerator, num_workers = cfg.devices, cfg.accelerator, cfg.num_workers
+    seed = member_seed(config["seed"], fold, member)
+    n_proc = (devices if isinstance(devices, int) else 1) * cfg.num_nodes
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    # Reproducibility: on a CPU, two runs with the same seed, epochs and thread count give the same
+    # weights bit for bit (oneDNN's kernels split work statically over the threads); another thread
+    # count sums in another order, so the thread count is part of what makes a run repeatable. The
+    # DataLoader workers only read images: the batch order (sampler), augmentation and dropout are
+    # drawn in this process from (seed, epoch, step), so the number of workers changes nothing.
+    torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // n_proc if on_cpu else torch.get_num_threads()))
+    if num_workers is None:
+        num_workers = 1 if on_cpu else 4
+    if on_cpu:
+        # Tiny gradients and Adam moments become denormal floats, which x86 cores process ~100x
+        # slower; flushing them to zero changes nothing measurable in the result.
+        torch.set_flush_denormal(True)
+    train_rows, val_rows = split_train_val(store, fold, config["seed"], config["val_fraction"], config["max_val"],
+                                           config.get("max_train"))
+
+    L.seed_everything(seed, workers=True, verbose=False)
+    h, w = store.image_shape
+    net_kwargs = dict(init.net_kwargs) if init else dict(
+        model=config["model"], in_chans=store.n_bands, num_bins=zgrid.nbins, img_size=h, n_extra=1,
+        stretch=config["stretch"], apertures=config["apertures"], model_kwargs=config["model_kwargs"])
+    module = PhotozModule(net=net_kwargs, zcentres=zgrid.centres.tolist(), optimizer=hp["optimizer"], lr=hp["lr"],
+                          weight_decay=hp["weight_decay"], schedule=hp["schedule"], max_epochs=hp["epochs"],
+                          augment=config["augment"], seed=seed, channels_last=cfg.channels_last,
+                          ema=float(hp.get("ema") or 0.0), lr_floor=float(hp.get("lr_floor", 0.01)),
+                          freeze=init.freeze if init else "none", freeze_bn=bool(init and init.freeze_bn))
+    if init:
+        # Weights and normaliser of the initial model (a resumed member then loads its checkpoint over them).
+        load_initial_weights(module.net, init.path_for(member))
+    else:
+        fit_normalizer(module.net.normalizer, store, train_rows, seed)
+    data = make_datamodule(store, train_rows, val_rows, zgrid, batch_size=hp["batch_size"],
+                           num_workers=num_workers, seed=seed)
+
+    ckpt_dir = member_dir / "checkpoints"
+    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min",
+                                 save_top_k=1, save_last=True, every_n_epochs=1, enable_version_counter=False)
+    callbacks: list[Callback] = [checkpoint]
+    if hp.get("patience"):   # None or 0: train the planned epochs (a deterministic length)
+        callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=hp["patience"]))
+    if cfg.progress:
+        callbacks.append(TQDMProgressBar(refresh_rate=10))
+    max_time = None
+    if budget_minutes is not None:
+        callbacks.append(TimeBudget(budget_minutes, hp["epochs"], plan_path=member_dir / "budget_plan.json"))
+        # Hard stop a little after the planned end, in case an epoch runs slower than measured.
+        max_time = {"seconds": int(60 * budget_minutes * 1.1 + 30)}
+    # One CSV version per session (version_0, version_1 after a resume...): nothing is overwritten.
+    loggers: list[Logger] = [CSVLogger(member_dir, name="logs")]
+    if cfg.tensorboard:
+        loggers.append(TensorBoardLogger(member_dir, name="logs", version="tb", default_hp_metric=False))
+    trainer = L.Trainer(
+        accelerator=accelerator, devices=devices, num_nodes=cfg.num_nodes, strategy=cfg.strategy,
+        precision=cfg.precision,  # type: ignore[arg-type]  # checked against Lightning's own list
+        max_epochs=hp["epochs"], max_time=max_time, callbacks=callbacks, logger=loggers,
+        default_root_dir=member_dir, use_distributed_sampler=False, enable_progress_bar=cfg.progress,
+        # deterministic=False: torch.use_deterministic_algorithms is not needed for bitwise
+        # repeatable CPU runs (tests/test_train.py, tests/test_demo.py) and would refuse CUDA
+        # kernels without a deterministic version; GPU runs are repeatable only up to cuDNN.
+        enable_model_summary=False, num_sanity_val_steps=0, deterministic=False,
+        log_every_n_steps=max(1, min(10, len(train_rows) // hp["batch_size"])),
+    )
+    resume = ckpt_dir / "last.ckpt"
+    ckpt_path = str(resume) if _readable_checkpoint(resume) else None
+    if ckpt_path:
+        log.info("resuming fold %d member %d from %s", fold, member, resume)
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+
+    model_path = member_dir / "model.pt"
+    if trainer.is_global_zero:
+        best = checkpoint.best_model_path
+        if best and Path(best).exists():
+            state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+            module.load_state_dict(state)
+        net = PhotozNet(**net_kwargs)
+        net.load_state_dict(module.eval_net.state_dict())   # the weight average when there is one
+        file_config = net_config(net_kwargs, bands=store.bands, image_shape=store.image_shape,
+                                 flux_unit=store.flux_unit, survey=store.survey, zgrid=zgrid)
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.as_tensor(v).numel() == 1}
+        info = dict(fold=int(fold), member=int(member), seed=int(seed), epochs=int(trainer.current_epoch),
+                    best_val_loss=float(checkpoint.best_model_score) if checkpoint.best_model_score is not None
+                    else float("nan"), n_train=int(len(train_rows)), n_val=int(len(val_rows)),
+                    metrics=metrics, run=dict(config),
+                    recipe={k: hp.get(k) for k in ("epochs", "patience", "ema", "lr_floor")},
+                    threads=int(torch.get_num_threads()))
+        save_model_file(model_path, net, file_config, info)
+    trainer.strategy.barrier()
+    return model_path
+
+
+class _DropLightningAdverts(logging.Filter):
+    """Lightning prints a promotional tip for its cloud logger on every fit; it is not our users' concern."""
+
+    def filter(self, record):
+        return "litlogger" not in record.getMessage()
+
+
+_ADVERT_FILTER = _DropLightningAdverts()
+
+
+def _quiet_lightning() -> None:
+    import warnings
+
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_ADVERT_FILTER)  # idempotent
+    # Emitted by Lightning's own pytree helper against newer torch; nothing we can act on.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+
+
+def _readable_checkpoint(path: Path) -> bool:
+    """A kill can leave a truncated checkpoint; then start the member afresh rather than crash."""
+    if not path.exists():
+        return False
+    try:
+        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return True
+    except Exception as exc:  # noqa: BLE001 - any unreadable file means "cannot resume from it"
+        log.warning("ignoring unreadable checkpoint %s (%s); starting this member afresh", path, exc)
+        return False
