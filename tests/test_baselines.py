@@ -206,3 +206,56 @@ def test_real_sdss_knn_reaches_the_reference_accuracy():
     row = cross_validate("knn", phot, z, n_folds=5)
     # data README: kNN(k=10) sigma_MAD ~ 0.015 on this sample; ours is 0.0143. PDFs roughly calibrated.
     assert row["sigma_mad"] <= 0.0150 and row["outlier_frac"] < 0.03 and row["pit_ks"] < 0.06
+
+
+# -- the extinction coefficients a store records are the ones its readers use (deepdip.extinction) ----------
+
+def _with_attrs(store_path, out, attrs):
+    """A copy of a 4x4-image photometry store with other provenance."""
+    store = CutoutStore(store_path)
+    return create_store(out, np.zeros((len(store), 5, 4, 4), np.float32), store.catalog(), bands="ugriz",
+                        survey="sdss", pixel_scale=0.396, seed=1, attrs=attrs)
+
+
+def test_recorded_coefficients_are_used_and_old_stores_fall_back(phot_store, tmp_path):
+    from deepdip.extinction import store_extinction_coefficients
+
+    law = extinction_coefficients(FILTERS)
+    plain = CutoutStore(phot_store)   # written without coefficients, like stores made before they were recorded
+    assert "extinction_coeffs" not in plain.provenance
+    assert np.array_equal(store_extinction_coefficients(plain, FILTERS), law)
+    doubled = CutoutStore(_with_attrs(phot_store, tmp_path / "x2.h5", {"extinction_coeffs": list(2 * law)}))
+    assert np.array_equal(store_extinction_coefficients(doubled, FILTERS), 2 * law)
+    rows = np.arange(20)
+    (f1, e1), (f2, e2) = (Photometry.from_store(s, rows=rows).dereddened() for s in (plain, doubled))
+    ebv = plain.column("ebv")[rows].astype(np.float64)
+    assert np.all(ebv > 0) and not np.allclose(f1, f2)
+    np.testing.assert_allclose(f2 / f1, 10 ** (0.4 * ebv[:, None] * law[None, :]), rtol=1e-12)
+    np.testing.assert_allclose(e2 / e1, f2 / f1, rtol=1e-12)
+    # a dict band -> value is read by band; a record that does not fit the bands is an error, not ignored
+    by_band = CutoutStore(_with_attrs(phot_store, tmp_path / "d.h5",
+                                      {"extinction_coeffs": dict(zip("zirgu", [1.0, 2.0, 3.0, 4.0, 5.0]))}))
+    assert np.array_equal(store_extinction_coefficients(by_band, FILTERS), [5.0, 4.0, 3.0, 2.0, 1.0])
+    for bad, message in (([1.0, 2.0], "2 extinction coefficient"), ({"u": 1.0}, "no extinction coefficient")):
+        store = CutoutStore(_with_attrs(phot_store, tmp_path / "bad.h5", {"extinction_coeffs": bad}))
+        with pytest.raises(DeepdipError, match=message):
+            Photometry.from_store(store)
+        (tmp_path / "bad.h5").unlink()
+
+
+def test_a_simulated_store_records_what_it_was_reddened_with(tmp_path):
+    import json
+
+    from deepdip.extinction import EXTINCTION_LAW
+    from deepdip.simulate import simulate_store
+    from deepdip.surveys import load_survey
+
+    preset = tmp_path / "sdss-small.json"
+    preset.write_text(json.dumps(dict(load_survey("sdss").params, stamp_size=16, name="sdss-small")))
+    simulate_store(str(preset), 20, seed=5, out=tmp_path / "mock.h5", progress=False)
+    store = CutoutStore(tmp_path / "mock.h5")
+    assert store.provenance["extinction_law"] == EXTINCTION_LAW
+    recorded = np.asarray(store.provenance["extinction_coeffs"])
+    assert np.array_equal(recorded, extinction_coefficients(FILTERS))
+    phot = Photometry.from_store(store)
+    np.testing.assert_allclose(phot.extinction, store.column("ebv").astype(np.float64)[:, None] * recorded[None, :])

@@ -520,3 +520,72 @@ def test_finetune_with_frozen_batch_norm_keeps_the_mock_statistics(one_thread):
     assert running_means(net)  # the test means something only if the network has batch norm
     assert all(torch.equal(a, b) for a, b in zip(running_means(net), running_means(frozen)))
     assert not all(torch.equal(a, b) for a, b in zip(running_means(net), running_means(moving)))
+
+
+# -- the extinction coefficients a store records (deepdip.extinction) -------------------------------------
+
+def _transmission_case(folder, n=6):
+    """array_case's images with a catalogue giving Milky-Way transmissions made with the DECam R."""
+    ebv = np.linspace(0.01, 0.1, n)
+    return write_csv(folder / "trans.csv", {"OBJID": np.arange(100, 100 + n), "ZSPEC": np.linspace(0.1, 0.6, n),
+                                            "mw_transmission_g": 10 ** (-0.4 * 3.214 * ebv),
+                                            "mw_transmission_r": 10 ** (-0.4 * 2.165 * ebv)}), ebv
+
+
+def test_ingest_records_the_coefficients_of_the_transmissions(array_case):
+    """E(B-V) inverted from mw_transmission relates to A_b by the DECam R it was inverted with: the store
+    records them, so the baselines deredden with exactly the survey's A_b (not Fitzpatrick 99, 0.885 apart)."""
+    from deepdip.extinction import DECAM_LAW, LAW_KEY, store_extinction_coefficients
+
+    folder, _, _, _ = array_case
+    cat, ebv = _transmission_case(folder)
+    ingest_arrays(folder / "images.npy", folder / "t.h5", cat,
+                  opts(columns={"id": "OBJID", "z_spec": "ZSPEC"}, ebv_from_transmission="mw_transmission"))
+    store = CutoutStore(folder / "t.h5")
+    assert store.provenance["extinction_coeffs"] == [3.214, 2.165]
+    assert store.provenance[LAW_KEY] == DECAM_LAW
+    coeffs = store_extinction_coefficients(store, ("decamDR1-g", "decamDR1-r"))
+    table = np.loadtxt(cat, delimiter=",", skiprows=1)
+    np.testing.assert_allclose(store.column("ebv")[:, None] * coeffs, -2.5 * np.log10(table[:, 2:4]), rtol=1e-6)
+    np.testing.assert_allclose(store.column("ebv"), ebv, rtol=1e-6)
+    # A coefficient the user gives (here r) is the one used and recorded, and the law says so.
+    ingest_arrays(folder / "images.npy", folder / "u.h5", cat,
+                  opts(columns={"id": "OBJID", "z_spec": "ZSPEC"}, ebv_from_transmission="mw_transmission",
+                       extinction_coeffs={"r": 2.0}))
+    prov = CutoutStore(folder / "u.h5").provenance
+    assert prov["extinction_coeffs"] == [3.214, 2.0] and "r: given by the user" in prov[LAW_KEY]
+
+
+def test_ingest_records_the_users_or_the_presets_coefficients_for_an_ebv_column(array_case):
+    from deepdip.extinction import EXTINCTION_LAW, extinction_coefficients
+
+    folder, _, _, cat = array_case
+    columns = {"id": "OBJID", "z_spec": "ZSPEC"}
+    # no preset and no coefficients: nothing to record (readers fall back on the law at the store's filters)
+    ingest_arrays(folder / "images.npy", folder / "a.h5", cat, opts(columns=columns))
+    assert "extinction_coeffs" not in CutoutStore(folder / "a.h5").provenance
+    ingest_arrays(folder / "images.npy", folder / "b.h5", cat,
+                  opts(columns=columns, extinction_coeffs={"g": 3.0, "r": 2.0}))
+    assert CutoutStore(folder / "b.h5").provenance["extinction_coeffs"] == [3.0, 2.0]
+    # a preset (whose bands g, r are a subset of its griz): deepdip's law at those bands' filters
+    ingest_arrays(folder / "images.npy", folder / "c.h5", cat, opts(columns=columns, survey="legacy"))
+    prov = CutoutStore(folder / "c.h5").provenance
+    np.testing.assert_allclose(prov["extinction_coeffs"], extinction_coefficients(("decamDR1-g", "decamDR1-r")))
+    assert prov["extinction_law"] == EXTINCTION_LAW
+
+
+@pytest.mark.skipif(not PICZL.is_dir(), reason="real data ../shared/data/real/legacy_dr10_piczl is absent "
+                                                "(only in the development checkout)")
+def test_real_legacy_store_is_dereddened_with_the_surveys_own_extinction(tmp_path):
+    """The baselines' A_b of an ingested DR10 store is the survey's -2.5 log10(mw_transmission)."""
+    from deepdip.photometry import Photometry
+
+    path = PICZL / "piczl_train_griz.npz"
+    options = IngestOptions(survey="legacy", columns={"id": "fullid", "z_spec": "z"}, photometry=True,
+                            ebv_from_transmission="mw_transmission", dereddened_input=True, size=32)
+    with pytest.warns(IngestWarning, match="source_id"):
+        ingest_arrays(path, tmp_path / "real.h5", options=options)
+    store = CutoutStore(tmp_path / "real.h5")
+    assert store.provenance["extinction_coeffs"] == [3.214, 2.165, 1.592, 1.211]
+    a_b = Photometry.from_store(store).extinction
+    np.testing.assert_allclose(a_b, -2.5 * np.log10(np.load(path)["mw_transmission"]), rtol=0.01)

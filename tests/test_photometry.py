@@ -76,3 +76,73 @@ def test_add_photometry_to_a_store(tmp_path):
     assert "flux_r" in names and "flux_err_u" in names
     store = CutoutStore(path)
     assert np.all(np.isfinite(store.column("flux_r"))) and np.all(store.column("flux_r") > 0)
+
+
+# -- the one AB conversion, the one robust noise, flux units (deepdip.photometry.units / .noise) ----------
+
+def test_flux_to_mag_and_back_are_the_formulas_they_replace_bit_for_bit():
+    from deepdip.photometry import flux_to_mag, mag_to_flux
+
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        flux = rng.lognormal(3, 2, 1000).astype(dtype)
+        flux[0] = 1.0  # a 1-nanomaggy (mag 22.5) source, and with zero point 0 a 1-maggy one (mag -0.0)
+        mag = flux_to_mag(flux)
+        assert mag.dtype == dtype
+        assert mag.tobytes() == (22.5 - 2.5 * np.log10(flux)).tobytes()
+        assert flux_to_mag(flux, zero_point=0).tobytes() == (-2.5 * np.log10(flux)).tobytes()
+        assert mag_to_flux(mag).tobytes() == (10 ** (-0.4 * (mag - 22.5))).tobytes()
+        np.testing.assert_allclose(mag_to_flux(mag), flux, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    assert flux_to_mag(3631.0, zero_point=8.9) == pytest.approx(0.0, abs=1e-4)  # janskys: 3631 Jy is AB 0
+
+
+def test_robust_sigma_is_the_normalised_mad():
+    from deepdip.photometry import robust_sigma
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 2.0, (8, 5, 300)).astype(np.float32)
+    x[:, :, :10] = 1e4  # outliers (a star on the border) leave it alone
+    hand = 1.4826 * np.median(np.abs(x - np.median(x, axis=2, keepdims=True)), axis=2)
+    assert robust_sigma(x, axis=2).tobytes() == hand.tobytes() and robust_sigma(x, axis=2).dtype == np.float32
+    assert abs(np.median(robust_sigma(x, axis=2)) - 2.0) < 0.15 and np.all(x.std(axis=2) > 500)
+    flat = x.ravel().astype(np.float64)
+    assert robust_sigma(flat) == 1.4826 * np.median(np.abs(flat - np.median(flat)))
+    assert robust_sigma(x, axis=(1, 2), keepdims=True).shape == (8, 1, 1)
+
+
+@pytest.mark.parametrize(("unit", "factor"), [
+    ("nanomaggy", 1.0), ("Nanomaggies", 1.0), ("nmgy", 1.0), ("maggy", 1e9), ("MAGGIES", 1e9),
+    ("Jy", 1 / 3631e-9), ("mjy", 1e-3 / 3631e-9), ("uJy", 1e-6 / 3631e-9), ("nJy", 1e-9 / 3631e-9),
+    ("erg / (s cm2 Hz)", 1e23 / 3631e-9), ("W m-2 Hz-1", 1e26 / 3631e-9), ("µJy", 1e-6 / 3631e-9),
+])
+def test_flux_units_are_read_by_astropy(unit, factor):
+    """The names deepdip always took give the same factors as its old table (exactly); any other
+    flux density astropy knows is converted through 1 maggy = 3631 Jy."""
+    from deepdip.photometry import flux_factors
+
+    got = flux_factors("gr", unit)
+    if unit.lower() in ("nanomaggy", "nanomaggies", "nmgy", "maggy", "maggies", "jy", "mjy", "ujy", "njy"):
+        assert np.array_equal(got, [factor, factor])
+    np.testing.assert_allclose(got, factor, rtol=1e-12)
+
+
+def test_counts_with_zero_points_and_bad_units():
+    from deepdip.errors import DeepdipError
+    from deepdip.photometry import flux_factors
+
+    assert np.array_equal(flux_factors("gr", "counts", 27.0), np.full(2, 10.0 ** (-0.4 * (27.0 - 22.5))))
+    np.testing.assert_allclose(flux_factors("gr", "counts", {"g": 22.5, "r": 25.0}), [1.0, 0.1])
+    for unit, zp, message in (("counts", None, "needs a zero point"), ("counts", {"g": 25.0}, "missing for band"),
+                              ("furlongs", None, "unknown flux unit"), ("m", None, "not a flux density"),
+                              ("mag", None, "unknown flux unit"), ("", None, "unknown flux unit")):
+        with pytest.raises(DeepdipError, match=message):
+            flux_factors("gr", unit, zp)
+
+
+def test_the_package_keeps_its_names():
+    import deepdip.photometry as ph
+    from deepdip.photometry.catalog import Photometry
+    from deepdip.photometry.measure import measure_photometry as measure
+
+    assert ph.measure_photometry is measure and ph.Photometry is Photometry
+    assert set(ph.__all__) <= set(dir(ph))

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from deepdip.baselines.photometry import Photometry
 from deepdip.errors import DeepdipValueError
+from deepdip.photometry import Photometry
 
 # method name -> "module:class"; imported on use so that e.g. BPZ's dependency is only needed for BPZ.
 METHODS: dict[str, str] = {

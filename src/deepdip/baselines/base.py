@@ -3,7 +3,7 @@
 A baseline has two faces. The store face (:meth:`fit`, :meth:`predict_pdf`, the inherited
 :meth:`predict_catalog`) is the :class:`~deepdip.estimators.PhotozEstimator` contract the CNN also
 follows. The array face (:meth:`fit_photometry`, :meth:`predict_pdf_photometry`) takes
-:class:`~deepdip.baselines.photometry.Photometry` and spec-z arrays, so real catalogues without
+:class:`~deepdip.photometry.Photometry` and spec-z arrays, so real catalogues without
 images (the real-SDSS check) use the very same code. Subclasses implement ``_fit`` and ``_predict``.
 """
 
@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from deepdip.baselines.params import SHARED_PARAMS, Param, resolve
-from deepdip.baselines.photometry import Photometry
 from deepdip.errors import DeepdipError, DeepdipValueError
 from deepdip.estimators import PhotozEstimator
+from deepdip.photometry import Photometry
 from deepdip.store.checks import check_rows
 from deepdip.zgrid import ZGrid
 
@@ -218,7 +218,7 @@ def store_truth_columns(store) -> tuple[set[str], str]:
 
     A mock records its truths in ``provenance["truth_columns"]`` (:mod:`deepdip.simulate.truths`).
     Stores without that list (mocks written before it was recorded, ingested or hand-made stores)
-    fall back to the simulator's known truth names; :class:`~deepdip.baselines.photometry.Photometry`
+    fall back to the simulator's known truth names; :class:`~deepdip.photometry.Photometry`
     refuses the name pattern of labels and truths (``z_*``, ``mag_*``, ``*true*``...) in any case.
     """
     from deepdip.simulate.truths import PROVENANCE_KEY, truth_columns

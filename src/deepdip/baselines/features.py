@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepdip.baselines.photometry import Photometry
 from deepdip.errors import DeepdipValueError
+from deepdip.photometry import Photometry
 
 ZERO_POINT = 22.5  # nanomaggies
 _POGSON = 2.5 / np.log(10.0)

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from deepdip.baselines import make_baseline
-from deepdip.baselines.photometry import Photometry
 from deepdip.errors import DeepdipError
 from deepdip.metrics import compute_metrics, point_estimates
+from deepdip.photometry import Photometry
 from deepdip.zgrid import ZGrid
 
 BANDS = ("u", "g", "r", "i", "z")

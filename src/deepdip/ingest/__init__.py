@@ -18,11 +18,12 @@ Every bad galaxy stops the run with a one-line :class:`~deepdip.errors.DeepdipEr
 always skipped and listed. The store is renamed into place only when the run succeeds.
 """
 
+from deepdip.extinction import DECAM_EXTINCTION, ebv_from_transmission
 from deepdip.ingest.catalog import Catalog, build_catalog, read_table
 from deepdip.ingest.options import IngestOptions, load_config
 from deepdip.ingest.pipeline import IngestResult, ingest_arrays, ingest_cutouts, ingest_frames
 from deepdip.ingest.rejects import IngestWarning
-from deepdip.ingest.units import DECAM_EXTINCTION, ebv_from_transmission, flux_factors
+from deepdip.photometry.units import flux_factors
 
 __all__ = [
            "DECAM_EXTINCTION",

@@ -9,18 +9,26 @@ from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from deepdip.errors import DeepdipError
+from deepdip.extinction import (
+    DECAM_LAW,
+    EXTINCTION_LAW,
+    ebv_from_transmission,
+    extinction_coefficients,
+    extinction_record,
+    transmission_coefficients,
+)
 from deepdip.ingest.options import STANDARD_COLUMNS, IngestOptions
 from deepdip.ingest.rejects import IngestWarning
-from deepdip.ingest.units import ebv_from_transmission
 
 _INTEGER = re.compile(r"\s*[+-]?\d+\s*")  # int() alone would also accept "1_000" as 1000
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz")
+_GIVEN = "given by the user (extinction_coeffs)"
 
 
 def read_table(path) -> dict[str, np.ndarray]:
@@ -92,6 +100,8 @@ class Catalog:
     columns: dict[str, np.ndarray]
     keys: list[str]
     transmission: np.ndarray | None = None  # [N, B] Milky-Way transmission, for dereddened inputs
+    # provenance entries (deepdip.extinction.extinction_record): the A_b/E(B-V) its ebv relates to
+    extinction: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.columns["id"])
@@ -165,18 +175,38 @@ def _per_band(table: dict, name: str, bands, options: IngestOptions) -> np.ndarr
     return np.stack([np.asarray(table[lower[c]], dtype=np.float64) for c in cols], axis=1)
 
 
-def _extinction_coeffs(bands, options: IngestOptions) -> np.ndarray:
-    """A_b / E(B-V): the user's values, else deepdip's law at the survey preset's filters."""
+def _extinction_coeffs(bands, options: IngestOptions) -> tuple[np.ndarray, str]:
+    """A_b / E(B-V) and where they come from: the user's values, else deepdip's law at the survey
+    preset's filters."""
     if all(b in options.extinction_coeffs for b in bands):
-        return np.array([float(options.extinction_coeffs[b]) for b in bands])
+        return np.array([float(options.extinction_coeffs[b]) for b in bands]), _GIVEN
     from deepdip.surveys import available_surveys, load_survey
 
-    if options.survey not in available_surveys():
+    preset = load_survey(options.survey) if options.survey in available_surveys() else None
+    by_band = dict(zip(preset.bands, preset.filters)) if preset else {}
+    if not all(b in by_band for b in bands):
         raise DeepdipError("dereddened input needs A/E(B-V) per band: give extinction_coeffs (--extinction-coeff "
                            "g=3.214,...) or a survey preset")
-    from deepdip.extinction import extinction_coefficients
+    return extinction_coefficients(tuple(by_band[b] for b in bands)), EXTINCTION_LAW
 
-    return extinction_coefficients(tuple(load_survey(options.survey).filters))
+
+def _recorded_extinction(bands, options: IngestOptions) -> dict:
+    """What the store records as the A_b / E(B-V) of its ``ebv`` column (see :mod:`deepdip.extinction`).
+
+    E(B-V) inverted from Milky-Way transmissions relates to per-band extinction by the coefficients of
+    that inversion (for Legacy Survey ``mw_transmission``, DECam's), so readers deredden with exactly
+    the A_b the survey applied; any other ``ebv`` by the user's coefficients, else by deepdip's law at
+    the preset's filters (nothing is recorded when there is neither).
+    """
+    if options.ebv_from_transmission:
+        given = [b for b in bands if b in options.extinction_coeffs]
+        law = (_GIVEN if len(given) == len(bands) else
+               DECAM_LAW + (f"; band(s) {', '.join(given)}: {_GIVEN}" if given else ""))
+        return extinction_record(transmission_coefficients(bands, options.extinction_coeffs), law)
+    try:
+        return extinction_record(*_extinction_coeffs(bands, options))
+    except DeepdipError:
+        return {}
 
 
 def _ebv(table: dict, n: int, bands, options: IngestOptions) -> tuple[np.ndarray, np.ndarray | None]:
@@ -214,7 +244,7 @@ def build_catalog(table: dict, options: IngestOptions, bands, *, need_keys: bool
         columns["z_spec"] = np.asarray(table[z_name], dtype=np.float32)
     columns["ebv"], transmission = _ebv(table, n, bands, options)
     if options.dereddened_input and transmission is None:
-        r = _extinction_coeffs(bands, options)
+        r, _ = _extinction_coeffs(bands, options)
         transmission = 10.0 ** (-0.4 * columns["ebv"].astype(np.float64)[:, None] * r[None, :])
     lower = {c.lower(): c for c in table}
     for name in options.keep:
@@ -230,4 +260,5 @@ def build_catalog(table: dict, options: IngestOptions, bands, *, need_keys: bool
             raise DeepdipError(f"column {name!r} to keep has shape {list(values.shape)}: "
                                "need 1-D or one value per band")
     return Catalog(columns=columns, keys=keys,
-                   transmission=transmission if options.dereddened_input else None)
+                   transmission=transmission if options.dereddened_input else None,
+                   extinction=_recorded_extinction(bands, options))

@@ -20,7 +20,7 @@ from deepdip.ingest.options import IngestOptions
 from deepdip.ingest.readers import ArraySource, FitsCutoutSource
 from deepdip.ingest.rejects import BadGalaxy, IngestWarning, Rejects
 from deepdip.ingest.stamps import CENTRE_MODES, PAD_MODES, centroid, fit_stamp
-from deepdip.ingest.units import flux_factors
+from deepdip.photometry.units import flux_factors
 
 
 @dataclass
@@ -153,8 +153,8 @@ def run(source, catalog: Catalog, out, options: IngestOptions, *, bands, pixel_s
                 shape = stamp.shape[1:]
                 writer = StoreWriter(out, bands=bands, image_shape=shape, survey=options.survey,
                                      pixel_scale=pixel_scale, flux_unit="nanomaggy", n_folds=options.n_folds,
-                                     seed=options.seed, attrs=provenance, overwrite=options.overwrite,
-                                     inputs=inputs)
+                                     seed=options.seed, attrs={**provenance, **catalog.extinction},
+                                     overwrite=options.overwrite, inputs=inputs)
             stamps.append(stamp)
             rows.append(row)
             if len(stamps) >= options.chunk_size:

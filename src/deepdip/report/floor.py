@@ -100,7 +100,7 @@ def _store_gmm(store) -> dict | None:
 
 def _measured_colours(store, rows) -> tuple[np.ndarray, np.ndarray]:
     """Measured, dereddened (r, u-g, g-r, r-i, i-z) and their error covariance ``[n, 5, 5]``."""
-    from deepdip.baselines.photometry import Photometry
+    from deepdip.photometry import Photometry
 
     flux, err = Photometry.from_store(store, rows=rows).dereddened()
     flux = np.where(flux > 0, flux, np.nan)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from deepdip.errors import DeepdipError, DeepdipValueError
-from deepdip.extinction import EXTINCTION_LAW
+from deepdip.extinction import EXTINCTION_LAW, extinction_record
 from deepdip.photometry import measure_photometry
 from deepdip.signals import deferred_signals, sigterm_as_exit
 from deepdip.simulate import population, rendering
@@ -206,8 +206,7 @@ def _simulate(survey, n, seed, out, pool, started, progress, shard_size, overwri
     provenance = {
         "generator": "deepdip.simulate", "seed": int(seed), "n": int(n), "block_size": BLOCK_SIZE,
         "survey_preset": survey.params,
-        "extinction_coeffs": ctx["ext_coeffs"].tolist(),
-        "extinction_law": EXTINCTION_LAW,
+        **extinction_record(ctx["ext_coeffs"], EXTINCTION_LAW),  # what the mock was reddened with
         "population_sha256": population.population_digest(survey),
         "photometry": "deepdip.photometry.measure_photometry (Kron 2.5 matched apertures)",
         # Which catalogue columns hold truths: readers refuse them as features by this list (issue 18).

@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from deepdip.photometry.noise import robust_sigma
+
 KRON_FACTOR = 2.5
 KRON_MIN_RADIUS = 1.4  # in units of the moment semi-axes (photutils' default kron_params)
 BORDER = 4  # pixels of the stamp edge used for the background and the noise
@@ -65,7 +67,7 @@ def measure_photometry(images: np.ndarray, pixel_scale: float, bands, *, apertur
     border[BORDER:-BORDER, BORDER:-BORDER] = False
     edge = images[:, :, border]  # [n, B, npix]
     median = np.median(edge, axis=2)
-    sigma = np.maximum(1.4826 * np.median(np.abs(edge - median[..., None]), axis=2), 1e-12)
+    sigma = np.maximum(robust_sigma(edge, axis=2), 1e-12)
     bkg = median if subtract_background else np.zeros_like(median)
     bkg_err = 1.2533 * sigma / np.sqrt(edge.shape[2]) if subtract_background else np.zeros_like(sigma)
     data = images - bkg[..., None, None].astype(np.float32)
@@ -136,8 +138,7 @@ def _segments(det: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray
     n, h, w = det.shape
     smooth = ndimage.gaussian_filter(det, sigma=(0, 1, 1))
     strip = smooth[:, :BORDER, :]
-    noise = np.maximum(1.4826 * np.median(np.abs(strip - np.median(strip, axis=(1, 2), keepdims=True)),
-                                          axis=(1, 2)), 1e-12)[:, None, None]
+    noise = np.maximum(robust_sigma(strip, axis=(1, 2)), 1e-12)[:, None, None]
     above = smooth > threshold * noise
     contrast = (smooth - ndimage.gaussian_filter(det, sigma=(0, 3, 3))) / noise
     peaks = (smooth == ndimage.maximum_filter(smooth, size=(1, 5, 5))) & (contrast > 5) & above

@@ -1,20 +1,20 @@
-"""Measured photometry for the catalogue baselines, from a cutout store or from plain arrays.
+"""Catalogue photometry: the measured fluxes a catalogue method sees, from a cutout store or from arrays.
 
 Baselines see only what a survey measures: fluxes with errors (nanomaggies), Galactic reddening,
 and optionally a measured size. Truth columns of mocks (``z_true``, ``mag_<band>``...) are refused
-so that a baseline can never be better than the photometry allows.
+so that a baseline can never be better than the photometry allows. A store's ``ebv`` becomes A_b
+with the coefficients the store records (:func:`deepdip.extinction.store_extinction_coefficients`).
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from deepdip.errors import DeepdipError
-from deepdip.extinction import extinction_coefficients
+from deepdip.extinction import extinction_coefficients, store_extinction_coefficients
 
 # Columns that hold the answer (or the noiseless inputs) in a mock and must never be features.
 _TRUTH = re.compile(r"^(id|fold|z_spec|z_true|z|redshift|mag_.*|.*true.*|ebv)$", re.IGNORECASE)
@@ -27,8 +27,8 @@ class Photometry:
     Attributes
     ----------
     flux, flux_err : float64 [n, B]
-        Observed (not dereddened) fluxes and 1-sigma errors in nanomaggies
-        (mag = 22.5 - 2.5 log10 flux). NaN flux or non-positive/NaN error = band not observed.
+        Observed (not dereddened) fluxes and 1-sigma errors in nanomaggies (mag = 22.5 - 2.5 log10 flux,
+        :func:`deepdip.photometry.flux_to_mag`). NaN flux or non-positive/NaN error = band not observed.
     extinction : float64 [n, B]
         Galactic extinction A_b in magnitudes.
     bands, filters : tuple of str
@@ -103,18 +103,6 @@ class Photometry:
         coeffs = store_extinction_coefficients(store, filters)
         a_b = np.asarray(cat["ebv"], dtype=np.float64)[:, None] * coeffs[None, :]
         return cls(flux, err, a_b, bands, filters, extra, extra_columns)
-
-
-def store_extinction_coefficients(store, filters) -> np.ndarray:
-    """A_b / E(B-V) of a store: the survey's own (``attrs["extinction_coeffs"]``, as a survey pipeline
-    publishes them, and as the mock was reddened) or else :func:`deepdip.extinction.extinction_coefficients`."""
-    attrs = getattr(store, "attrs", {}) or {}
-    given = attrs.get("extinction_coeffs", getattr(store, "provenance", {}).get("extinction_coeffs"))
-    if given is not None:
-        coeffs = np.asarray(json.loads(given) if isinstance(given, str) else given, dtype=np.float64)
-        if coeffs.shape == (len(filters),):
-            return coeffs
-    return extinction_coefficients(tuple(filters))
 
 
 def _feature_scale(values: np.ndarray) -> np.ndarray:
