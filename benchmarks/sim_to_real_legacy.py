@@ -27,6 +27,7 @@ import numpy as np
 from deepdip.atomic import write_json_atomic
 from deepdip.errors import DeepdipError
 from deepdip.gallery import save_figure
+from deepdip.photometry import flux_to_mag
 
 
 def _members(run, store):
@@ -151,7 +152,7 @@ def metrics_of(pdf, z, zgrid) -> dict:
 
 
 def _mag(flux):
-    return 22.5 - 2.5 * np.log10(np.clip(flux, 1e-3, None))
+    return flux_to_mag(np.clip(flux, 1e-3, None))
 
 
 def comparison_figure(real, mock, rows, out_png, n: int = 8, seed: int = 0, real_label: str = "real") -> Path:

@@ -20,12 +20,12 @@ import numpy as np
 from scipy import stats
 
 from deepdip.errors import DeepdipError
+from deepdip.photometry.noise import robust_sigma
 from deepdip.zgrid import ZGrid
 
 CHUNK_SIZE = 16384  # rows per chunk: ~25 MB per float64 [chunk, 181] temporary
 # Central intervals: the quantile pairs bounding z_lo68/z_hi68 and the 95 % interval.
 INTERVALS = {68: (0.16, 0.84), 95: (0.025, 0.975)}
-MAD_TO_SIGMA = 1.4826  # 1 / Phi^-1(3/4): sigma_mad equals sigma for a Gaussian
 
 
 # --------------------------------------------------------------------------- point metrics
@@ -41,7 +41,7 @@ def sigma_mad(z_phot, z_spec) -> float:
     dz = delta_z(z_phot, z_spec)
     if dz.size == 0:
         return float("nan")
-    return float(MAD_TO_SIGMA * np.median(np.abs(dz - np.median(dz))))
+    return float(robust_sigma(dz))
 
 
 def outlier_frac(z_phot, z_spec, threshold: float = 0.05) -> float:

@@ -31,6 +31,7 @@ import numpy as np
 from deepdip.baselines.base import CatalogueBaseline
 from deepdip.baselines.bpz_prior import BROAD_TYPES, HDFN_PRIOR, broad_type, fit_prior
 from deepdip.baselines.params import SHARED_PARAMS, Param
+from deepdip.photometry.units import flux_to_mag
 
 TEMPLATE_LIST = "CWWSB4.list"
 NOT_OBSERVED_ERR = 1e108  # BPZ's convention: zero flux with a huge error gives a flat likelihood
@@ -180,7 +181,7 @@ class BPZBaseline(CatalogueBaseline):
 
 def _mag(flux_maggies):
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(flux_maggies > 0, -2.5 * np.log10(flux_maggies), 99.0)
+        return np.where(flux_maggies > 0, flux_to_mag(flux_maggies, zero_point=0), 99.0)
 
 
 def _interpolate_types(grid: np.ndarray, n_interp: int) -> np.ndarray:

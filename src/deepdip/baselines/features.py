@@ -14,8 +14,9 @@ import numpy as np
 
 from deepdip.errors import DeepdipValueError
 from deepdip.photometry import Photometry
+from deepdip.photometry.units import NANOMAGGY_ZERO_POINT
 
-ZERO_POINT = 22.5  # nanomaggies
+ZERO_POINT = NANOMAGGY_ZERO_POINT  # 22.5: fluxes are nanomaggies
 _POGSON = 2.5 / np.log(10.0)
 
 

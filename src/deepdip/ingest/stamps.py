@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from deepdip.errors import DeepdipError
+from deepdip.photometry.noise import robust_sigma
 
 PAD_MODES = ("noise", "zeros")
 CENTRE_MODES = ("none", "wcs", "centroid")
@@ -20,8 +21,7 @@ def border_sigma(image: np.ndarray, width: int = 2) -> np.ndarray:
     mask = np.ones(image.shape[1:], dtype=bool)
     mask[width:-width, width:-width] = False
     ring = image[:, mask]
-    mad = np.median(np.abs(ring - np.median(ring, axis=1, keepdims=True)), axis=1)
-    return 1.4826 * mad
+    return robust_sigma(ring, axis=1)
 
 
 def centroid(image: np.ndarray) -> tuple[float, float]:

@@ -16,6 +16,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from deepdip.atomic import atomic_path
+from deepdip.photometry.noise import robust_sigma
 from deepdip.zgrid import ZGrid
 
 
@@ -66,7 +67,7 @@ def residual_vs(x, dz, path, *, xlabel: str, title: str, threshold: float, nbins
             m = np.median(d)
             centres.append(0.5 * (edges[b] + edges[b + 1]))
             med_bins.append(m)
-            smad_bins.append(1.4826 * np.median(np.abs(d - m)))
+            smad_bins.append(robust_sigma(d))
     med, smad = np.array(med_bins), np.array(smad_bins)
     ax.plot(centres, med, "r-", label="median")
     ax.fill_between(centres, med - smad, med + smad, color="r", alpha=0.2, label=r"$\pm\sigma_{MAD}$")

@@ -27,6 +27,7 @@ import numpy as np
 
 from deepdip import metrics
 from deepdip.errors import DeepdipError
+from deepdip.photometry.units import flux_to_mag
 
 MORPHOLOGY = ("hlr", "bulge_frac", "q_disk")   # what the renderer draws besides the SED
 GMM_FEATURES = ["z", "r", "u-g", "g-r", "r-i", "i-z"]
@@ -104,7 +105,7 @@ def _measured_colours(store, rows) -> tuple[np.ndarray, np.ndarray]:
 
     flux, err = Photometry.from_store(store, rows=rows).dereddened()
     flux = np.where(flux > 0, flux, np.nan)
-    mag = 22.5 - 2.5 * np.log10(flux)
+    mag = flux_to_mag(flux)
     sig = 2.5 / np.log(10) * err / flux
     # A non-detection becomes a magnitude with a huge error: no information, no crash.
     bad = ~np.isfinite(mag) | ~np.isfinite(sig)

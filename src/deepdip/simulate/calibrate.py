@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from deepdip.errors import DeepdipValueError
+from deepdip.photometry.units import flux_to_mag
 
 SDSS_BANDS = ("u", "g", "r", "i", "z")
 SDSS_FILTERS = tuple(f"sdss2010-{b}" for b in SDSS_BANDS)
@@ -75,7 +76,7 @@ def split_halves(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def features_from_fluxes(z: np.ndarray, flux: np.ndarray) -> np.ndarray:
     """Feature matrix (z, r, u-g, g-r, r-i, i-z) from ugriz fluxes in nanomaggies."""
-    mag = 22.5 - 2.5 * np.log10(flux)
+    mag = flux_to_mag(flux)
     return np.column_stack([z, mag[:, 2], mag[:, :-1] - mag[:, 1:]])
 
 
