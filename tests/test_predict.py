@@ -1,4 +1,6 @@
-"""Prediction: model files, PDFs, ensembles, test-time augmentation, store checks, CLI end to end."""
+"""Prediction (the ``deepdip.predict`` package): model files, PDFs, ensembles, test-time augmentation,
+store checks, CLI end to end, and the three executors writing one catalogue: in-process, a real Dask
+LocalCluster (two worker processes on loopback) and Lightning's predict loop (two CPU processes, DDP)."""
 
 import json
 import os
@@ -6,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import distributed
 import numpy as np
 import pytest
 import torch
@@ -13,7 +16,7 @@ import torch
 from deepdip.catalog import read_catalog
 from deepdip.errors import DeepdipError
 from deepdip.models.dihedral import dihedral
-from deepdip.predict import load_members, predict_chunk, predict_store
+from deepdip.predict import load_members, predict_chunk, predict_store, predict_store_dask, predict_store_lightning
 from deepdip.store import CutoutStore
 from deepdip.train import CNNEstimator
 from deepdip.train.toydata import make_toy_store
@@ -186,3 +189,111 @@ def test_ensemble_predictor_is_picklable_and_matches(run, toy):
     clone = pickle.loads(pickle.dumps(pred))
     assert np.allclose(clone(images, ebv), first)
     assert np.allclose(first, predict_chunk([m.net for m in load_members(paths)], images, ebv))
+
+
+# -- Dask: a real LocalCluster writes predict_store's catalogue ----------------------------------
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                       dashboard_address=None)
+    try:
+        c = distributed.Client(cluster, set_as_default=False)
+        try:
+            yield c
+        finally:
+            c.close()
+    finally:
+        cluster.close()
+
+
+def _assert_same(a, b):
+    assert a.metadata == b.metadata  # method, config (run, models, tta...), grid, version
+    assert list(a.table.columns) == list(b.table.columns)
+    np.testing.assert_array_equal(a.ids, b.ids)
+    for col in ("z_spec", "fold", *[c for c in a.table.columns if c.startswith("mag_")]):
+        np.testing.assert_array_equal(a.table[col].to_numpy(), b.table[col].to_numpy())
+    np.testing.assert_allclose(a.pdf, b.pdf, atol=1e-6)
+    for col in ("z_mean", "z_median", "z_mode", "z_std", "z_lo68", "z_hi68"):
+        np.testing.assert_allclose(a.table[col].to_numpy(), b.table[col].to_numpy(), atol=1e-4)
+
+
+def test_dask_catalogue_equals_predict_store(run, toy, client, tmp_path):
+    expect = read_catalog(predict_store(run, toy, tmp_path / "local.parquet", rows="test", chunk_size=50,
+                                        progress=False))
+    # Small chunks and few in flight: results arrive out of order and must still be written in row order.
+    with distributed.get_task_stream(client=client) as stream:
+        out = predict_store_dask(run, toy, tmp_path / "dask.parquet", rows="test", client=client, chunk_size=17,
+                                 max_in_flight=3, progress=False)
+    got = read_catalog(out)
+    _assert_same(got, expect)
+    assert sorted(got.table["fold"].unique()) == [0, 1]
+    assert_folds_predicted_by_their_own_models(got, run, toy)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
+    # Chunks ran as tasks of the cluster (which worker ran how many is the scheduler's business).
+    assert [t for t in stream.data if str(t["key"]).startswith("deepdip-predict")]
+
+
+def test_dask_explicit_rows_keep_their_order_and_use_the_default_client(run, toy, client, tmp_path):
+    rows = np.random.default_rng(0).permutation(len(CutoutStore(toy)))[:90]
+    expect = read_catalog(predict_store(run, toy, tmp_path / "local.parquet", rows=rows, progress=False))
+    with client.as_current():
+        got = read_catalog(predict_store_dask(run, toy, tmp_path / "dask.parquet", rows=rows, chunk_size=32,
+                                              progress=False))
+    _assert_same(got, expect)
+
+
+def test_dask_bad_input_is_a_clear_error(run, toy, tmp_path):
+    out = tmp_path / "x.parquet"
+    with pytest.raises(DeepdipError, match="no Dask client"):
+        predict_store_dask(run, toy, out, progress=False)
+    with pytest.raises(DeepdipError, match="cannot reach the Dask scheduler"):
+        predict_store_dask(run, toy, out, client="tcp://127.0.0.1:1", timeout=2, progress=False)
+    with pytest.raises(DeepdipError, match="local:N"):
+        predict_store_dask(run, toy, out, client="local:two", progress=False)
+    with pytest.raises(DeepdipError, match="no such run directory"):
+        predict_store_dask(tmp_path / "nope", toy, out, client="tcp://127.0.0.1:1", progress=False)
+    assert not out.exists()
+
+
+def test_cli_predict_dask(run, toy, client, tmp_path):
+    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    address = client.scheduler.address
+    res = subprocess.run([sys.executable, "-m", "deepdip", "predict", run, toy, "--out", tmp_path / "cli.parquet",
+                          "--dask", address, "--chunk-size", "40", "--no-progress"],
+                         env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    expect = read_catalog(predict_store(run, toy, tmp_path / "local.parquet", progress=False))
+    _assert_same(read_catalog(tmp_path / "cli.parquet"), expect)
+    bad = subprocess.run([sys.executable, "-m", "deepdip", "predict", run, toy, "--out", tmp_path / "x.parquet",
+                          "--dask", "local:0"], env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "local:N" in bad.stderr
+
+
+# -- Lightning's predict loop: the same catalogue, on GPUs or several processes -----------------
+def test_lightning_catalogue_equals_predict_store(run, toy, tmp_path):
+    """One CPU process under Lightning: the catalogue of the in-process executor (rows, order,
+    columns, metadata, PDFs), each fold's rows by that fold's ensemble, no temporary left."""
+    expect = read_catalog(predict_store(run, toy, tmp_path / "local.parquet", rows="test", progress=False))
+    got = read_catalog(predict_store_lightning(run, toy, tmp_path / "pl.parquet", rows="test", accelerator="cpu",
+                                               devices=1, chunk_size=23, num_workers=0, progress=False))
+    _assert_same(got, expect)
+    assert_folds_predicted_by_their_own_models(got, run, toy)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["local.parquet", "pl.parquet"]
+
+
+def test_cli_predict_lightning_ddp_two_processes(run, toy, tmp_path):
+    """``--accelerator cpu --devices 2 --strategy ddp``: two processes (gloo), as on two GPUs; each
+    predicts every other chunk and rank 0 writes the catalogue, in row order, printed once."""
+    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    res = subprocess.run([sys.executable, "-m", "deepdip", "predict", run, toy, "--out", tmp_path / "ddp.parquet",
+                          "--rows", "all", "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp",
+                          "--chunk-size", "40", "--threads", "1", "--no-progress"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.count("wrote") == 1, res.stdout
+    expect = read_catalog(predict_store(run, toy, tmp_path / "local.parquet", rows="all", progress=False))
+    _assert_same(read_catalog(tmp_path / "ddp.parquet"), expect)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp.parquet", "local.parquet"]
+    bad = subprocess.run([sys.executable, "-m", "deepdip", "predict", run, toy, "--out", tmp_path / "x.parquet",
+                          "--accelerator", "cpu", "--dask", "local:1"], env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "choose one" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

@@ -15,5 +15,13 @@ from deepdip.predict.core import (
 )
 from deepdip.predict.dask_adapter import predict_store_dask
 
-__all__ = ["EnsemblePredictor", "RunPredictor", "predict_chunk", "predict_store", "predict_store_dask", "load_members",
-           "find_model_files"]
+
+def predict_store_lightning(*args, **kwargs):
+    """See :func:`deepdip.predict.lightning_adapter.predict_store_lightning` (imports Lightning)."""
+    from deepdip.predict.lightning_adapter import predict_store_lightning as run
+
+    return run(*args, **kwargs)
+
+
+__all__ = ["EnsemblePredictor", "RunPredictor", "predict_chunk", "predict_store", "predict_store_dask",
+           "predict_store_lightning", "load_members", "find_model_files"]

@@ -56,6 +56,48 @@ def load_members(paths, store=None) -> list[ModelFile]:
 
 
 @torch.no_grad()
+def ensemble_pdf(nets, x_all: torch.Tensor, e_all: torch.Tensor, *, tta: bool = False, batch_size: int = 512,
+                 bf16: bool = False, channels_last: bool = True) -> torch.Tensor:
+    """Average PDF of ``nets`` (and of the 8 orientations with ``tta``): tensors in, tensor out.
+
+    The one inference core, on whatever device ``x_all`` and the networks are: :func:`predict_chunk`
+    (numpy, CPU), :class:`RunPredictor` and the Lightning path
+    (:mod:`deepdip.predict.lightning_adapter`, GPUs) all go through it.
+    """
+    syms = allowed_symmetries(*x_all.shape[-2:]) if tta else (0,)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    nets = [net.to(memory_format=fmt) for net in nets]  # in place for modules; cheap when already so
+    out: list[torch.Tensor] = []
+    for start in range(0, len(x_all), batch_size):
+        x, e = x_all[start:start + batch_size], e_all[start:start + batch_size]
+        acc: torch.Tensor | None = None
+        for net in nets:
+            for k in syms:
+                with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+                    p = net(dihedral(x, k).contiguous(memory_format=fmt), e).float().softmax(dim=1)  # [b, K]
+                acc = p if acc is None else acc + p
+        if acc is None:
+            raise DeepdipError("predict_chunk needs at least one network")
+        out.append(acc / (len(nets) * len(syms)))
+    if not out:
+        return torch.zeros((0, 0), dtype=torch.float32, device=x_all.device)
+    return torch.cat(out)
+
+
+def fold_pdf(nets_by_fold: dict, x: torch.Tensor, e: torch.Tensor, folds: torch.Tensor | None, **kw) -> torch.Tensor:
+    """PDFs of one chunk: each row by its own fold's ensemble (``folds``), or by every member (None)."""
+    if folds is None:
+        return ensemble_pdf([n for ns in nets_by_fold.values() for n in ns], x, e, **kw)
+    pdf = None
+    for k in torch.unique(folds).tolist():
+        m = folds == k
+        p = ensemble_pdf(nets_by_fold[int(k)], x[m], e[m], **kw)
+        if pdf is None:
+            pdf = torch.empty((len(folds), p.shape[1]), dtype=torch.float32, device=x.device)
+        pdf[m] = p
+    return pdf if pdf is not None else torch.zeros((0, 0), dtype=torch.float32, device=x.device)
+
+
 def predict_chunk(nets, images: np.ndarray, extra: np.ndarray, *, tta: bool = False, batch_size: int = 512,
                   bf16: bool = False, channels_last: bool = True) -> np.ndarray:
     """Average PDF of ``nets`` (and of the 8 orientations with ``tta``) for one chunk.
@@ -76,24 +118,8 @@ def predict_chunk(nets, images: np.ndarray, extra: np.ndarray, *, tta: bool = Fa
     """
     x_all = torch.as_tensor(np.ascontiguousarray(images, dtype=np.float32))
     e_all = torch.as_tensor(np.ascontiguousarray(extra, dtype=np.float32))
-    syms = allowed_symmetries(*x_all.shape[-2:]) if tta else (0,)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    nets = [net.to(memory_format=fmt) for net in nets]  # in place for modules; cheap when already so
-    out: list[torch.Tensor] = []
-    for start in range(0, len(x_all), batch_size):
-        x, e = x_all[start:start + batch_size], e_all[start:start + batch_size]
-        acc: torch.Tensor | None = None
-        for net in nets:
-            for k in syms:
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                    p = net(dihedral(x, k).contiguous(memory_format=fmt), e).float().softmax(dim=1)  # [b, K]
-                acc = p if acc is None else acc + p
-        if acc is None:
-            raise DeepdipError("predict_chunk needs at least one network")
-        out.append(acc / (len(nets) * len(syms)))
-    if not out:
-        return np.zeros((0, 0), np.float32)
-    return torch.cat(out).numpy()
+    return ensemble_pdf(nets, x_all, e_all, tta=tta, batch_size=batch_size, bf16=bf16,
+                        channels_last=channels_last).numpy()
 
 
 class EnsemblePredictor:
@@ -163,26 +189,21 @@ class RunPredictor:
 
     def pdf(self, images: np.ndarray, extra: np.ndarray, folds: np.ndarray | None = None) -> np.ndarray:
         """PDFs of one chunk: by each row's fold ensemble (``folds``) or by all members (None)."""
-        nets = self.nets()
         kw: dict[str, Any] = {"tta": self.tta, "batch_size": self.batch_size, "bf16": self.bf16}
-        if folds is None:
-            return predict_chunk([n for ns in nets.values() for n in ns], images, extra, **kw)
-        pdf = None
-        for k in np.unique(folds):
-            m = folds == k
-            p = predict_chunk(nets[int(k)], images[m], extra[m], **kw)
-            if pdf is None:
-                pdf = np.empty((len(folds), p.shape[1]), np.float32)
-            pdf[m] = p
-        return pdf if pdf is not None else np.zeros((0, 0), np.float32)
+        x = torch.as_tensor(np.ascontiguousarray(images, dtype=np.float32))
+        e = torch.as_tensor(np.ascontiguousarray(extra, dtype=np.float32))
+        return fold_pdf(self.nets(), x, e, None if folds is None else torch.as_tensor(folds), **kw).numpy()
 
-    def catalog_chunk(self, store, rows: np.ndarray, folds: np.ndarray | None = None, data=None) -> dict:
-        """``CatalogWriter.write`` keyword arguments for ``rows`` of ``store`` (``data``: already read)."""
-        images, extra = _read(store, rows) if data is None else data
-        pdf = self.pdf(images, extra, folds)
+    def catalog_columns(self, store, rows: np.ndarray, pdf: np.ndarray) -> dict:
+        """``CatalogWriter.write`` keyword arguments for ``rows`` of ``store``, given their PDFs."""
         cat = store.catalog(["id", "z_spec", "fold", *self.columns], rows=rows)
         return {"ids": cat["id"], "pdf": pdf, "z_spec": cat["z_spec"], "fold": cat["fold"],
                 "extra": {c: cat[c] for c in self.columns}}
+
+    def catalog_chunk(self, store, rows: np.ndarray, folds: np.ndarray | None = None, data=None) -> dict:
+        """Read ``rows`` of ``store`` (unless ``data`` holds them already), predict, and gather the columns."""
+        images, extra = _read(store, rows) if data is None else data
+        return self.catalog_columns(store, rows, self.pdf(images, extra, folds))
 
 
 def plan_prediction(run, store, rows="test", *, tta: bool = False, batch_size: int = 512, bf16: bool = False):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from deepdip._lightning import quiet_lightning
 from deepdip.train.config import TrainConfig
 from deepdip.train.finetune import InitModels
 from deepdip.train.run import fit_normalizer, member_seed, split_train_val
@@ -39,7 +40,7 @@ def train_member(store, fold: int, member: int, member_dir: Path, cfg: TrainConf
     from deepdip.train.finetune import load_initial_weights
     from deepdip.train.module import PhotozModule
 
-    _quiet_lightning()
+    quiet_lightning()
     devices, accelerator, num_workers = cfg.devices, cfg.accelerator, cfg.num_workers
     seed = member_seed(config["seed"], fold, member)
     n_proc = (devices if isinstance(devices, int) else 1) * cfg.num_nodes
@@ -131,24 +132,6 @@ def train_member(store, fold: int, member: int, member_dir: Path, cfg: TrainConf
         save_model_file(model_path, net, file_config, info)
     trainer.strategy.barrier()
     return model_path
-
-
-class _DropLightningAdverts(logging.Filter):
-    """Lightning prints a promotional tip for its cloud logger on every fit; it is not our users' concern."""
-
-    def filter(self, record):
-        return "litlogger" not in record.getMessage()
-
-
-_ADVERT_FILTER = _DropLightningAdverts()
-
-
-def _quiet_lightning() -> None:
-    import warnings
-
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_ADVERT_FILTER)  # idempotent
-    # Emitted by Lightning's own pytree helper against newer torch; nothing we can act on.
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
 def _readable_checkpoint(path: Path) -> bool:

@@ -19,12 +19,12 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
+from deepdip._lightning import is_launcher
 from deepdip.atomic import OutputError, check_output, exclusive_lock, write_json_atomic
 from deepdip.errors import DeepdipError, DeepdipValueError
 from deepdip.models import model_defaults
@@ -243,7 +243,7 @@ def train(store, config: TrainConfig | None = None, *, out="runs/cnn", zgrid: ZG
     # The launching process holds the run directory's lock for the whole call: a second `train`
     # on the same --out fails at once instead of training the same members twice. DDP workers
     # that Lightning or torchrun start (LOCAL_RANK/NODE_RANK > 0) run inside the launcher's lock.
-    launcher = int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
+    launcher = is_launcher()
     lock = exclusive_lock(run_dir / LOCK_NAME, f"run directory {run_dir}") if launcher else contextlib.nullcontext()
     with lock:
         _check_run_config(run_dir, config_json)
