@@ -1,7 +1,17 @@
-"""Shared fixtures: tiny stores made on the fly, and the path of the real data (tests skip without it)."""
+"""Shared fixtures and constants of the test suite.
+
+Layout: one test module per package or top-level module of ``src/deepdip`` (``test_store.py`` for
+``deepdip.store``, ``test_report.py`` for ``deepdip.report``, ``test_core.py`` for the small top-level
+modules: zgrid, surveys, atomic, options, cli), plus four that cut across packages on purpose:
+``test_estimator_contract.py`` (every estimator, one contract), ``test_bad_inputs.py`` (every command
+with bad values), ``test_outputs.py`` (nothing the user had is lost) and ``test_faults.py`` (kills,
+full disks, corrupt files). Tiny stores are made on the fly; the real data lives in ../shared (tests
+that need it skip without it).
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +19,16 @@ import pytest
 
 from deepdip.store import create_store
 
+#: ``src/`` of this checkout, put on PYTHONPATH for CLI subprocesses (:func:`cli_env`).
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+#: The smallest ``compact`` network (``model_kwargs``): seconds per training run on a shared CPU.
+TINY_MODEL = {"widths": [8, 16, 16, 32], "hidden": 32}
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+
+
+def cli_env() -> dict:
+    """Environment for ``python -m deepdip`` subprocesses that import this checkout's deepdip."""
+    return dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
 
 def real_data(*parts) -> Path:

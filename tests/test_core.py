@@ -58,3 +58,48 @@ def test_every_command_has_help(command, capsys):
         main([command, "--help"])
     assert exc.value.code == 0
     assert "usage: deepdip" in capsys.readouterr().out
+
+
+# -- settings declared once (deepdip.options): the CLI and the checks come from the dataclass ------
+def test_train_and_predict_clis_are_generated_from_their_config_dataclasses():
+    """Every CLI field of TrainConfig/PredictConfig is an option of its command, parsed back into
+    the same dataclass: types, JSON keywords, ``--no-x`` for settings on by default, devices."""
+    import argparse
+    import dataclasses
+
+    from deepdip import options
+    from deepdip.predict.config import PredictConfig
+    from deepdip.train.config import IDENTITY_KEYS, TrainConfig
+
+    parser = argparse.ArgumentParser()
+    options.add_arguments(parser, TrainConfig)
+    flags = {a.dest: a.option_strings[0] for a in parser._actions if a.option_strings and a.dest != "help"}
+    cli_fields = [f for f in dataclasses.fields(TrainConfig) if f.metadata["cli"]]
+    assert flags == {f.name: options.flag_of(f) for f in cli_fields}
+    assert flags["augment"] == "--no-augment" and flags["num_workers"] == "--workers"
+    args = parser.parse_args(["--lr", "0.01", "--no-augment", "--devices", "2", "--model-kwargs", '{"hidden": 8}',
+                              "--freeze", "backbone", "--freeze-bn"])
+    cfg = options.from_namespace(TrainConfig, args)
+    assert cfg == TrainConfig(lr=0.01, augment=False, devices=2, model_kwargs={"hidden": 8}, freeze="backbone",
+                              freeze_bn=True)
+    assert options.from_namespace(TrainConfig, parser.parse_args([])) == TrainConfig()
+    assert {"lr", "seed", "model_kwargs", "max_train", "bands", "zgrid"} <= set(IDENTITY_KEYS)
+    assert "epochs" not in IDENTITY_KEYS and "devices" not in IDENTITY_KEYS   # a run may be continued longer
+    parser = argparse.ArgumentParser()
+    options.add_arguments(parser, PredictConfig)
+    cfg = options.from_namespace(PredictConfig, parser.parse_args(["--accelerator", "cpu", "--no-progress"]))
+    assert cfg.lightning and not cfg.progress and not PredictConfig().lightning
+
+
+@pytest.mark.parametrize("change, flag", [
+    (dict(lr=0.0), "--lr"), (dict(ensemble=1.5), "--ensemble"), (dict(schedule="linear"), "--schedule"),
+    (dict(val_fraction=0.95), "val_fraction"), (dict(devices=0), "--devices"), (dict(strategy="nope"), "--strategy"),
+    (dict(precision="8-bit"), "--precision"), (dict(model_kwargs=[1]), "--model-kwargs"),
+    (dict(freeze="all"), "--freeze"),
+])
+def test_train_config_checks_name_the_flag(change, flag):
+    from deepdip.errors import DeepdipValueError
+    from deepdip.train.config import TrainConfig
+
+    with pytest.raises(DeepdipValueError, match=flag):
+        TrainConfig(**change).check()

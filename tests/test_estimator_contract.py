@@ -19,7 +19,9 @@ from deepdip.errors import DeepdipError
 from deepdip.store import CutoutStore
 from deepdip.train import CNNEstimator
 
-TINY_CNN = {"model_kwargs": {"widths": [8, 16, 16, 32], "hidden": 32}, "num_workers": 0, "tensorboard": False}
+from .conftest import TINY_MODEL
+
+TINY_CNN = {"model_kwargs": TINY_MODEL, "num_workers": 0, "tensorboard": False}
 FAST = {"knn": {"k": 5}, "rf": {"n_trees": 10}, "boost": {"n_rounds": 20}, "bpz": {"interp": 1}}
 NAMES = [*METHODS, "cnn"]
 FOLD = 0

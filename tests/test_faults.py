@@ -31,10 +31,11 @@ import torch
 from deepdip.catalog import read_catalog
 from deepdip.cli import main as cli_main
 
+from .conftest import SRC, TINY_MODEL
+
 HERE = Path(__file__).resolve().parent
 HOOK = HERE / "fault_hook.py"
-SRC = str(HERE.parent / "src")
-TINY = '{"widths": [8, 16, 16, 32], "hidden": 32}'
+TINY = json.dumps(TINY_MODEL)
 TRAIN_OPTS = ["--model", "compact", "--model-kwargs", TINY, "--seed", "3", "--epochs", "2", "--no-progress",
               "--workers", "0", "--threads", "1"]
 N = 300          # galaxies of every store here: two simulation blocks (200 + 100)

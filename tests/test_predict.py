@@ -3,7 +3,6 @@ store checks, CLI end to end, and the three executors writing one catalogue: in-
 LocalCluster (two worker processes on loopback) and Lightning's predict loop (two CPU processes, DDP)."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,10 +20,9 @@ from deepdip.store import CutoutStore
 from deepdip.train import CNNEstimator
 from deepdip.train.toydata import make_toy_store
 
-from .conftest import assert_folds_predicted_by_their_own_models
+from .conftest import TINY_MODEL, assert_folds_predicted_by_their_own_models, cli_env
 
-TINY = {"widths": [8, 16, 16, 32], "hidden": 32}
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+TINY = TINY_MODEL
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "legacy_dr10_piczl"
 
 
@@ -142,7 +140,7 @@ def test_estimator_interface(toy, tmp_path):
 def test_cli_train_and_predict_end_to_end(tmp_path):
     """`deepdip train` + `deepdip predict` on a small mock, as a user runs them."""
     store = make_toy_store(tmp_path / "mock.h5", n=300, size=16, seed=2)
-    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = cli_env()
     subprocess.run([sys.executable, "-m", "deepdip", "train", store, "--out", tmp_path / "run", "--epochs", "3",
                     "--model-kwargs", json.dumps(TINY), "--no-progress", "--workers", "0"],
                    check=True, env=env, capture_output=True)
@@ -256,7 +254,7 @@ def test_dask_bad_input_is_a_clear_error(run, toy, tmp_path):
 
 
 def test_cli_predict_dask(run, toy, client, tmp_path):
-    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = cli_env()
     address = client.scheduler.address
     res = subprocess.run([sys.executable, "-m", "deepdip", "predict", run, toy, "--out", tmp_path / "cli.parquet",
                           "--dask", address, "--chunk-size", "40", "--no-progress"],
@@ -284,7 +282,7 @@ def test_lightning_catalogue_equals_predict_store(run, toy, tmp_path):
 def test_cli_predict_lightning_ddp_two_processes(run, toy, tmp_path):
     """``--accelerator cpu --devices 2 --strategy ddp``: two processes (gloo), as on two GPUs; each
     predicts every other chunk and rank 0 writes the catalogue, in row order, printed once."""
-    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = cli_env()
     res = subprocess.run([sys.executable, "-m", "deepdip", "predict", run, toy, "--out", tmp_path / "ddp.parquet",
                           "--rows", "all", "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp",
                           "--chunk-size", "40", "--threads", "1", "--no-progress"],

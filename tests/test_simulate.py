@@ -127,7 +127,10 @@ def test_fourier_renderer_matches_galsim():
             psf = galsim.Kolmogorov(fwhm=truth[f"psf_fwhm_{'ugriz'[b]}"][k])
             ref = (galsim.Convolve(gal, psf) * pop["flux"][k, b]).drawImage(
                 nx=48, ny=48, scale=survey.pixel_scale, offset=(truth["offset_x"][k], truth["offset_y"][k])).array
-            assert np.abs(images[k, b] - ref).max() < 1e-3 * ref.max()
+            # 1.1e-3 of the peak at most, at the centre of a de Vaucouleurs cusp under 0.83" seeing: the
+            # renderer keeps the k grid within the pixel's Nyquist band, GalSim folds what lies beyond
+            # (the same difference at 10x tighter GalSim accuracy; 0.6e-3 under the former 0.92")
+            assert np.abs(images[k, b] - ref).max() < 1.5e-3 * ref.max()
 
 
 def test_cli(small_sdss, tmp_path):
@@ -194,3 +197,132 @@ def test_information_floor_regresses_on_the_mock_truths(small_sdss, tmp_path):
     toy = CutoutStore(make_toy_store(tmp_path / "toy.h5", n=50, size=8))
     with pytest.raises(DeepdipError, match="truth column"):
         information_floor(toy)
+
+
+# --- noise, PSF and stamp size from real pixels (issue 11) -------------------------------------------
+
+def _quiet(survey, **params):
+    """``survey`` with ``params`` replaced (a Survey, not a file: the renderer's view of a preset)."""
+    merged = dict(survey.params, **params)
+    return Survey(survey.name, survey.bands, survey.filters, survey.pixel_scale,
+                  merged.get("stamp_size", survey.stamp_size), survey.zmin, survey.zmax, survey.nbins, merged)
+
+
+def test_ccd_noise_model_gives_the_sigma_of_its_formula_on_blank_stamps():
+    base = load_survey("sdss")
+    noise = base["noise"]
+    assert noise["model"] == "ccd"
+    # the preset's two model terms are the psField gain and dark variance with the frame calibration
+    field = noise["provenance"]["field_2583_2_136"]
+    calib, gain, dark = (np.asarray(field[k]) for k in ("nmgy_per_count", "gain", "dark_variance"))
+    assert np.allclose(noise["poisson_var_per_nmgy"], calib / gain, rtol=1e-3)
+    assert np.allclose(noise["dark_variance_nmgy2"], calib**2 * dark, rtol=1e-3)
+    survey = _quiet(base, stamp_size=32, noise=dict(noise, sky_mag_scatter=0.0), neighbours={"density_arcmin2": 0.0})
+    ctx = population.prepare(survey)
+    pop = population.sample_population(survey, 40, np.random.default_rng(1), ctx)
+    pop["flux"][:] = 0.0  # blank sky
+    images, _ = rendering.render_block(survey, pop, np.random.default_rng(2), ctx)
+    # the frame data model: sigma = calib * sqrt(sky_counts / gain + darkVariance), sky from mag/arcsec^2
+    sky_counts = 10 ** (-0.4 * (np.asarray(noise["sky_mag_arcsec2"]) - 22.5)) * 0.396**2 / calib
+    expected = calib * np.sqrt(sky_counts / gain + dark)
+    assert np.allclose(images.std(axis=(0, 2, 3)), expected, rtol=0.02)
+    assert np.allclose(rendering.sky_sigma(survey, 3), expected[None, :], rtol=1e-4)
+    # a sky 0.5 mag brighter: more noise, as the formula says
+    brighter = rendering.sky_sigma(survey, 1, sky_offset_mag=np.array([-0.5]))[0]
+    assert np.allclose(brighter, calib * np.sqrt(sky_counts * 10**0.2 / gain + dark), rtol=1e-4)
+
+
+def test_sky_and_seeing_follow_the_published_sdss_quartiles():
+    survey = load_survey("sdss")
+    obs = rendering.observing_conditions(survey, 20000, np.random.default_rng(3))
+    noise = survey["noise"]
+    var = obs["sky_sigma"][:, 2].astype(np.float64) ** 2
+    sky = (var - noise["dark_variance_nmgy2"][2]) / noise["poisson_var_per_nmgy"][2]
+    mu = 22.5 - 2.5 * np.log10(sky / survey.pixel_scale**2)
+    # SDSS DR7 "Seeing and sky brightness", r band: sky 20.70 / 20.86 / 21.03 mag/arcsec^2
+    assert np.allclose(np.percentile(mu, [25, 50, 75]), [20.70, 20.86, 21.03], atol=0.01)
+    # every band's sky moves with r (one field, one sky)
+    assert np.corrcoef(obs["sky_sigma"][:, 0], obs["sky_sigma"][:, 4])[0, 1] > 0.95
+    # psf_width (effective width) 1.30 / 1.43 / 1.58 arcsec: the rendered Kolmogorov PSF's effective width
+    fwhm_r = np.percentile(obs["psf_fwhm"][:, 2], [25, 50, 75])
+    widths = [rendering.psf_widths(rendering.psf_image(f, survey.pixel_scale, 64), survey.pixel_scale)["effective"]
+              for f in fwhm_r]
+    assert np.allclose(widths, [1.30, 1.43, 1.58], rtol=0.015)
+
+
+def test_rendered_psf_fwhm_matches_the_drawn_seeing():
+    base = load_survey("sdss")
+    survey = _quiet(base, stamp_size=32, centre_offset_px=0.0, neighbours={"density_arcmin2": 0.0},
+                    noise={"sky_sigma": [0.0] * 5, "poisson_var_per_nmgy": [0.0] * 5})
+    ctx = population.prepare(survey)
+    pop = population.sample_population(survey, 6, np.random.default_rng(4), ctx)
+    pop["hlr"][:] = 1e-3  # point sources: the image is the PSF
+    images, truth = rendering.render_block(survey, pop, np.random.default_rng(5), ctx)
+    for k in range(6):
+        for b, band in enumerate(survey.bands):
+            fwhm = truth[f"psf_fwhm_{band}"][k]
+            measured = rendering.psf_widths(images[k, b], survey.pixel_scale)["fwhm"]
+            ref = galsim.Kolmogorov(fwhm=float(fwhm)).drawImage(nx=32, ny=32, scale=survey.pixel_scale).array
+            assert measured == pytest.approx(rendering.psf_widths(ref, survey.pixel_scale)["fwhm"], rel=0.01)
+            assert measured == pytest.approx(fwhm, rel=0.1)  # the pixel widens it by a few per cent
+            assert np.allclose(images[k, b] / pop["flux"][k, b], rendering.psf_image(fwhm, survey.pixel_scale, 32),
+                               atol=1e-5)
+
+
+def test_psf_widths_of_a_gaussian():
+    img = galsim.Gaussian(fwhm=2.0).drawImage(nx=65, ny=65, scale=0.1, method="no_pixel").array
+    widths = rendering.psf_widths(img, 0.1)
+    assert widths["fwhm"] == pytest.approx(2.0, rel=0.01) and widths["effective"] == pytest.approx(2.0, rel=0.01)
+
+
+def test_legacy_23_preset_gives_23_pixel_stamps_centred_on_the_central_pixel(tmp_path):
+    legacy, small = load_survey("legacy"), load_survey("legacy-23")
+    assert small.stamp_size == 23 and small.name == "legacy-23" and small.bands == legacy.bands
+    assert {k: v for k, v in small.params.items() if k not in ("name", "stamp_size", "description")} == \
+        {k: v for k, v in legacy.params.items() if k not in ("name", "stamp_size", "description")}
+    out = tmp_path / "l23.h5"
+    simulate_store("legacy-23", 12, seed=1, out=out, workers=1, progress=False)
+    store = CutoutStore(out)
+    assert store.image_shape == (23, 23) and store.bands == list("griz") and validate_store(out) == []
+    # an odd stamp is centred on its central pixel, as GalSim centres it (and as the real cutouts are)
+    survey = _quiet(small, centre_offset_px=0.0, neighbours={"density_arcmin2": 0.0},
+                    noise={"sky_sigma": [0.0] * 4, "poisson_var_per_nmgy": [0.0] * 4})
+    ctx = population.prepare(survey)
+    pop = population.sample_population(survey, 3, np.random.default_rng(6), ctx)
+    pop["hlr"][:] = 1e-3
+    images, truth = rendering.render_block(survey, pop, np.random.default_rng(7), ctx)
+    for k in range(3):
+        assert np.unravel_index(np.argmax(images[k, 1]), (23, 23)) == (11, 11)
+        ref = galsim.Kolmogorov(fwhm=float(truth["psf_fwhm_r"][k])).drawImage(nx=23, ny=23, scale=0.262).array
+        assert np.abs(images[k, 1] / pop["flux"][k, 1] - ref).max() < 1e-3 * ref.max()
+
+
+def test_a_preset_extends_another_by_name(tmp_path):
+    from deepdip.errors import DeepdipValueError
+
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"extends": "sdss", "name": "sdss-48", "stamp_size": 48}))
+    mine = load_survey(path)
+    assert mine.stamp_size == 48 and mine.bands == tuple("ugriz") and mine["noise"] == load_survey("sdss")["noise"]
+    path.write_text(json.dumps({"extends": "nosuchpreset", "name": "x"}))
+    with pytest.raises(DeepdipValueError, match="nosuchpreset"):
+        load_survey(path)
+    path.write_text(json.dumps({"extends": "mine", "name": "x"}))  # no package preset of that name
+    with pytest.raises(DeepdipValueError, match="extends"):
+        load_survey(path)
+
+
+def test_sdss_noise_model_predicts_the_real_frame(tmp_path):
+    """The calibrated model at the real field's own sky against its blank patches (skips without the frames)."""
+    from astropy.io import fits
+
+    frames = real_data("sdss_frames_stripe82")
+    with fits.open(frames / "frame-r-002583-2-0136.fits.bz2") as f:
+        img, calib, sky = f[0].data, float(np.median(f[1].data)), float(np.median(f[2].data["ALLSKY"][0]))
+    survey = load_survey("sdss")
+    mu = 22.5 - 2.5 * np.log10(sky * calib / 0.396**2)
+    offset = np.array([mu - survey["noise"]["sky_mag_arcsec2"][2]])
+    predicted = rendering.sky_sigma(survey, 1, sky_offset_mag=offset)[0, 2]
+    patches = [img[y:y + 64, x:x + 64] for y in range(100, 1489 - 164, 100) for x in range(100, 2048 - 164, 100)]
+    blank = np.percentile([1.4826 * np.median(np.abs(p - np.median(p))) for p in patches], 25)
+    assert predicted == pytest.approx(blank, rel=0.1)

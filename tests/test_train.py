@@ -1,7 +1,6 @@
 """Training: augmentation, normalisation, splits, DDP sharding, learning, determinism, resume after a kill."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -20,13 +19,13 @@ from deepdip.train.data import BlockShuffleBatchSampler, make_datamodule
 from deepdip.train.run import member_seed, split_train_val
 from deepdip.train.toydata import make_toy_store
 
-TINY = '{"widths": [8, 16, 16, 32], "hidden": 32}'   # seconds per run on a shared CPU
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+from .conftest import TINY_MODEL, cli_env
+
+TINY = json.dumps(TINY_MODEL)
 
 
 def cli(*args, **kw):
-    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.Popen([sys.executable, "-m", "deepdip", *map(str, args)], env=env,
+    return subprocess.Popen([sys.executable, "-m", "deepdip", *map(str, args)], env=cli_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 
 
