@@ -6,6 +6,13 @@ band has its own Kolmogorov PSF whose FWHM scales with the cutout's seeing; neig
 (exponential disks from the same population, dimmed along the galaxy counts) fall anywhere in
 the stamp. Pixels are nanomaggies.
 
+Observing conditions are drawn per cutout (:func:`observing_conditions`): a seeing factor
+(log-normal, preset ``psf_fwhm_scatter``, one draw shared by the bands, each band scaled by its
+own width) and the sky noise of the preset's noise model (:func:`sky_sigma`): a fixed sky sigma
+per band (optionally scattered by a depth factor), or a CCD model (``"model": "ccd"``) in which a
+sky surface brightness drawn per cutout, the gain, the dark variance and the calibration give the
+pixel variance the way the survey's own pipeline computes it.
+
 Drawing goes through Fourier space, as GalSim's ``drawImage`` does, but vectorised over the
 block: the profiles' transforms come from GalSim (the exponential's and Kolmogorov's closed
 forms with GalSim's constants, the truncated bulge's tabulated from ``kValue``), are sheared by
@@ -60,6 +67,68 @@ def _bulge_k(k2, hlr, const):
     return np.interp(np.sqrt(k2) * hlr, _K_TABLE, const["bulge"], right=0.0).astype(np.float32)
 
 
+def _fourier_grid(size: int, scale: float) -> dict:
+    """The k grid of a ``size`` stamp drawn on a grid twice its width, and where the stamp sits.
+
+    A grid twice the stamp: light wraps around the FFT grid into the stamp only from more than a
+    stamp width beyond its edges (a 1.5x grid, 30 % faster, left >1-sigma artefacts at the edges
+    of 1 % of SDSS stamps). The stamp is ``[lo:lo + size]`` of the grid; its centre, as in GalSim,
+    is the central pixel for odd sizes and between the two central pixels for even ones.
+    """
+    grid = 2 * size
+    ky = (2 * np.pi * np.fft.fftfreq(grid, d=scale)).astype(np.float32)[None, :, None]  # rad / arcsec
+    kx = (2 * np.pi * np.fft.rfftfreq(grid, d=scale)).astype(np.float32)[None, None, :]
+    lo = size // 2
+    return {"grid": grid, "kx": kx, "ky": ky, "lo": lo, "centre": lo + (size - 1) / 2.0,
+            "pixel": np.sinc(kx * scale / (2 * np.pi)) * np.sinc(ky * scale / (2 * np.pi)),
+            "k53": (kx**2 + ky**2) ** (5 / 6)}  # |k|^(5/3) for the Kolmogorov PSF
+
+
+def observing_conditions(survey, n: int, rng: np.random.Generator) -> dict:
+    """Per-cutout PSF FWHM [n, B] (arcsec, Kolmogorov) and sky noise [n, B] (flux units/pixel).
+
+    The seeing is one standard normal draw u per cutout: band b gets
+    ``psf_fwhm[b] * exp(u * psf_fwhm_scatter[b])`` (a log-normal with median ``psf_fwhm[b]``;
+    ``psf_fwhm_scatter`` is one number for all bands or one per band), all bands moving together
+    as they do within one field. The sky noise comes from :func:`sky_sigma`.
+    """
+    spread = np.broadcast_to(np.asarray(survey.get("psf_fwhm_scatter", 0.1), dtype=np.float64),
+                             (len(survey.bands),))
+    unit = rng.standard_normal(n)
+    fwhm = np.asarray(survey["psf_fwhm"], dtype=np.float64)[None, :] * np.exp(np.outer(unit, spread))
+    return {"psf_fwhm": fwhm, "sky_sigma": sky_sigma(survey, n, rng)}
+
+
+def sky_sigma(survey, n: int, rng: np.random.Generator | None = None, sky_offset_mag=None) -> np.ndarray:
+    """Sky (+ dark/read) noise per pixel [n, B] in the images' flux unit, per the preset's ``noise``.
+
+    ``"model": "ccd"`` — the noise a CCD pipeline predicts from its own calibration (for SDSS the
+    frame data model's ``dn_err = sqrt(dn / gain + darkVariance)``, times nanomaggies per count):
+    sigma^2 = S * p + d, where S is the sky in flux units per pixel (from ``sky_mag_arcsec2``,
+    AB mag / arcsec^2, plus a per-cutout offset drawn from N(0, ``sky_mag_scatter``), one offset
+    for all bands), p = ``poisson_var_per_nmgy`` (flux per electron: calibration / gain) and
+    d = ``dark_variance_nmgy2`` (dark variance in counts^2 times calibration^2).
+    ``sky_offset_mag`` (array [n]) replaces the random offset.
+
+    Otherwise — ``sky_sigma`` per band, times a per-cutout depth factor log-normal with
+    log-scatter ``sky_sigma_scatter`` (0: none); no random number is drawn without scatter.
+    """
+    p = survey["noise"]
+    nb = len(survey.bands)
+    if p.get("model") == "ccd":
+        spread = float(p.get("sky_mag_scatter", 0.0))
+        if sky_offset_mag is None:
+            sky_offset_mag = (rng.normal(0.0, spread, n) if spread > 0 and rng is not None else np.zeros(n))
+        mu = np.asarray(p["sky_mag_arcsec2"], dtype=np.float64)[None, :] + np.asarray(sky_offset_mag)[:, None]
+        sky = 10 ** (-0.4 * (mu - survey["zero_point"])) * survey.pixel_scale**2  # flux / pixel
+        var = sky * np.asarray(p["poisson_var_per_nmgy"])[None, :] + np.asarray(p["dark_variance_nmgy2"])[None, :]
+        return np.sqrt(var).astype(np.float32)
+    base = np.asarray(p["sky_sigma"], dtype=np.float64)[None, :]
+    spread = float(p.get("sky_sigma_scatter", 0.0))
+    factor = rng.lognormal(0.0, spread, n) if spread > 0 and rng is not None else np.ones(n)
+    return (base * factor[:, None] * np.ones((n, nb))).astype(np.float32)
+
+
 def render_block(survey, pop: dict, rng: np.random.Generator, ctx: dict) -> tuple[np.ndarray, dict]:
     """Images [n, B, S, S] float32 (nanomaggies/pixel, noisy) and per-cutout observing truth.
 
@@ -70,24 +139,14 @@ def render_block(survey, pop: dict, rng: np.random.Generator, ctx: dict) -> tupl
     const = ctx["render"]
     n, nb = pop["flux"].shape
     size, scale = survey.stamp_size, survey.pixel_scale
-    seeing = rng.lognormal(0.0, survey.get("psf_fwhm_scatter", 0.1), n)
-    fwhm = np.outer(seeing, survey["psf_fwhm"])  # arcsec [n, B]
+    obs = observing_conditions(survey, n, rng)
+    fwhm = obs["psf_fwhm"]  # arcsec [n, B]
     offset = rng.normal(0.0, survey.get("centre_offset_px", 0.5), (n, 2))  # pixels (x, y)
     bulge_share = bulge_share_per_band(survey, pop["bulge_frac"], ctx["wave_eff"])  # [n, B]
     nbr = _neighbours(survey, pop, rng)
 
-    # a grid twice the stamp: light wraps around the FFT grid into the stamp only from more than
-    # a stamp width beyond its edges (a 1.5x grid, 30 % faster, left >1-sigma artefacts at the
-    # edges of 1 % of SDSS stamps)
-    pad = size
-    grid = size + pad
-    ky = (2 * np.pi * np.fft.fftfreq(grid, d=scale)).astype(np.float32)[None, :, None]  # rad / arcsec
-    kx = (2 * np.pi * np.fft.rfftfreq(grid, d=scale)).astype(np.float32)[None, None, :]
-    pixel = np.sinc(kx * scale / (2 * np.pi)) * np.sinc(ky * scale / (2 * np.pi))
-    k53 = (kx**2 + ky**2) ** (5 / 6)  # |k|^(5/3) for the Kolmogorov PSF
-    # the stamp is the centre of the grid: its centre (between pixels for even sizes, as in
-    # GalSim) is the grid's centre
-    centre = (grid - 1) / 2.0
+    g = _fourier_grid(size, scale)
+    grid, kx, ky, pixel, k53, centre, lo = (g[k] for k in ("grid", "kx", "ky", "pixel", "k53", "centre", "lo"))
 
     def phase(x_px, y_px):  # shift by (x, y) pixels; separable in kx and ky
         return (np.exp(-1j * kx * (x_px * scale)[:, None, None]).astype(np.complex64)
@@ -103,7 +162,6 @@ def render_block(survey, pop: dict, rng: np.random.Generator, ctx: dict) -> tupl
         k2 = _k2_elliptical(kx, ky, col(nbr["q"]), col(np.radians(nbr["pa"])))
         nbr_k = _disk_k(k2, col(nbr["hlr"]), const) * phase(centre + nbr["x"], centre + nbr["y"])
 
-    lo = pad // 2
     images = np.empty((n, nb, size, size), dtype=np.float32)
     c = const["psf_c"]
     for b in range(nb):
@@ -114,7 +172,7 @@ def render_block(survey, pop: dict, rng: np.random.Generator, ctx: dict) -> tupl
         psf = np.exp(-c * col(fwhm[:, b] ** (5 / 3)) * k53)
         img = np.fft.irfft2(gal * (psf * pixel), s=(grid, grid))
         images[:, b] = img[:, lo:lo + size, lo:lo + size]
-    add_noise(survey, images, rng)
+    add_noise(survey, images, rng, obs["sky_sigma"])
     truth: dict[str, np.ndarray] = {"psf_fwhm_" + band: fwhm[:, b].astype(np.float32)
                                     for b, band in enumerate(survey.bands)}
     truth["offset_x"], truth["offset_y"] = offset[:, 0], offset[:, 1]  # pixels from the stamp centre
@@ -122,17 +180,46 @@ def render_block(survey, pop: dict, rng: np.random.Generator, ctx: dict) -> tupl
     return images, truth
 
 
-def add_noise(survey, images: np.ndarray, rng: np.random.Generator) -> None:
-    """Add sky (+ read) Gaussian noise and the source's Poisson noise, in place.
+def add_noise(survey, images: np.ndarray, rng: np.random.Generator, sky=None) -> None:
+    """Add sky (+ dark/read) Gaussian noise and the source's Poisson noise, in place.
 
-    Preset ``noise``: ``sky_sigma`` (nanomaggies/pixel, sky-subtracted images) and
-    ``poisson_var_per_nmgy`` (= 1 / electrons per nanomaggy) per band.
+    ``sky``: noise per pixel [n, B] (flux units, sky-subtracted images), by default
+    :func:`sky_sigma` without scatter; the source adds ``poisson_var_per_nmgy`` (= 1 / electrons
+    per nanomaggy) times its flux per pixel.
     """
-    p = survey["noise"]
-    sky = np.asarray(p["sky_sigma"], dtype=np.float32)[None, :, None, None]
-    pv = np.asarray(p["poisson_var_per_nmgy"], dtype=np.float32)[None, :, None, None]
-    sigma = np.sqrt(sky**2 + np.maximum(images, 0) * pv)
+    if sky is None:
+        sky = sky_sigma(survey, len(images))
+    pv = np.asarray(survey["noise"]["poisson_var_per_nmgy"], dtype=np.float32)[None, :, None, None]
+    sigma = np.sqrt(np.asarray(sky, dtype=np.float32)[:, :, None, None] ** 2 + np.maximum(images, 0) * pv)
     images += sigma * rng.standard_normal(images.shape, dtype=np.float32)
+
+
+def psf_image(fwhm: float, pixel_scale: float, size: int, const: dict | None = None) -> np.ndarray:
+    """The PSF the renderer convolves with (Kolmogorov times the square pixel), unit flux, drawn
+    alone on a ``size`` x ``size`` stamp, centred where a galaxy without offset would be."""
+    const = const or transforms()
+    g = _fourier_grid(size, pixel_scale)
+    shift = (np.exp(-1j * g["kx"] * g["centre"] * pixel_scale) * np.exp(-1j * g["ky"] * g["centre"] * pixel_scale))
+    psf = np.exp(-const["psf_c"] * fwhm ** (5 / 3) * g["k53"]) * g["pixel"] * shift
+    img = np.fft.irfft2(psf, s=(g["grid"], g["grid"]))[0]
+    return img[g["lo"]:g["lo"] + size, g["lo"]:g["lo"] + size]
+
+
+def psf_widths(image: np.ndarray, pixel_scale: float, oversample: int = 8) -> dict:
+    """Two widths (arcsec) of a PSF image, measured the same way on mock and real PSFs.
+
+    ``fwhm``: 2 sqrt(A / pi) with A the area above half the maximum of the image interpolated
+    ``oversample`` times (cubic spline); ``effective``: the FWHM of the Gaussian with the same
+    noise-equivalent area, 2.3548 sqrt(n_eff / 4 pi), n_eff = (sum p)^2 / sum p^2 — the
+    definition behind SDSS's ``psf_width`` ("effective width" of the PSF).
+    """
+    from scipy import ndimage
+
+    img = np.asarray(image, dtype=np.float64)
+    z = ndimage.zoom(img / img.max(), oversample, order=3, grid_mode=True, mode="grid-constant")
+    fwhm = 2 * np.sqrt((z >= 0.5 * z.max()).sum() / oversample**2 / np.pi) * pixel_scale
+    n_eff = img.sum() ** 2 / np.sum(img**2)
+    return {"fwhm": float(fwhm), "effective": float(2.3548 * np.sqrt(n_eff / (4 * np.pi)) * pixel_scale)}
 
 
 def bulge_share_per_band(survey, bulge_frac: np.ndarray, wave_eff: np.ndarray) -> np.ndarray:
