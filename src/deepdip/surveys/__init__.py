@@ -3,6 +3,9 @@
 A preset fixes bands (speclite filter names), pixel scale, stamp size, PSF, photometric zero
 point and flux unit, the selection (magnitude limit), and the redshift grid of the PDFs.
 The simulator may add more keys (depth, noise, population calibration); unknown keys are kept.
+
+A preset may ``"extends"`` another one by name: it is that preset with the keys it gives replaced
+(e.g. ``legacy-23``: the ``legacy`` preset with the real DR10 cutouts' 23-pixel stamps).
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ def load_survey(name_or_path: str | Path) -> Survey:
         params = json.loads(res.read_text())
     if not isinstance(params, dict):
         raise DeepdipValueError(f"survey preset {label} must be a JSON object of keys, got {type(params).__name__}")
+    params = _resolve_extends(params, label, seen=(str(name_or_path),))
     try:
         survey = Survey(
             name=_get(params, "name", str, label),
@@ -85,6 +89,23 @@ def load_survey(name_or_path: str | Path) -> Survey:
         raise DeepdipError(f"survey preset {label} lacks the key {exc.args[0]!r}") from None
     _check(survey, label)
     return survey
+
+
+def _resolve_extends(params: dict, label: str, seen: tuple) -> dict:
+    """``params`` on top of the preset it ``"extends"`` (by name, itself resolved), the key dropped."""
+    base_name = params.get("extends")
+    if base_name is None:
+        return params
+    if not isinstance(base_name, str) or not base_name:
+        raise DeepdipValueError(f"survey preset {label}: 'extends' must name a preset, got {base_name!r}")
+    if base_name in seen:
+        raise DeepdipValueError(f"survey preset {label}: 'extends' loops through {' -> '.join((*seen, base_name))}")
+    res = resources.files(__name__) / f"{base_name}.json"
+    if not res.is_file():
+        raise DeepdipValueError(f"survey preset {label} extends {base_name!r}, which is not a preset; available: "
+                                f"{', '.join(available_surveys())}")
+    base = _resolve_extends(json.loads(res.read_text()), repr(base_name), (*seen, base_name))
+    return {**base, **{k: v for k, v in params.items() if k != "extends"}}
 
 
 def _get(params: dict, key: str, kind, label: str):
@@ -124,16 +145,39 @@ def check_simulatable(survey: Survey) -> None:
         if key not in survey.params:
             raise DeepdipValueError(f"survey preset {label} has no {key!r}: it cannot be simulated")
         _get(survey.params, key, kind, label)
+    nb = len(survey.bands)
     psf = survey["psf_fwhm"]
-    if len(psf) != len(survey.bands) or not all(isinstance(v, (int, float)) and v > 0 for v in psf):
+    if len(psf) != nb or not all(_number(v) and v > 0 for v in psf):
         raise DeepdipValueError(f"survey preset {label}: 'psf_fwhm' must hold one positive width (arcsec) per "
-                                f"band ({len(survey.bands)}), got {psf}")
+                                f"band ({nb}), got {psf}")
+    spread = survey.get("psf_fwhm_scatter", 0.1)
+    if not ((_number(spread) and spread >= 0)
+            or (isinstance(spread, list) and len(spread) == nb and all(_number(v) and v >= 0 for v in spread))):
+        raise DeepdipValueError(f"survey preset {label}: 'psf_fwhm_scatter' must be a non-negative log-scatter, or "
+                                f"one per band ({nb}), got {spread!r}")
     if survey["mag_limit_band"] not in survey.bands:
         raise DeepdipValueError(f"survey preset {label}: 'mag_limit_band' {survey['mag_limit_band']!r} is not one "
                                 f"of its bands {list(survey.bands)}")
-    for key in ("sky_sigma", "poisson_var_per_nmgy"):  # per band, what rendering.add_noise reads
-        values = survey["noise"].get(key)
-        if (not isinstance(values, list) or len(values) != len(survey.bands)
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in values)):
-            raise DeepdipValueError(f"survey preset {label}: 'noise' needs {key!r}, one non-negative value per band "
-                                    f"({len(survey.bands)}), got {values!r}")
+    noise = survey["noise"]
+    model = noise.get("model", "fixed")
+    if model not in ("fixed", "ccd"):
+        raise DeepdipValueError(f"survey preset {label}: 'noise' model must be 'ccd' or absent (fixed sky sigma), "
+                                f"got {model!r}")
+    # per band, what rendering.sky_sigma and rendering.add_noise read
+    per_band = (("sky_mag_arcsec2", "poisson_var_per_nmgy", "dark_variance_nmgy2") if model == "ccd"
+                else ("sky_sigma", "poisson_var_per_nmgy"))
+    for key in per_band:
+        values = noise.get(key)
+        if (not isinstance(values, list) or len(values) != nb
+                or not all(_number(v) and (v >= 0 or key == "sky_mag_arcsec2") for v in values)):
+            what = "one value" if key == "sky_mag_arcsec2" else "one non-negative value"
+            raise DeepdipValueError(f"survey preset {label}: 'noise' needs {key!r}, {what} per band ({nb}), "
+                                    f"got {values!r}")
+    for key in ("sky_mag_scatter", "sky_sigma_scatter"):
+        if key in noise and not (_number(noise[key]) and noise[key] >= 0):
+            raise DeepdipValueError(f"survey preset {label}: noise {key!r} must be a non-negative number, "
+                                    f"got {noise[key]!r}")
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
