@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Predict redshift PDFs for the galaxies of a store with the models of a training run (or one "
         "model file) and write the photo-z catalogue (Parquet: PDFs + point estimates), streaming in chunks.")
-    parser.add_argument("run", help="run directory from `deepdip train` (or a single model.pt)")
+    parser.add_argument("run", help="run directory written by the train command (or a single model.pt)")
     parser.add_argument("store", help="cutout store (.h5 file or folder of shards)")
     parser.add_argument("--out", required=True, help="output catalogue (.parquet)")
     options.add_arguments(parser, PredictConfig)
