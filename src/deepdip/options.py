@@ -127,3 +127,47 @@ def parse_devices(text: str):
     """``--devices``: an integer count, or Lightning's strings (``auto``, ``0,1``)."""
     text = str(text).strip()
     return int(text) if text.lstrip("-").isdigit() else text
+
+
+# -- Lightning's hardware options, checked against Lightning's own registries (imported only then) --
+def check_precision(flag: str, value) -> None:
+    """A precision Lightning's Trainer accepts: its own list, so a newer Lightning brings its new values."""
+    import typing
+
+    from lightning.fabric.connector import _PRECISION_INPUT
+
+    values: list = []
+    for literal in typing.get_args(_PRECISION_INPUT):
+        values.extend(typing.get_args(literal))
+    if value not in values:
+        names = dict.fromkeys(str(p) for p in values if isinstance(p, str))  # ints are aliases of "64", "32"...
+        raise DeepdipValueError(f"{flag} {value!r} is not one Lightning accepts: {', '.join(names)}")
+
+
+def check_accelerator(flag: str, value) -> None:
+    """A Lightning accelerator name (or a Lightning object, passed through)."""
+    if isinstance(value, str):
+        from lightning.pytorch.accelerators import AcceleratorRegistry
+
+        known = ["auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators())]
+        if value not in known:
+            raise DeepdipValueError(f"{flag} must be one of {', '.join(known)}, got {value!r}")
+
+
+def check_strategy(flag: str, value) -> None:
+    """A registered Lightning strategy name (or a Lightning object, passed through)."""
+    if isinstance(value, str):
+        from lightning.pytorch.strategies import StrategyRegistry
+
+        if value not in ["auto", *StrategyRegistry.available_strategies()]:
+            raise DeepdipValueError(f"{flag} {value!r} is not a Lightning strategy; e.g. auto, ddp, ddp_spawn")
+
+
+def check_devices(flag: str, value) -> None:
+    """Lightning's ``devices``: a count, -1 (all), a comma list of ids, or auto."""
+    # Lightning reads devices=-1 as "all"; 0 or other negatives are no devices at all.
+    if isinstance(value, int) and not isinstance(value, bool) and value < 1 and value != -1:
+        raise DeepdipValueError(f"{flag} must be a positive number, -1 (all), a list or auto, got {value}")
+    if isinstance(value, str) and value != "auto" and not all(p.strip().lstrip("-").isdigit()
+                                                              for p in value.split(",") if p.strip()):
+        raise DeepdipValueError(f"{flag} must be a number, a comma list of device ids or auto, got {value!r}")

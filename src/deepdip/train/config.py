@@ -13,7 +13,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from deepdip.errors import DeepdipValueError
-from deepdip.options import check_options, identity_fields, option, parse_devices, parse_json_object
+from deepdip.options import (
+    check_accelerator,
+    check_devices,
+    check_options,
+    check_precision,
+    check_strategy,
+    identity_fields,
+    option,
+    parse_devices,
+    parse_json_object,
+)
 
 # Per-model training defaults: Pasquet et al.'s recipe, and the CPU-tuned one for ``compact``.
 # ``patience`` None: no early stopping. ``ema``: decay of the moving average of the weights that is
@@ -34,46 +44,6 @@ MODEL_DEFAULTS: dict[str, dict] = {
 #: epochs undo what it learnt (the usual tenth, as in Zoobot's and timm's fine-tuning recipes).
 FINETUNE_LR_FACTOR = 0.1
 FREEZE_CHOICES = ("none", "backbone")
-
-
-def _check_precision(flag: str, value) -> None:
-    """A precision Lightning's Trainer accepts: its own list, so a newer Lightning brings its new values."""
-    import typing
-
-    from lightning.fabric.connector import _PRECISION_INPUT
-
-    values: list = []
-    for literal in typing.get_args(_PRECISION_INPUT):
-        values.extend(typing.get_args(literal))
-    if value not in values:
-        names = dict.fromkeys(str(p) for p in values if isinstance(p, str))  # ints are aliases of "64", "32"...
-        raise DeepdipValueError(f"{flag} {value!r} is not one Lightning accepts: {', '.join(names)}")
-
-
-def _check_accelerator(flag: str, value) -> None:
-    if isinstance(value, str):
-        from lightning.pytorch.accelerators import AcceleratorRegistry
-
-        known = ["auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators())]
-        if value not in known:
-            raise DeepdipValueError(f"{flag} must be one of {', '.join(known)}, got {value!r}")
-
-
-def _check_strategy(flag: str, value) -> None:
-    if isinstance(value, str):
-        from lightning.pytorch.strategies import StrategyRegistry
-
-        if value not in ["auto", *StrategyRegistry.available_strategies()]:
-            raise DeepdipValueError(f"{flag} {value!r} is not a Lightning strategy; e.g. auto, ddp, ddp_spawn")
-
-
-def _check_devices(flag: str, value) -> None:
-    # Lightning reads devices=-1 as "all"; 0 or other negatives are no devices at all.
-    if isinstance(value, int) and not isinstance(value, bool) and value < 1 and value != -1:
-        raise DeepdipValueError(f"{flag} must be a positive number, -1 (all), a list or auto, got {value}")
-    if isinstance(value, str) and value != "auto" and not all(p.strip().lstrip("-").isdigit()
-                                                              for p in value.split(",") if p.strip()):
-        raise DeepdipValueError(f"{flag} must be a number, a comma list of device ids or auto, got {value!r}")
 
 
 def _check_model_kwargs(flag: str, value) -> None:
@@ -142,14 +112,14 @@ class TrainConfig:
                                     "unrepresentative fine-tuning sets)", group=FINETUNING)
     # -- hardware ---------------------------------------------------------------------------------
     precision: str = option("32-true", "Lightning precision: 32-true, bf16-mixed, 16-mixed", group=HARDWARE,
-                            check=_check_precision)
+                            check=check_precision)
     channels_last: bool = option(True, "the NHWC memory layout (faster convolutions on CPUs and GPUs)",
                                  group=HARDWARE)
-    accelerator: str = option("auto", "cpu, gpu or auto", group=HARDWARE, check=_check_accelerator)
+    accelerator: str = option("auto", "cpu, gpu or auto", group=HARDWARE, check=check_accelerator)
     devices: Any = option("auto", "devices (processes) per node, e.g. 2", group=HARDWARE, parse=parse_devices,
-                          check=_check_devices)
+                          check=check_devices)
     num_nodes: int = option(1, "nodes", group=HARDWARE, minimum=1, integer=True)
-    strategy: str = option("auto", "auto, ddp, ddp_spawn...", group=HARDWARE, check=_check_strategy)
+    strategy: str = option("auto", "auto, ddp, ddp_spawn...", group=HARDWARE, check=check_strategy)
     num_workers: int | None = option(None, "DataLoader worker processes [1 on CPU, 4 on GPU]", group=HARDWARE,
                                      flag="--workers", minimum=0, integer=True)
     threads: int | None = option(None, "torch threads per process [cores / processes]", group=HARDWARE, minimum=1,
