@@ -38,7 +38,7 @@ def find_model_files(run) -> dict[int, list[Path]]:
         fold = int(path.parent.parent.name[4:])
         by_fold.setdefault(fold, []).append(path)
     if not by_fold:
-        raise DeepdipError(f"{run} holds no trained model (fold*/member*/model.pt); train one first (the train command)")
+        raise DeepdipError(f"{run} holds no trained model (fold*/member*/model.pt); train one first")
     return by_fold
 
 
