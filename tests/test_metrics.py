@@ -195,12 +195,15 @@ def test_compute_metrics_returns_each_metric_under_its_name():
     pit = metrics.pit_values(pdf, grid, z_spec)
     want = {"n": 70, "sigma_mad": metrics.sigma_mad(z_phot, z_spec),
             "outlier_frac": metrics.outlier_frac(z_phot, z_spec, 0.1), "bias": metrics.bias(z_phot, z_spec),
-            "bias_median": metrics.bias_median(z_phot, z_spec), "pit_ks": metrics.pit_ks(pit),
+            "bias_median": metrics.bias_median(z_phot, z_spec), "sigma_iqr": metrics.sigma_iqr(z_phot, z_spec),
+            "outlier_frac_rail": metrics.outlier_frac_rail(z_phot, z_spec), "pit_ks": metrics.pit_ks(pit),
+            "pit_cvm": metrics.pit_cvm(pit), "pit_ad": metrics.pit_ad(pit),
             "crps": float(np.mean(metrics.crps(pdf, grid, z_spec))), "coverage_68": metrics.coverage(pit, 68),
             "coverage_95": metrics.coverage(pit, 95), "cde_loss": metrics.cde_loss(pdf, grid, z_spec)}
     assert got == want
     assert got["outlier_frac"] != metrics.outlier_frac(z_phot, z_spec)   # the threshold is passed on
-    assert set(metrics.compute_metrics(z_phot, z_spec)) == {"n", "sigma_mad", "outlier_frac", "bias", "bias_median"}
+    assert set(metrics.compute_metrics(z_phot, z_spec)) == {"n", "sigma_mad", "outlier_frac", "bias", "bias_median",
+                                                            "sigma_iqr", "outlier_frac_rail"}
     with pytest.raises(DeepdipError, match="must be 1-D of the same length"):
         metrics.compute_metrics(z_phot[:5], z_spec[:6])
     with pytest.raises(DeepdipError, match="must be 1-D of the same length"):
@@ -319,3 +322,64 @@ def test_empty_inputs_give_nan_quietly_and_chunk_size_is_honoured(monkeypatch):
     metrics.point_estimates(pdf, grid, chunk_size=3)
     metrics.cde_loss(pdf, grid, z, chunk_size=3)
     assert seen == [3] * 5
+
+
+# -- RAIL/qp's definitions (issue 16): sigma_IQR, RAIL's outlier rate, median bias, PIT CvM and AD --------
+def test_rail_style_point_metrics_by_hand():
+    z_spec = np.zeros(8)
+    dz = np.array([-0.3, -0.02, -0.01, 0.0, 0.01, 0.02, 0.07, 0.5])
+    # numpy's linear percentiles: P25 = -0.0125, P75 = 0.0325 -> IQR 0.045
+    assert metrics.sigma_iqr(dz, z_spec) == pytest.approx(0.045 / 1.349)
+    # 3 sigma_iqr = 0.1 > 0.06: the threshold grows with the scatter, so 0.07 is not an outlier here
+    assert metrics.outlier_frac_rail(dz, z_spec) == pytest.approx(2 / 8)
+    assert metrics.outlier_frac(dz, z_spec) == pytest.approx(3 / 8)      # the fixed |dz| > 0.05 counts it
+    narrow = np.array([-0.07, 0.0, 0.0, 0.0, 0.001, 0.002, 0.003, 0.061])
+    assert metrics.outlier_frac_rail(narrow, z_spec) == pytest.approx(2 / 8)   # floor 0.06 when scatter is small
+    assert metrics.bias_median(dz, z_spec) == pytest.approx(0.005) and metrics.bias(dz, z_spec) == pytest.approx(
+        np.mean(dz))
+    for f in (metrics.sigma_iqr, metrics.outlier_frac_rail):
+        assert np.isnan(f([], []))
+    assert np.isnan(metrics.pit_cvm([0.3])) and np.isnan(metrics.pit_ad([0.3])) and np.isnan(metrics.pit_ad([]))
+
+
+def test_deepdip_metrics_equal_qp_and_rail_functions_on_the_same_ensemble():
+    """Every statistic whose definition deepdip shares with qp (which RAIL's evaluators call) gives
+    the same number on the same qp.hist ensemble: the PIT values, their KS, CvM and AD statistics,
+    sigma_MAD, sigma_IQR, median bias and RAIL's outlier rate, on each of the three point estimates."""
+    import warnings
+
+    import qp
+    from qp.metrics import point_estimate_metric_classes as pe
+    from qp.metrics.pit import PIT
+
+    grid = ZGrid(0.0, 0.4, 180)
+    rng = np.random.default_rng(16)
+    n = 400
+    z_spec = rng.uniform(0.02, 0.38, n)
+    mu = z_spec + rng.normal(0, 0.015, n) * (1 + z_spec)
+    mu[:12] = rng.uniform(0.0, 0.4, 12)      # catastrophic outliers, so the outlier rates are not zero
+    pdf = binned_gaussians(grid, mu, 0.02) + 1e-6
+    point = metrics.point_estimates(pdf, grid)
+    ens = qp.hist.create_ensemble(bins=grid.edges, pdfs=metrics.normalise(pdf) / grid.width)
+
+    pit = metrics.pit_values(pdf, grid, z_spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        qp_pit = PIT(ens, z_spec)
+        ks, cvm = qp_pit.evaluate_PIT_KS().statistic, qp_pit.evaluate_PIT_CvM().statistic
+        ad = qp_pit.evaluate_PIT_anderson_ksamp().statistic
+    np.testing.assert_allclose(pit, qp_pit.pit_samps, rtol=0, atol=1e-12)
+    assert metrics.pit_ks(pit) == pytest.approx(ks, rel=1e-12, abs=1e-14)
+    assert metrics.pit_cvm(pit) == pytest.approx(cvm, rel=1e-10)
+    assert metrics.pit_ad(pit) == pytest.approx(ad, rel=1e-10)
+    for key in ("z_mean", "z_median", "z_mode"):
+        zp = point[key]
+        assert metrics.sigma_mad(zp, z_spec) == pytest.approx(pe.PointSigmaMAD().evaluate(zp, z_spec), rel=1e-12)
+        assert metrics.sigma_iqr(zp, z_spec) == pytest.approx(pe.PointSigmaIQR().evaluate(zp, z_spec), rel=1e-12)
+        assert metrics.bias_median(zp, z_spec) == pytest.approx(pe.PointBias().evaluate(zp, z_spec), abs=1e-15)
+        assert metrics.outlier_frac_rail(zp, z_spec) == pe.PointOutlierRate().evaluate(zp, z_spec)
+        assert metrics.outlier_frac_rail(zp, z_spec) > 0
+        np.testing.assert_allclose(metrics.delta_z(zp, z_spec), pe.PointStatsEz().evaluate(zp, z_spec), atol=1e-15)
+    # qp's own point estimates of a hist ensemble agree with deepdip's (mean and median exactly)
+    np.testing.assert_allclose(np.squeeze(ens.mean()), point["z_mean"], atol=1e-12)
+    np.testing.assert_allclose(np.squeeze(ens.median()), point["z_median"], atol=1e-9)

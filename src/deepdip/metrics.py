@@ -10,10 +10,22 @@ proportional to ``chunk_size x nbins``, not ``N x nbins``.
 
 Conventions (Pasquet et al. 2019; Beck et al. 2016): ``dz = (z_phot - z_spec) / (1 + z_spec)``,
 ``sigma_mad = 1.4826 * median(|dz - median(dz)|)``, outliers are ``|dz| > threshold``.
+
+Two statistics have two conventions in the literature, and both are reported under distinct names:
+
+- bias: ``bias`` is the *mean* of ``dz`` (Pasquet et al. 2019); ``bias_median`` is its *median*,
+  which is what LSST DESC RAIL/qp call ``point_bias`` (the LSST Science Book's definition).
+- outliers: ``outlier_frac`` counts ``|dz| > 0.05`` (a fixed threshold, Pasquet et al.);
+  ``outlier_frac_rail`` counts ``|dz| > max(0.06, 3 sigma_iqr)`` (RAIL/qp ``point_outlier_rate``).
+
+``sigma_iqr`` is the interquartile range of ``dz`` over 1.349 (RAIL/qp ``point_stats_iqr``), and
+``pit_cvm`` / ``pit_ad`` are the Cramér-von Mises and Anderson-Darling statistics of the PIT values
+as qp's ``PIT`` computes them. ``tests/test_rail.py`` checks each against qp/RAIL's own code.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -57,9 +69,40 @@ def bias(z_phot, z_spec) -> float:
 
 
 def bias_median(z_phot, z_spec) -> float:
-    """Median of ``delta_z`` (robust to outliers, unlike :func:`bias`)."""
+    """Median of ``delta_z`` (robust to outliers, unlike :func:`bias`): RAIL/qp's ``point_bias``."""
     dz = delta_z(z_phot, z_spec)
     return float(np.median(dz)) if dz.size else float("nan")
+
+
+#: The IQR of a normal distribution in units of its sigma (2 * 0.6745): RAIL/qp's constant.
+IQR_PER_SIGMA = 1.349
+#: RAIL's outlier threshold: ``|dz| > max(RAIL_OUTLIER_FLOOR, 3 sigma_iqr)`` (LSST Science Book).
+RAIL_OUTLIER_FLOOR = 0.06
+
+
+def sigma_iqr(z_phot, z_spec) -> float:
+    """Interquartile width of ``delta_z``: ``(P75 - P25) / 1.349`` (RAIL/qp ``point_stats_iqr``).
+
+    Percentiles interpolate linearly between order statistics (numpy's default, as qp).
+    """
+    dz = delta_z(z_phot, z_spec)
+    if dz.size == 0:
+        return float("nan")
+    q75, q25 = np.percentile(dz, [75.0, 25.0])
+    return float((q75 - q25) / IQR_PER_SIGMA)
+
+
+def outlier_frac_rail(z_phot, z_spec) -> float:
+    """RAIL's catastrophic-outlier rate: fraction with ``|delta_z| > max(0.06, 3 sigma_iqr)``.
+
+    The threshold grows with the scatter, so it differs from :func:`outlier_frac` (a fixed 0.05);
+    this is RAIL/qp's ``point_outlier_rate``.
+    """
+    dz = delta_z(z_phot, z_spec)
+    if dz.size == 0:
+        return float("nan")
+    cut = max(RAIL_OUTLIER_FLOOR, 3.0 * sigma_iqr(z_phot, z_spec))
+    return float(np.mean(np.abs(dz) > cut))
 
 
 # --------------------------------------------------------------------------- PDF machinery
@@ -242,6 +285,39 @@ def pit_ks(pit) -> float:
     return float(stats.kstest(pit, "uniform").statistic) if pit.size else float("nan")
 
 
+def pit_cvm(pit) -> float:
+    """Cramér-von Mises statistic of the PIT values against a uniform distribution on [0, 1].
+
+    ``scipy.stats.cramervonmises``, as qp's ``PIT.evaluate_PIT_CvM``; NaN for fewer than two values.
+    """
+    pit = np.asarray(pit, dtype=np.float64)
+    if pit.size < 2:
+        return float("nan")
+    return float(stats.cramervonmises(pit, "uniform").statistic)
+
+
+def pit_ad(pit) -> float:
+    """Anderson-Darling statistic of the PIT values, as qp's ``PIT.evaluate_PIT_anderson_ksamp``.
+
+    qp (and so RAIL) compares the PIT values with as many evenly spaced values on [0, 1] by the
+    *k-sample* Anderson-Darling test (``scipy.stats.anderson_ksamp``, midrank variant), not the
+    one-sample test against the uniform CDF; this is that number, so the two can be compared.
+    It can be negative (the standardised statistic); NaN for fewer than two values.
+    """
+    pit = np.asarray(pit, dtype=np.float64)
+    pit = pit[(pit >= 0.0) & (pit <= 1.0)]  # qp trims to [0, 1]; PIT values always are
+    if pit.size < 2:
+        return float("nan")
+    samples = [pit, np.linspace(0.0, 1.0, pit.size)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "p-value capped/floored": only the statistic is used
+        try:
+            result = stats.anderson_ksamp(samples, variant="midrank")
+        except TypeError:  # scipy < 1.17: no ``variant``; midrank is the default there too
+            result = stats.anderson_ksamp(samples)
+    return float(result.statistic)
+
+
 def coverage(pit, level: int) -> float:
     """Fraction of ``z_spec`` inside the central ``level`` % interval (68 or 95) of their PDF.
 
@@ -263,17 +339,19 @@ def compute_metrics(z_phot, z_spec, pdf=None, zgrid: ZGrid | None = None,
     z_phot, z_spec : array_like, shape (N,)
         Point estimates and spectroscopic redshifts (NaN where unknown: those rows are skipped).
     pdf : array_like, shape (N, nbins), optional
-        Binned PDFs; adds ``pit_ks``, ``crps`` (mean), ``coverage_68``, ``coverage_95``, ``cde_loss``.
+        Binned PDFs; adds ``pit_ks``, ``pit_cvm``, ``pit_ad``, ``crps`` (mean), ``coverage_68``,
+        ``coverage_95``, ``cde_loss``.
     zgrid : ZGrid, optional
         Required with ``pdf``.
     outlier_threshold : float
-        ``|delta_z|`` above which an object is an outlier.
+        ``|delta_z|`` above which an object is an outlier for ``outlier_frac``.
 
     Returns
     -------
     dict
-        ``n``, ``sigma_mad``, ``outlier_frac``, ``bias``, ``bias_median`` (+ PDF metrics); NaN
-        values when ``n == 0``.
+        ``n``, ``sigma_mad``, ``sigma_iqr``, ``outlier_frac`` (``|dz| > outlier_threshold``),
+        ``outlier_frac_rail`` (``|dz| > max(0.06, 3 sigma_iqr)``), ``bias`` (mean ``dz``),
+        ``bias_median`` (median ``dz``, RAIL's bias) (+ PDF metrics); NaN values when ``n == 0``.
     """
     z_phot = np.asarray(z_phot, dtype=np.float64)
     z_spec = np.asarray(z_spec, dtype=np.float64)
@@ -289,6 +367,8 @@ def compute_metrics(z_phot, z_spec, pdf=None, zgrid: ZGrid | None = None,
         "outlier_frac": outlier_frac(zp, zs, outlier_threshold),
         "bias": bias(zp, zs),
         "bias_median": bias_median(zp, zs),
+        "sigma_iqr": sigma_iqr(zp, zs),
+        "outlier_frac_rail": outlier_frac_rail(zp, zs),
     }
     if pdf is not None:
         if zgrid is None:
@@ -297,6 +377,8 @@ def compute_metrics(z_phot, z_spec, pdf=None, zgrid: ZGrid | None = None,
         pit = pit_values(pdf_known, zgrid, zs)
         out.update(
             pit_ks=pit_ks(pit),
+            pit_cvm=pit_cvm(pit),
+            pit_ad=pit_ad(pit),
             crps=float(np.mean(crps(pdf_known, zgrid, zs))) if zs.size else float("nan"),
             coverage_68=coverage(pit, 68),
             coverage_95=coverage(pit, 95),
