@@ -286,3 +286,62 @@ def test_pdf_column_of_variable_length_is_refused(tmp_path, rows):
     pq.write_table(table.set_column(table.schema.get_field_index("pdf"), "pdf", ragged), tmp_path / "ragged.parquet")
     with pytest.raises(DeepdipError, match="pdf column"):
         catalog.read_catalog(tmp_path / "ragged.parquet")
+
+
+# -- qp/RAIL interoperability (issue 16) -----------------------------------------------------------
+def test_qp_ancil_has_rails_id_and_point_estimate_names(tmp_path, rows):
+    cat = catalog.read_catalog(write(tmp_path / "cat.parquet", rows))
+    for suffix in (".hdf5", ".fits", ".pq"):
+        back = qp.read(str(catalog.write_qp(cat, tmp_path / f"ens{suffix}")))
+        np.testing.assert_array_equal(back.ancil["id"], cat.ids)
+        for name in ("zmode", "zmean", "zmedian"):
+            np.testing.assert_array_equal(np.ravel(back.ancil[name]), cat.table[name[:1] + "_" + name[1:]])
+    assert catalog.to_qp(cat).ancil["ids"] is not None   # the name earlier exports used is still there
+
+
+def test_qp_parquet_export_is_three_files_published_together(tmp_path, rows):
+    from deepdip.atomic import OutputError
+
+    cat = catalog.read_catalog(write(tmp_path / "cat.parquet", rows))
+    out = catalog.write_qp(cat, tmp_path / "ens.pq")
+    assert out == tmp_path / "ens.pq" and not out.exists()   # qp names the files after their tables
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cat.parquet", "ensancil.pq", "ensdata.pq", "ensmeta.pq"]
+    with pytest.raises(OutputError, match="exists; pass --overwrite"):
+        catalog.write_qp(cat, out)
+    catalog.write_qp(cat, out, overwrite=True)
+    assert len(list(tmp_path.iterdir())) == 4 and qp.read(str(out)).npdf == len(cat)
+
+
+def test_qp_export_leaves_nothing_behind_when_the_writer_fails(tmp_path, rows, monkeypatch):
+    cat = catalog.read_catalog(write(tmp_path / "cat.parquet", rows))
+
+    def broken(self, filename):
+        with open(filename, "wb") as fh:
+            fh.write(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(qp.Ensemble, "write_to", broken)
+    for suffix in (".h5", ".fits", ".hdf5"):
+        with pytest.raises(OSError, match="disk full"):
+            catalog.write_qp(cat, tmp_path / f"q{suffix}")
+    assert [p.name for p in tmp_path.iterdir()] == ["cat.parquet"]
+
+
+def test_truth_table_is_what_rails_evaluators_read(tmp_path, rows):
+    import tables_io
+
+    cat = catalog.read_catalog(write(tmp_path / "cat.parquet", rows))
+    table = catalog.truth_table(cat)
+    np.testing.assert_array_equal(table["photometry"]["id"], cat.ids)
+    np.testing.assert_array_equal(table["photometry"]["redshift"], cat.table["z_spec"])
+    assert set(catalog.truth_table(cat, groupname="", redshift_col="z")) == {"id", "z"}
+    path = catalog.write_truth_table(cat, tmp_path / "truth.hdf5")
+    back = tables_io.read(str(path))
+    np.testing.assert_array_equal(back["photometry"]["redshift"], cat.table["z_spec"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cat.parquet", "truth.hdf5"]
+    with pytest.raises(DeepdipError, match="written as .hdf5"):
+        catalog.write_truth_table(cat, tmp_path / "truth.fits")
+    nospec = catalog.read_catalog(catalog.write_catalog(tmp_path / "n.parquet", rows["ids"], rows["pdf"], GRID,
+                                                        method="x"))
+    with pytest.raises(DeepdipError, match="no z_spec"):
+        catalog.truth_table(nospec)

@@ -7,8 +7,9 @@ The redshift grid, producing method, its configuration and the deepdip version a
 JSON under the ``deepdip`` key of the Parquet schema metadata.
 
 Files are written under a temporary name and renamed when complete, so a crash never leaves a
-half-written catalogue. Exports: LSST DESC ``qp`` ensembles (:func:`to_qp`, :func:`write_qp`)
-and FITS tables (:func:`to_fits`).
+half-written catalogue. Exports: LSST DESC ``qp`` ensembles (:func:`to_qp`, :func:`write_qp`), the
+truth table RAIL's evaluators read (:func:`truth_table`, :func:`write_truth_table`) and FITS tables
+(:func:`to_fits`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from deepdip import __version__
-from deepdip.atomic import atomic_path, check_output
+from deepdip.atomic import atomic_path, check_output, publish
 from deepdip.errors import DeepdipError
 from deepdip.metrics import normalise, point_estimates
 from deepdip.zgrid import ZGrid
@@ -276,14 +277,18 @@ def read_catalog(path) -> PhotozCatalog:
 
 
 def to_qp(cat: PhotozCatalog):
-    """The catalogue as a ``qp.hist`` ensemble, with ids and point estimates in ``ancil``.
+    """The catalogue as a ``qp.hist`` ensemble on its redshift bins, with ids and point estimates in ``ancil``.
 
-    ``ancil`` uses RAIL's names (``zmean``, ``zmedian``, ``zmode``) plus ``ids``, ``zstd``,
-    ``zlo68``, ``zhi68`` and ``z_spec`` when known.
+    ``ancil`` uses RAIL's names: ``id`` (what RAIL estimators attach from their ``id_col``),
+    ``zmean``, ``zmedian``, ``zmode`` (the point estimates RAIL's evaluators read by
+    ``point_estimate_key``), plus ``zstd``, ``zlo68``, ``zhi68``, ``z_spec`` when known, and
+    ``ids`` (the same ids under the name earlier exports used). ``qp.hist`` holds the density
+    (probability / bin width), so qp's CDF, PIT, mean and median are exactly deepdip's
+    piecewise-uniform ones (:mod:`deepdip.metrics`).
     """
     import qp  # heavy import, only needed for this export
 
-    ancil = {"ids": cat.ids}
+    ancil = {"id": cat.ids, "ids": cat.ids}
     for col in POINT_COLUMNS:
         ancil[col.replace("_", "")] = cat.table[col].to_numpy(np.float64)
     if "z_spec" in cat.table:
@@ -292,23 +297,79 @@ def to_qp(cat: PhotozCatalog):
     return qp.hist.create_ensemble(bins=cat.zgrid.edges, pdfs=density, ancil=ancil)
 
 
-QP_SUFFIXES = (".hdf5", ".h5", ".hf5", ".fits")
+#: Suffixes :func:`write_qp` writes: those ``qp.read`` reads back. qp's writer also takes ``.hd5``,
+#: ``.fit``, ``.parq`` and ``.parquet``, but qp 1.x cannot read those files back, so they are refused.
+#: ``.pq`` is written by qp as one file per table (``Xmeta.pq``, ``Xdata.pq``, ``Xancil.pq``), which
+#: ``qp.read("X.pq")`` reads together.
+QP_SUFFIXES = (".hdf5", ".h5", ".hf5", ".fits", ".pq")
+
+
+def _publish_files(path: Path, write, *, overwrite: bool) -> list[Path]:
+    """Run ``write(target)`` in a private folder beside ``path``, then publish what it wrote.
+
+    qp and tables_io derive the file names they write from the name they are given (they cut it at
+    the last dot, and ``.pq`` adds a table key to the stem), so a unique temporary *name* would come
+    out under another name. Instead the writer gets the final name inside a unique temporary
+    folder on the same file system; each file it made is then renamed beside ``path`` under the
+    rules of :mod:`deepdip.atomic` (an existing file only with ``overwrite``). A failure leaves
+    nothing behind: the folder and everything in it are removed.
+    """
+    check_output(path, overwrite=overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent) as scratch:
+        write(Path(scratch) / path.name)
+        made = sorted(Path(scratch).iterdir())
+        if not made:
+            raise DeepdipError(f"writing {path} produced no file")
+        finals = [path.parent / f.name for f in made]
+        for final in finals:  # every check before the first rename: all files or none
+            check_output(final, overwrite=overwrite)
+        for tmp, final in zip(made, finals):
+            publish(tmp, final, overwrite=overwrite)
+    return finals
 
 
 def write_qp(cat: PhotozCatalog, path, *, overwrite: bool = False) -> Path:
-    """Write the catalogue as a qp ensemble file (``.hdf5``/``.h5`` or ``.fits``), atomically."""
+    """Write the catalogue as a qp ensemble file (:func:`to_qp`), atomically; returns ``path``.
+
+    ``path`` ends in one of :data:`QP_SUFFIXES` (``.hdf5``, ``.h5``, ``.hf5``, ``.fits``, ``.pq``);
+    ``qp.read(path)`` reads it back. RAIL's ``QPHandle`` reads ``.hdf5`` (its default suffix).
+    """
     path = Path(path)
     suffix = path.suffix.lower()
-    # Only the suffixes qp.read reads back (it knows no .hd5, and .fit needs an extra FITS reader).
     if suffix not in QP_SUFFIXES:
-        raise DeepdipError(f"qp output must end in {', '.join(QP_SUFFIXES)}, not '{path.name}'")
-    with atomic_path(path, suffix=suffix, overwrite=overwrite) as tmp, \
-            tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as scratch:
-        # qp (tables_io) drops the extension of a name whose stem holds a dot, as every unique
-        # temporary name does: write a plain name in a private folder, then move it to ``tmp``.
-        plain = Path(scratch) / f"ensemble{suffix}"
-        to_qp(cat).write_to(os.fspath(plain))
-        os.replace(plain, tmp)
+        raise DeepdipError(f"qp output must end in {', '.join(QP_SUFFIXES)}, not '{path.name}' "
+                           "(qp writes .hd5, .fit, .parq and .parquet but cannot read them back)")
+    ensemble = to_qp(cat)
+    _publish_files(path, lambda target: ensemble.write_to(os.fspath(target)), overwrite=overwrite)
+    return path
+
+
+def truth_table(cat: PhotozCatalog, *, groupname: str = "photometry", redshift_col: str = "redshift",
+                id_col: str = "id") -> dict:
+    """The ``truth`` table RAIL's evaluators read by default, row for row with :func:`to_qp`.
+
+    ``{groupname: {id_col: ids, redshift_col: z_spec}}``: RAIL's ``PointToPointEvaluator`` and
+    ``DistToPointEvaluator`` read the reference redshift from ``truth[hdf5_groupname][reference_dictionary_key]``
+    with defaults ``"photometry"`` and ``"redshift"``. Rows whose ``z_spec`` is unknown hold NaN: qp
+    counts a NaN PIT as 0, so evaluate only rows with a known redshift.
+    """
+    if "z_spec" not in cat.table:
+        raise DeepdipError("the catalogue has no z_spec column: there is no truth to export")
+    table = {id_col: cat.ids, redshift_col: cat.table["z_spec"].to_numpy(np.float64)}
+    return {groupname: table} if groupname else table
+
+
+def write_truth_table(cat: PhotozCatalog, path, *, overwrite: bool = False, **names) -> Path:
+    """Write :func:`truth_table` to an ``.hdf5`` file (RAIL's ``Hdf5Handle`` format), atomically."""
+    import tables_io
+
+    path = Path(path)
+    if path.suffix.lower() != ".hdf5":
+        raise DeepdipError(f"the truth table is written as .hdf5 (what RAIL's table handles read), not '{path.name}'")
+    table = truth_table(cat, **names)
+    _publish_files(path, lambda target: tables_io.write(table, os.fspath(target.with_suffix("")), "hdf5"),
+                   overwrite=overwrite)
     return path
 
 
