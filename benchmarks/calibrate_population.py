@@ -4,7 +4,7 @@
     python benchmarks/calibrate_population.py hsc ../shared/data/real/hsc_pdr2_specz/hsc_ratios_and_specz.hdf5
 
 Each fit uses the calibration half of the fixed split (``split_halves``; the validation half is
-``benchmarks/realism.py``'s) and writes only the mixture parameters: by default over the package
+``benchmarks/realism/``'s) and writes only the mixture parameters: by default over the package
 data file the simulator reads (``POPULATION_FILE`` or ``HSC_COLOUR_FILE``), so a refit changes
 every later mock; ``--out`` writes elsewhere.
 """

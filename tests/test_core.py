@@ -103,3 +103,87 @@ def test_train_config_checks_name_the_flag(change, flag):
 
     with pytest.raises(DeepdipValueError, match=flag):
         TrainConfig(**change).check()
+
+
+# -- --precision auto (deepdip.hardware): measured, with a margin, recorded ----------------------
+def _fake_steps(monkeypatch, fp32_s, bf16_s):
+    from deepdip import hardware
+
+    monkeypatch.setattr(hardware, "bf16_native", lambda device: True)
+    monkeypatch.setattr(hardware, "_step", lambda net, x, e, opt, *, bf16, train: bf16_s if bf16 else fp32_s)
+
+
+@pytest.mark.parametrize("fp32_s, bf16_s, chosen", [(2.0, 1.0, "bf16-mixed"), (1.1, 1.0, "32-true"),
+                                                    (1.0, 3.0, "32-true")])
+def test_precision_auto_takes_bf16_only_when_clearly_faster(monkeypatch, fp32_s, bf16_s, chosen):
+    import torch
+
+    from deepdip.hardware import MIN_SPEEDUP, choose_precision
+
+    _fake_steps(monkeypatch, fp32_s, bf16_s)
+    net = torch.nn.Linear(3, 2)
+    got, probe = choose_precision(lambda_net(net), torch.zeros(4, 3), torch.zeros(4, 1), train=True)
+    assert got == chosen == probe["chosen"] and probe["speedup"] == pytest.approx(fp32_s / bf16_s, abs=1e-3)
+    assert probe["min_speedup"] == MIN_SPEEDUP
+
+
+def lambda_net(linear):
+    """A two-input network for the probe (images, extra) -> logits."""
+    import torch
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = linear
+
+        def forward(self, x, e):
+            return self.lin(x)
+
+    return Net()
+
+
+def test_precision_auto_without_native_bf16_times_nothing(monkeypatch):
+    import torch
+
+    from deepdip import hardware
+
+    monkeypatch.setattr(hardware, "bf16_native", lambda device: False)
+    monkeypatch.setattr(hardware, "_step", lambda *a, **k: pytest.fail("timed without native bf16"))
+    got, probe = hardware.choose_precision(lambda_net(torch.nn.Linear(3, 2)), torch.zeros(4, 3), torch.zeros(4, 1),
+                                           train=False)
+    assert got == "32-true" and "no native bf16" in probe["reason"]
+
+
+def test_precision_auto_is_recorded_and_reused_by_the_run(monkeypatch, tmp_path):
+    """train(precision="auto") probes once, trains in the chosen precision, records the probe in
+    run.json and the precision in the model file; the same command later reuses the record."""
+    import json
+
+    import torch
+
+    from deepdip import hardware
+    from deepdip.train import train
+    from deepdip.train.toydata import make_toy_store
+
+    from .conftest import TINY_MODEL
+
+    calls = []
+    real = hardware.choose_precision
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    _fake_steps(monkeypatch, 2.0, 1.0)                     # bf16 "twice as fast" here
+    monkeypatch.setattr(hardware, "choose_precision", spy)
+    store = make_toy_store(tmp_path / "toy.h5", n=120, size=8, seed=0)
+    kw = dict(fold=0, epochs=1, out=tmp_path / "run", precision="auto", model_kwargs=TINY_MODEL, threads=1,
+              progress=False, num_workers=0, tensorboard=False)
+    run = train(store, **kw)
+    record = json.loads((run / "run.json").read_text())["precision_auto"]
+    assert record["chosen"] == "bf16-mixed" and record["speedup"] == 2.0 and len(calls) == 1
+    info = torch.load(run / "fold0" / "member0" / "model.pt", weights_only=True)["info"]
+    assert info["precision"] == "bf16-mixed"
+    train(store, **{**kw, "fold": 1})                      # the same run, one more fold: no new probe
+    assert len(calls) == 1
+    assert torch.load(run / "fold1" / "member0" / "model.pt", weights_only=True)["info"]["precision"] == "bf16-mixed"

@@ -253,11 +253,21 @@ def test_dask_bad_input_is_a_clear_error(run, toy, tmp_path):
     assert not out.exists()
 
 
+def test_cli_predict_records_its_precision(run, toy, tmp_path):
+    """The CLI's default ``--precision auto`` decides by a timing probe and says so in the catalogue."""
+    res = subprocess.run([sys.executable, "-m", "deepdip", "predict", run, toy, "--out", tmp_path / "auto.parquet",
+                          "--no-progress"], env=cli_env(), capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    config = read_catalog(tmp_path / "auto.parquet").config
+    assert config["precision"] in ("32-true", "bf16-mixed")
+    assert config["precision_probe"]["chosen"] == config["precision"]
+
+
 def test_cli_predict_dask(run, toy, client, tmp_path):
     env = cli_env()
     address = client.scheduler.address
     res = subprocess.run([sys.executable, "-m", "deepdip", "predict", run, toy, "--out", tmp_path / "cli.parquet",
-                          "--dask", address, "--chunk-size", "40", "--no-progress"],
+                          "--dask", address, "--chunk-size", "40", "--precision", "32-true", "--no-progress"],
                          env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     expect = read_catalog(predict_store(run, toy, tmp_path / "local.parquet", progress=False))

@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     # Checked here for every executor, before a Dask cluster is contacted or a model loaded.
     cfg = options.from_namespace(PredictConfig, args).check()
-    common = dict(rows=cfg.rows, tta=cfg.tta, chunk_size=cfg.chunk_size, batch_size=cfg.batch_size, bf16=cfg.bf16,
+    common = dict(rows=cfg.rows, tta=cfg.tta, chunk_size=cfg.chunk_size, batch_size=cfg.batch_size,
+                  precision=cfg.precision,
                   progress=cfg.progress, overwrite=cfg.overwrite)
     if cfg.dask:
         from deepdip.predict.dask_adapter import predict_store_dask

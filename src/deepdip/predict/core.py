@@ -206,7 +206,24 @@ class RunPredictor:
         return self.catalog_columns(store, rows, self.pdf(images, extra, folds))
 
 
-def plan_prediction(run, store, rows="test", *, tta: bool = False, batch_size: int = 512, bf16: bool = False):
+def resolve_precision(precision: str, net, store, rows: np.ndarray, batch_size: int) -> tuple[bool, dict | None]:
+    """Whether to run in bf16 for ``precision`` (``32-true``, ``bf16-mixed`` or ``auto``: a timing
+    probe of ``net`` on a batch of the rows to predict, :func:`deepdip.hardware.choose_precision`)."""
+    from deepdip.hardware import BF16, FP32, PRECISIONS, choose_precision
+
+    if precision not in PRECISIONS:
+        raise DeepdipError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "auto":
+        return precision == BF16, None
+    sample = np.sort(rows[:batch_size])
+    images, extra = _read(store, sample)
+    torch.set_flush_denormal(True)
+    chosen, probe = choose_precision(net, torch.as_tensor(images), torch.as_tensor(extra), train=False)
+    return chosen != FP32, probe
+
+
+def plan_prediction(run, store, rows="test", *, tta: bool = False, batch_size: int = 512,
+                    precision: str = "32-true"):
     """Check a run against a store and choose the rows: the set-up shared by every executor.
 
     Returns
@@ -247,15 +264,19 @@ def plan_prediction(run, store, rows="test", *, tta: bool = False, batch_size: i
     # Refuse NaN/inf pixels, NaN or negative E(B-V) and folds out of range in the rows to predict,
     # before any prediction: the network would otherwise turn them into confident nonsense.
     check_rows(store, sel, what="the rows to predict")
+    bf16, probe = resolve_precision(precision, every[0].net, store, sel, batch_size)
     predictor = RunPredictor(by_fold, columns=passthrough_columns(store), tta=tta, batch_size=batch_size, bf16=bf16)
     predictor._nets = {k: [m.net for m in ms] for k, ms in members.items()}
     config = {"run": str(run), "models": [str(m.path) for m in every], "tta": tta,
-              "model": every[0].config["net"]["model"], "n_members": len(every)}
+              "model": every[0].config["net"]["model"], "n_members": len(every),
+              "precision": "bf16-mixed" if bf16 else "32-true"}
+    if probe is not None:
+        config["precision_probe"] = probe
     return predictor, sel, row_folds, zgrid, config
 
 
 def predict_store(run, store, out, rows="test", *, tta: bool = False, chunk_size: int = 2048,
-                  batch_size: int = 512, bf16: bool = False, progress: bool = True, threads: int | None = None,
+                  batch_size: int = 512, precision: str = "32-true", progress: bool = True, threads: int | None = None,
                   overwrite: bool = False) -> Path:
     """Predict rows of ``store`` with the models of ``run`` into the photo-z catalogue ``out``.
 
@@ -283,7 +304,7 @@ def predict_store(run, store, out, rows="test", *, tta: bool = False, chunk_size
         torch.set_num_threads(threads)
     torch.set_flush_denormal(True)  # denormal activations are ~100x slower on x86 CPUs
     predictor, sel, row_folds, zgrid, config = plan_prediction(run, store, rows, tta=tta, batch_size=batch_size,
-                                                               bf16=bf16)
+                                                               precision=precision)
     with CatalogWriter(out, zgrid, method="cnn", config=config, overwrite=overwrite, inputs=inputs) as writer, \
             concurrent.futures.ThreadPoolExecutor(1) as pool, \
             tqdm(total=len(sel), desc="predict cnn", unit="gal", disable=not progress) as bar:

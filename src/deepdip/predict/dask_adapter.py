@@ -84,14 +84,14 @@ def dask_client(spec=None, *, timeout: float = 30):
 
 
 def predict_store_dask(run, store, out, rows="test", *, client=None, tta: bool = False, chunk_size: int = 2048,
-                       batch_size: int = 512, bf16: bool = False, threads: int | None = None,
+                       batch_size: int = 512, precision: str = "32-true", threads: int | None = None,
                        max_in_flight: int | None = None, progress: bool = True, timeout: float = 30,
                        overwrite: bool = False) -> Path:
     """:func:`deepdip.predict.predict_store` with the chunks run on Dask workers.
 
     Parameters
     ----------
-    run, store, out, rows, tta, chunk_size, batch_size, bf16, overwrite
+    run, store, out, rows, tta, chunk_size, batch_size, precision, overwrite
         As for :func:`~deepdip.predict.predict_store`; the catalogue written is the same.
     client : distributed.Client, str or None
         See :func:`dask_client`: None uses the current default client (DeepdipError if none),
@@ -123,7 +123,7 @@ def predict_store_dask(run, store, out, rows="test", *, client=None, tta: bool =
     if not store.path.is_absolute():  # workers may run in another directory
         store = CutoutStore(store.path.absolute())
     predictor, sel, row_folds, zgrid, config = plan_prediction(run, store, rows, tta=tta, batch_size=batch_size,
-                                                               bf16=bf16)
+                                                               precision=precision)
     starts = list(range(0, len(sel), chunk_size))
 
     with dask_client(client, timeout=timeout) as dc:

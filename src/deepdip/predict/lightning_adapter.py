@@ -114,11 +114,12 @@ class EnsemblePredictModule(L.LightningModule):
 
 def predict_store_lightning(run, store, out, rows="test", *, accelerator="auto", devices="auto", num_nodes: int = 1,
                             strategy="auto", tta: bool = False, chunk_size: int = 2048, batch_size: int = 512,
-                            bf16: bool = False, num_workers: int = 1, threads: int | None = None,
+                            precision: str = "32-true", num_workers: int = 1, threads: int | None = None,
                             progress: bool = True, overwrite: bool = False) -> Path:
     """:func:`deepdip.predict.predict_store` under Lightning (``accelerator``/``devices``/``strategy``).
 
-    ``bf16``: the Trainer's ``bf16-mixed`` precision (autocast on the process's device).
+    ``precision``: ``32-true``, ``bf16-mixed`` (the Trainer's autocast on the process's device) or
+    ``auto`` (bf16 on GPUs that support it, fp32 on CPUs: the processes cannot share a timing probe).
     ``threads``: torch CPU threads per process (default: torch's, i.e. every core in each process).
     """
     from deepdip.store import CutoutStore
@@ -129,11 +130,17 @@ def predict_store_lightning(run, store, out, rows="test", *, accelerator="auto",
     if threads:
         torch.set_num_threads(threads)
     torch.set_flush_denormal(True)   # denormal activations are ~100x slower on x86 CPUs
-    predictor, sel, row_folds, zgrid, config = plan_prediction(run, store, rows, tta=tta, batch_size=batch_size)
+    if precision == "auto":
+        # Every process must run the same precision, and they cannot agree on a timing probe
+        # before Lightning starts them: bf16 on GPUs that have it, fp32 on CPUs.
+        cuda = accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available()
+        precision = "bf16-mixed" if cuda and torch.cuda.is_bf16_supported() else "32-true"
+    predictor, sel, row_folds, zgrid, config = plan_prediction(run, store, rows, tta=tta, batch_size=batch_size,
+                                                               precision=precision)
     module = EnsemblePredictModule(predictor, store, sel, row_folds, zgrid, config, Path(out), chunk_size=chunk_size,
                                    num_workers=num_workers, overwrite=overwrite)
     trainer = L.Trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
-                        precision="bf16-mixed" if bf16 else "32-true", logger=False, enable_checkpointing=False,
+                        precision=config["precision"], logger=False, enable_checkpointing=False,
                         enable_progress_bar=progress, enable_model_summary=False, use_distributed_sampler=False)
     trainer.predict(module, return_predictions=False)
     return Path(out)

@@ -3,7 +3,7 @@
 The real reference is the SDSS main sample matched to 2MASS (``sdss_main_gst10k``, kcorrect's test
 file). A Gaussian mixture learns the joint density of (z, r, u-g, g-r, r-i, i-z) of its
 extinction-corrected model photometry on one half (the other half is kept for validation,
-``benchmarks/realism.py``). Each component's covariance is then reduced by the measurement
+``benchmarks/realism/``). Each component's covariance is then reduced by the measurement
 covariance of the galaxies it holds (averaged with the mixture's responsibilities), so that the
 rendered images, which add their own noise, do not count it twice: a first-order stand-in for
 extreme deconvolution, which matters for u-g of faint, distant galaxies. Only the mixture

@@ -46,6 +46,11 @@ FINETUNE_LR_FACTOR = 0.1
 FREEZE_CHOICES = ("none", "backbone")
 
 
+def _check_precision(flag: str, value) -> None:
+    if value != "auto":
+        check_precision(flag, value)
+
+
 def _check_model_kwargs(flag: str, value) -> None:
     if not isinstance(value, dict):
         raise DeepdipValueError(f"{flag} must be a JSON object of keywords, got {value!r}")
@@ -111,8 +116,9 @@ class TrainConfig:
     freeze_bn: bool = option(False, "keep batch-norm statistics as in the initial model (small or "
                                     "unrepresentative fine-tuning sets)", group=FINETUNING)
     # -- hardware ---------------------------------------------------------------------------------
-    precision: str = option("32-true", "Lightning precision: 32-true, bf16-mixed, 16-mixed", group=HARDWARE,
-                            check=check_precision)
+    precision: str = option("32-true", "Lightning precision: 32-true, bf16-mixed, 16-mixed, or auto (bf16 where "
+                                       "a timing probe of this network on this hardware finds it clearly faster; "
+                                       "the choice is kept in run.json)", group=HARDWARE, check=_check_precision)
     channels_last: bool = option(True, "the NHWC memory layout (faster convolutions on CPUs and GPUs)",
                                  group=HARDWARE)
     accelerator: str = option("auto", "cpu, gpu or auto", group=HARDWARE, check=check_accelerator)

@@ -128,7 +128,7 @@ def train_member(store, fold: int, member: int, member_dir: Path, cfg: TrainConf
                     else float("nan"), n_train=int(len(train_rows)), n_val=int(len(val_rows)),
                     metrics=metrics, run=dict(config),
                     recipe={k: hp.get(k) for k in ("epochs", "patience", "ema", "lr_floor")},
-                    threads=int(torch.get_num_threads()))
+                    threads=int(torch.get_num_threads()), precision=str(cfg.precision))
         save_model_file(model_path, net, file_config, info)
     trainer.strategy.barrier()
     return model_path

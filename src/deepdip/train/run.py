@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from deepdip._lightning import is_launcher
 from deepdip.atomic import OutputError, check_output, exclusive_lock, write_json_atomic
@@ -240,6 +241,7 @@ def train(store, config: TrainConfig | None = None, *, out="runs/cnn", zgrid: ZG
     check_training_rows(store, folds, config_json["seed"], config_json["val_fraction"], config_json["max_val"],
                         config_json["max_train"])
     check_run_dir(run_dir, inputs=(store.path,))
+    cfg = cfg.replace(precision=_resolve_precision(cfg, store, folds, config_json, run_dir, init))
     # The launching process holds the run directory's lock for the whole call: a second `train`
     # on the same --out fails at once instead of training the same members twice. DDP workers
     # that Lightning or torchrun start (LOCAL_RANK/NODE_RANK > 0) run inside the launcher's lock.
@@ -254,6 +256,39 @@ def train(store, config: TrainConfig | None = None, *, out="runs/cnn", zgrid: ZG
 
 
 LOCK_NAME = ".lock"
+
+
+def _resolve_precision(cfg: TrainConfig, store, folds, config_json: dict, run_dir: Path, init) -> str:
+    """``cfg.precision``, with ``auto`` resolved: the choice already recorded in the run (a resumed
+    run, or a DDP worker re-running the launcher's command, keeps it), else a timing probe of the
+    network on a training batch (:func:`deepdip.hardware.choose_precision`), recorded in run.json."""
+    if cfg.precision != "auto":
+        return cfg.precision
+    try:
+        recorded = json.loads((run_dir / "run.json").read_text()).get("precision_auto", {})
+    except (OSError, ValueError, AttributeError):
+        recorded = {}
+    if isinstance(recorded, dict) and recorded.get("chosen"):
+        config_json["precision_auto"] = recorded
+        return str(recorded["chosen"])
+    from deepdip.hardware import choose_precision
+    from deepdip.models.net import PhotozNet
+
+    h = store.image_shape[0]
+    net_kwargs = dict(init.net_kwargs) if init else dict(
+        model=config_json["model"], in_chans=store.n_bands, num_bins=ZGrid(**config_json["zgrid"]).nbins, img_size=h,
+        n_extra=1, stretch=config_json["stretch"], apertures=config_json["apertures"],
+        model_kwargs=config_json["model_kwargs"])
+    rows = split_train_val(store, folds[0], config_json["seed"], config_json["val_fraction"], config_json["max_val"],
+                           config_json["max_train"])[0][:config_json["batch_size"]]
+    cuda = cfg.accelerator in ("gpu", "cuda") or (cfg.accelerator == "auto" and torch.cuda.is_available())
+    device = torch.device("cuda" if cuda else "cpu")
+    images = torch.as_tensor(store.images(rows)).to(device)
+    extra = torch.as_tensor(store.column("ebv", rows)[:, None].astype(np.float32)).to(device)
+    chosen, probe = choose_precision(PhotozNet(**net_kwargs), images, extra, train=True)
+    log.info("--precision auto: %s (%s)", chosen, probe)
+    config_json["precision_auto"] = probe
+    return chosen
 
 
 def check_run_dir(run_dir: Path, inputs=()) -> None:
