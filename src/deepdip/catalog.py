@@ -276,25 +276,41 @@ def read_catalog(path) -> PhotozCatalog:
     )
 
 
-def to_qp(cat: PhotozCatalog):
-    """The catalogue as a ``qp.hist`` ensemble on its redshift bins, with ids and point estimates in ``ancil``.
+def qp_ensemble(pdf, zgrid: ZGrid, ids, *, z_spec=None, points: dict | None = None):
+    """Binned PDFs as a ``qp.hist`` ensemble on ``zgrid``, with RAIL's ancil names.
 
-    ``ancil`` uses RAIL's names: ``id`` (what RAIL estimators attach from their ``id_col``),
-    ``zmean``, ``zmedian``, ``zmode`` (the point estimates RAIL's evaluators read by
-    ``point_estimate_key``), plus ``zstd``, ``zlo68``, ``zhi68``, ``z_spec`` when known, and
-    ``ids`` (the same ids under the name earlier exports used). ``qp.hist`` holds the density
-    (probability / bin width), so qp's CDF, PIT, mean and median are exactly deepdip's
-    piecewise-uniform ones (:mod:`deepdip.metrics`).
+    ``ancil``: ``id``, ``zmean``, ``zmedian``, ``zmode`` (the point estimates RAIL's evaluators read
+    by ``point_estimate_key``), ``zstd``, ``zlo68``, ``zhi68`` (from ``points``, the
+    :func:`deepdip.metrics.point_estimates` of ``pdf``, computed here when not given) and ``z_spec``
+    when given. ``qp.hist`` holds the density (probability / bin width), so qp's CDF, PIT, mean
+    and median are exactly deepdip's piecewise-uniform ones (:mod:`deepdip.metrics`). The one
+    definition of the ancil for :func:`to_qp` and the RAIL stages (``rail.deepdip``).
     """
     import qp  # heavy import, only needed for this export
 
-    ancil = {"id": cat.ids, "ids": cat.ids}
+    prob = normalise(pdf)
+    if points is None:
+        points = point_estimates(prob, zgrid)
+    ancil = {"id": np.asarray(ids, dtype=np.int64)}
     for col in POINT_COLUMNS:
-        ancil[col.replace("_", "")] = cat.table[col].to_numpy(np.float64)
-    if "z_spec" in cat.table:
-        ancil["z_spec"] = cat.table["z_spec"].to_numpy(np.float64)
-    density = cat.pdf.astype(np.float64) / cat.zgrid.width  # qp.hist wants densities
-    return qp.hist.create_ensemble(bins=cat.zgrid.edges, pdfs=density, ancil=ancil)
+        ancil[col.replace("_", "")] = np.asarray(points[col], dtype=np.float64)
+    if z_spec is not None:
+        ancil["z_spec"] = np.asarray(z_spec, dtype=np.float64)
+    return qp.hist.create_ensemble(bins=zgrid.edges, pdfs=prob / zgrid.width, ancil=ancil)
+
+
+def to_qp(cat: PhotozCatalog):
+    """The catalogue as a ``qp.hist`` ensemble on its redshift bins (:func:`qp_ensemble`).
+
+    ``ancil`` holds RAIL's names (``id``, ``zmean``, ``zmedian``, ``zmode``, ``zstd``, ``zlo68``,
+    ``zhi68``, ``z_spec`` when the catalogue has it) and ``ids``, the same ids under the name
+    earlier exports used.
+    """
+    z_spec = cat.table["z_spec"] if "z_spec" in cat.table else None
+    ensemble = qp_ensemble(cat.pdf, cat.zgrid, cat.ids, z_spec=z_spec,
+                           points={col: cat.table[col] for col in POINT_COLUMNS})
+    ensemble.ancil["ids"] = cat.ids
+    return ensemble
 
 
 #: Suffixes :func:`write_qp` writes: those ``qp.read`` reads back. qp's writer also takes ``.hd5``,
