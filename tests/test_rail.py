@@ -268,3 +268,25 @@ def test_model_files_are_deepdips_and_checked(tables, tmp_path, monkeypatch):
     wrong = DeepdipRandomForestEstimator.make_stage(name="rf_with_knn", model=str(tmp_path / "knn.npz"), **TABLE)
     with pytest.raises(DeepdipError, match="needs a rf model"):
         wrong.estimate(tables["test"])
+
+
+def test_cnn_estimator_gives_cross_validated_pdfs_of_a_fold_all_run(tmp_path, monkeypatch):
+    """rows='test': each row by its own fold's ensemble, as `deepdip predict --rows test` (a 16x16 toy store)."""
+    from deepdip.predict import predict_store
+    from deepdip.train.toydata import make_toy_store
+    from rail.deepdip import DeepdipCNNEstimator, DeepdipCNNInformer
+
+    monkeypatch.chdir(tmp_path)
+    toy = make_toy_store(tmp_path / "toy.h5", n=120, size=16, n_folds=3, seed=4)
+    model = DeepdipCNNInformer.make_stage(
+        name="inform_cv", fold="all", epochs=1, run_dir=str(tmp_path / "cv_run"),
+        train_config=dict(model_kwargs=TINY_MODEL, threads=1, progress=False, num_workers=0, tensorboard=False),
+    ).inform(toy)
+    got = DeepdipCNNEstimator.make_stage(name="estimate_cv", model=model, rows="test", chunk_size=50,
+                                         output_mode="return").estimate(toy).data
+    want = catalog.read_catalog(predict_store(tmp_path / "cv_run", toy, tmp_path / "cv.parquet", rows="test",
+                                              progress=False))
+    np.testing.assert_array_equal(np.ravel(got.ancil["id"]), want.ids)
+    np.testing.assert_allclose(got.objdata["pdfs"] * want.zgrid.width, want.pdf, atol=1e-6)
+    every = DeepdipCNNEstimator.make_stage(name="estimate_all", model=model, output_mode="return").estimate(toy).data
+    assert not np.allclose(every.objdata["pdfs"], got.objdata["pdfs"], atol=1e-3)   # the choice of models matters
