@@ -11,7 +11,9 @@ Two models, chosen by the preset's ``population.model``:
          ``colour_file``, each galaxy then takes, from the block's pool of SEDs, the one whose
          HSC g-z matches a g-z drawn from real HSC galaxies at its z and i (``calibrate.py``).
 
-Both then draw sizes (Shen et al. 2003), bulge fractions, inclinations and Galactic E(B-V).
+Both then draw sizes (Shen et al. 2003), bulge fractions, inclinations and Galactic E(B-V), and
+split each galaxy's coefficients into a red bulge, a bluer disk and young knots
+(:mod:`deepdip.simulate.structure`) that add up to its fluxes.
 All randomness comes from the ``rng`` given, so a block of galaxies is reproducible. Everything
 slow to set up (template tables, distances, filter constants) is computed once by :func:`prepare`
 in the parent process and handed to the workers, which then need neither astropy nor speclite.
@@ -29,7 +31,7 @@ from scipy.optimize import nnls
 
 from deepdip.errors import DeepdipError
 from deepdip.extinction import extinction_coefficients
-from deepdip.simulate import reddening, rendering
+from deepdip.simulate import reddening, rendering, structure
 from deepdip.simulate.templates import TemplateTable, cosmology, template_properties, template_table
 
 ZMIN = 0.01  # below this, distances (and the real sample) are meaningless for photo-z
@@ -71,8 +73,10 @@ def sample_population(survey, n: int, rng: np.random.Generator, ctx: dict) -> di
     Returns a dict of 1-D arrays (``z``, ``mag_<band>`` without Galactic extinction,
     ``abs_mag_r`` and ``rest_u_r`` (rest-frame SDSS, AB), ``stellar_mass`` [Msun],
     ``sfr`` [Msun/yr, last 300 Myr], ``is_early``, ``hlr`` (disk half-light radius, arcsec),
-    ``bulge_frac``, ``q_disk``, ``q_bulge``, ``pa`` [deg], ``ebv``) plus ``flux`` [n, B]
-    (nanomaggies, extinction applied, what the telescope receives).
+    ``bulge_frac``, ``q_disk``, ``q_bulge``, ``pa`` [deg], ``ebv``; the colour structure of
+    :func:`deepdip.simulate.structure.columns`: ``bulge_share_<band>`` and ``knot_share_<band>``,
+    the bulge's and the knots' shares of each band's flux, ``bulge_rest_u_r``, ``disk_rest_u_r``)
+    plus ``flux`` [n, B] (nanomaggies, extinction applied, what the telescope receives).
     """
     pop = survey.get("population", {"model": "skypy"})
     sampler = {"gmm": _sample_gmm, "skypy": _sample_skypy}.get(pop.get("model"))
@@ -98,6 +102,7 @@ def sample_population(survey, n: int, rng: np.random.Generator, ctx: dict) -> di
         out[f"mag_{band}"] = zp - 2.5 * np.log10(flux[:, b])
     out.update(_physical(coeffs, ctx))
     out.update(_morphology(survey, z, out["abs_mag_r"], out["is_early"], rng, ctx))
+    out.update(structure.columns(survey, coeffs, z, out["bulge_frac"], ctx))  # bulge, disk, knot SEDs
     out["ebv"] = reddening.sample_ebv(survey, n, rng)
     out["flux"] = flux * reddening.transmission(ctx["ext_coeffs"], out["ebv"])
     return out

@@ -15,15 +15,20 @@ PROVENANCE_KEY = "truth_columns"
 # properties of deepdip.simulate.population (_physical, _morphology) and the observing truths of
 # deepdip.simulate.rendering (true PSF, true centroid offset, true neighbour count).
 _SCALAR_TRUTHS = ("z_true", "abs_mag_r", "rest_u_r", "is_early", "stellar_mass", "sfr", "hlr", "bulge_frac",
-                  "q_disk", "q_bulge", "pa", "offset_x", "offset_y", "n_neighbours")
+                  "q_disk", "q_bulge", "pa", "offset_x", "offset_y", "n_neighbours",
+                  "bulge_rest_u_r", "disk_rest_u_r")
+# Per-band truths of the colour structure (deepdip.simulate.structure): the bulge's and the knots'
+# shares of the galaxy's flux in each band.
+_BAND_TRUTHS = ("mag", "psf_fwhm", "bulge_share", "knot_share")
 
 
 def truth_columns(bands) -> list[str]:
     """The truth columns a mock of ``bands`` holds: noise-free magnitudes ``mag_<band>`` (before
-    Galactic extinction), true PSF widths ``psf_fwhm_<band>`` and the scalar truths above.
+    Galactic extinction), true PSF widths ``psf_fwhm_<band>``, the components' flux shares
+    ``bulge_share_<band>``, ``knot_share_<band>`` and the scalar truths above.
 
     Not truths: ``id``, ``fold``, ``ebv`` (an input the CNN gets too), ``z_spec`` (the label) and
     everything :func:`deepdip.photometry.measure_photometry` measures on the noisy images.
     """
     bands = list(bands)
-    return [*_SCALAR_TRUTHS, *(f"mag_{b}" for b in bands), *(f"psf_fwhm_{b}" for b in bands)]
+    return [*_SCALAR_TRUTHS, *(f"{kind}_{b}" for kind in _BAND_TRUTHS for b in bands)]
