@@ -1,7 +1,9 @@
 """Render a block of galaxies into multi-band cutouts, then add sky and source noise.
 
 Each galaxy is a de Vaucouleurs bulge (truncated at 8 half-light radii) plus an exponential
-disk sharing its position angle, with a redder bulge (a colour gradient the CNN can see); each
+disk sharing its position angle, plus star-forming knots (point sources placed like the disk's
+light), each with its own SED (their flux shares per band from :mod:`deepdip.simulate.structure`:
+a red bulge, a bluer disk, young knots, so colour gradients depend on z and the SED); each
 band has its own Kolmogorov PSF whose FWHM scales with the cutout's seeing; neighbours
 (exponential disks from the same population, dimmed along the galaxy counts) fall anywhere in
 the stamp. Pixels are nanomaggies.
@@ -25,6 +27,8 @@ pixels against ``galsim.drawImage``.
 from __future__ import annotations
 
 import numpy as np
+
+from deepdip.simulate import structure
 
 BULGE_TRUNCATION = 8.0  # half-light radii: the n = 4 wings beyond carry no visible flux
 BULGE_SIZE_RATIO = 0.6  # bulge half-light radius / disk half-light radius
@@ -142,7 +146,11 @@ def render_block(survey, pop: dict, rng: np.random.Generator, ctx: dict) -> tupl
     obs = observing_conditions(survey, n, rng)
     fwhm = obs["psf_fwhm"]  # arcsec [n, B]
     offset = rng.normal(0.0, survey.get("centre_offset_px", 0.5), (n, 2))  # pixels (x, y)
-    bulge_share = bulge_share_per_band(survey, pop["bulge_frac"], ctx["wave_eff"])  # [n, B]
+    split = structure.shares(pop, survey.bands)  # bulge and knot shares [n, B] of the colour structure
+    bulge_share, knot_share = split if split is not None else (
+        bulge_share_per_band(survey, pop["bulge_frac"], ctx["wave_eff"]), np.zeros((n, nb)))
+    n_knots = int(survey.get("morphology", {}).get("n_knots", 0))
+    knot_xy = structure.knot_positions(pop, n_knots, rng, const["disk_scale"]) if split and n_knots else None
     nbr = _neighbours(survey, pop, rng)
 
     g = _fourier_grid(size, scale)
@@ -157,6 +165,9 @@ def render_block(survey, pop: dict, rng: np.random.Generator, ctx: dict) -> tupl
     disk = _disk_k(_k2_elliptical(kx, ky, col(pop["q_disk"]), pa), col(pop["hlr"]), const)
     bulge = _bulge_k(_k2_elliptical(kx, ky, col(pop["q_bulge"]), pa), col(BULGE_SIZE_RATIO * pop["hlr"]), const)
     shift = phase(centre + offset[:, 0], centre + offset[:, 1])
+    knots = None  # star-forming knots: point sources; shifted and less the disk light they replace
+    if knot_xy is not None and knot_share.any():
+        knots = (structure.knots_transform(knot_xy, kx[0, 0], ky[0, :, 0]) - disk) * shift
     nbr_k = None
     if len(nbr["host"]):
         k2 = _k2_elliptical(kx, ky, col(nbr["q"]), col(np.radians(nbr["pa"])))
@@ -167,6 +178,8 @@ def render_block(survey, pop: dict, rng: np.random.Generator, ctx: dict) -> tupl
     for b in range(nb):
         share = col(bulge_share[:, b])
         gal = col(pop["flux"][:, b]) * ((1 - share) * disk + share * bulge) * shift
+        if knots is not None:  # the knots take their share of the band's flux from the disk
+            gal += col(pop["flux"][:, b] * knot_share[:, b]) * knots
         if nbr_k is not None:
             np.add.at(gal, nbr["host"], nbr_k * col(nbr["flux"][:, b]))
         psf = np.exp(-c * col(fwhm[:, b] ** (5 / 3)) * k53)
@@ -223,7 +236,8 @@ def psf_widths(image: np.ndarray, pixel_scale: float, oversample: int = 8) -> di
 
 
 def bulge_share_per_band(survey, bulge_frac: np.ndarray, wave_eff: np.ndarray) -> np.ndarray:
-    """Bulge fraction of the flux in each band: the reference-band value tilted redwards.
+    """Bulge fraction of the flux in each band: the reference-band value tilted redwards (the
+    fallback for a population without the per-band shares of :mod:`deepdip.simulate.structure`).
 
     The bulge/disk flux ratio scales as (lambda / lambda_ref)**gamma, so bulges are redder than
     disks (gamma = 0.8 makes g-r ~0.2 mag redder) while each band's total flux is unchanged.
