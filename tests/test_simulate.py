@@ -12,7 +12,7 @@ import pytest
 
 from deepdip.cli import main as cli_main
 from deepdip.errors import DeepdipError
-from deepdip.simulate import BLOCK_SIZE, population, rendering, simulate_store
+from deepdip.simulate import BLOCK_SIZE, population, rendering, simulate_store, structure
 from deepdip.simulate.calibrate import load_sdss_reference, split_halves
 from deepdip.store import CutoutStore, validate_store
 from deepdip.surveys import Survey, load_survey
@@ -115,15 +115,21 @@ def test_fourier_renderer_matches_galsim():
     ctx = population.prepare(survey)
     pop = population.sample_population(survey, 4, np.random.default_rng(5), ctx)
     images, truth = rendering.render_block(survey, pop, np.random.default_rng(6), ctx)
-    share = rendering.bulge_share_per_band(survey, pop["bulge_frac"], ctx["wave_eff"])
+    share, knot_share = structure.shares(pop, survey.bands)
+    # the knots' positions: render_block's draws after the seeing (no sky scatter here) and the offsets
+    rng = np.random.default_rng(6)
+    rng.standard_normal(4), rng.normal(0.0, 0.5, (4, 2))
+    knot_xy = structure.knot_positions(pop, survey["morphology"]["n_knots"], rng, ctx["render"]["disk_scale"])
+    assert knot_share.min() > 0
     for k in range(4):
         beta = pop["pa"][k] * galsim.degrees
         hb = rendering.BULGE_SIZE_RATIO * pop["hlr"][k]
         disk = galsim.Exponential(half_light_radius=pop["hlr"][k]).shear(q=pop["q_disk"][k], beta=beta)
         bulge = galsim.DeVaucouleurs(half_light_radius=hb, trunc=rendering.BULGE_TRUNCATION * hb).shear(
             q=pop["q_bulge"][k], beta=beta)
+        knots = galsim.Sum([galsim.DeltaFunction(flux=1 / len(knot_xy[k])).shift(*xy) for xy in knot_xy[k]])
         for b in (0, 2):
-            gal = (1 - share[k, b]) * disk + share[k, b] * bulge
+            gal = (1 - share[k, b] - knot_share[k, b]) * disk + share[k, b] * bulge + knot_share[k, b] * knots
             psf = galsim.Kolmogorov(fwhm=truth[f"psf_fwhm_{'ugriz'[b]}"][k])
             ref = (galsim.Convolve(gal, psf) * pop["flux"][k, b]).drawImage(
                 nx=48, ny=48, scale=survey.pixel_scale, offset=(truth["offset_x"][k], truth["offset_y"][k])).array
@@ -257,6 +263,8 @@ def test_rendered_psf_fwhm_matches_the_drawn_seeing():
     ctx = population.prepare(survey)
     pop = population.sample_population(survey, 6, np.random.default_rng(4), ctx)
     pop["hlr"][:] = 1e-3  # point sources: the image is the PSF
+    for band in survey.bands:  # and no knots, which would scatter its light by ~1e-3"
+        pop[f"knot_share_{band}"][:] = 0.0
     images, truth = rendering.render_block(survey, pop, np.random.default_rng(5), ctx)
     for k in range(6):
         for b, band in enumerate(survey.bands):
@@ -326,3 +334,71 @@ def test_sdss_noise_model_predicts_the_real_frame(tmp_path):
     patches = [img[y:y + 64, x:x + 64] for y in range(100, 1489 - 164, 100) for x in range(100, 2048 - 164, 100)]
     blank = np.percentile([1.4826 * np.median(np.abs(p - np.median(p))) for p in patches], 25)
     assert predicted == pytest.approx(blank, rel=0.1)
+
+
+# --- internal colour structure: bulge, disk and knots with their own SEDs (issue 11) ----------------
+
+def _split(kappa, knot_fraction=0.2, n=60, seed=4):
+    from deepdip.simulate import structure
+
+    survey = load_survey("sdss")
+    ctx = population.prepare(survey)
+    rng = np.random.default_rng(seed)
+    coeffs = rng.gamma(0.5, 1.0, (n, 5)) * 1e9
+    coeffs[rng.uniform(size=(n, 5)) < 0.2] = 0.0  # NNLS fits leave some templates out
+    coeffs[:, 3] += 1e8  # at least one template in every galaxy
+    z, bulge_frac = rng.uniform(0.01, 0.4, n), rng.uniform(0.02, 0.95, n)
+    parts = structure.split(coeffs, z, bulge_frac, ctx["survey"], 2, ctx["rest_maggies"], kappa, knot_fraction)
+    return parts, coeffs, z, bulge_frac, ctx
+
+
+@pytest.mark.parametrize("kappa", [0.0, 1.5])
+def test_colour_structure_keeps_the_totals_and_the_bulge_fraction(kappa):
+    parts, coeffs, z, bulge_frac, ctx = _split(kappa)
+    for key in ("bulge", "disk", "knots"):
+        assert np.all(parts[key] >= 0), key
+    assert np.allclose(parts["bulge"] + parts["disk"] + parts["knots"], coeffs, rtol=1e-12, atol=0)
+    table = ctx["survey"]
+    total = table.fluxes(coeffs, z)
+    summed = sum(table.fluxes(parts[key], z) for key in ("bulge", "disk", "knots"))
+    assert np.allclose(summed, total, rtol=1e-6, atol=0)
+    assert np.allclose(parts["bulge_share"][:, 2], bulge_frac, rtol=0, atol=1e-9)  # r: the drawn bulge fraction
+    # the knots carry knot_fraction of the disk's r flux
+    assert np.allclose(parts["knot_share"][:, 2], 0.2 * (1 - bulge_frac), rtol=0, atol=1e-9)
+
+
+def test_without_contrast_bulge_disk_and_knots_share_one_sed():
+    parts, _, _, bulge_frac, _ = _split(0.0)
+    assert np.allclose(parts["bulge_share"], bulge_frac[:, None], atol=1e-9)  # the same share in every band
+    assert np.allclose(parts["bulge_rest_u_r"], parts["disk_rest_u_r"], atol=1e-9)
+
+
+def test_bulges_are_redder_and_knots_bluer_than_disks_at_every_redshift():
+    from deepdip.simulate import structure
+
+    parts, coeffs, _, bulge_frac, ctx = _split(1.0, n=40)
+    for z in (0.01, 0.1, 0.2, 0.3, 0.4):
+        zz = np.full(len(coeffs), z)
+        s = structure.split(coeffs, zz, bulge_frac, ctx["survey"], 2, ctx["rest_maggies"], 1.0, 0.2)
+        flux = {key: ctx["survey"].fluxes(s[key], zz) for key in ("bulge", "disk", "knots")}
+        flux["whole disk"] = flux["disk"] + flux["knots"]
+        mixed = (coeffs > 0).sum(1) >= 2  # a single template has a single colour
+        for a, b in ((0, 1), (1, 2)):  # u-g and g-r: the template order in rest u-r holds there at every z
+            colour = {key: -2.5 * np.log10(f[:, a] / f[:, b]) for key, f in flux.items()}
+            assert np.all(colour["bulge"][mixed] > colour["whole disk"][mixed] + 1e-6), (z, a)
+            assert np.all(colour["knots"][mixed] < colour["disk"][mixed] - 1e-6), (z, a)
+    assert np.all(parts["bulge_rest_u_r"] >= parts["disk_rest_u_r"] - 1e-9)
+
+
+def test_population_carries_the_per_band_shares_and_they_are_truths():
+    from deepdip.simulate.truths import truth_columns
+
+    survey = load_survey("sdss")
+    pop = population.sample_population(survey, 50, np.random.default_rng(2), population.prepare(survey))
+    assert np.allclose(pop["bulge_share_r"], pop["bulge_frac"], atol=1e-9)
+    kappa = survey["morphology"]["bulge_disk_contrast"]
+    assert kappa > 0 and np.median(pop["bulge_share_g"] - pop["bulge_share_i"]) < 0  # bulges are red
+    truths = truth_columns(survey.bands)
+    for key in pop:
+        if key not in ("z", "ebv", "flux") and not key.startswith("mag_"):
+            assert key in truths, key
