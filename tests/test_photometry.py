@@ -146,3 +146,69 @@ def test_the_package_keeps_its_names():
 
     assert ph.measure_photometry is measure and ph.Photometry is Photometry
     assert set(ph.__all__) <= set(dir(ph))
+
+
+# --- SDSS model and Petrosian fluxes (deepdip.photometry.sdss) -----------------------------------------
+
+def _profile_stamps(kinds, size=64, scale=0.396, fluxes=(100.0, 150.0), seeing=(1.4, 1.2), seed=1):
+    """Noise-free SDSS-like stamps of truncated exponential (0) / de Vaucouleurs (1) galaxies in two
+    bands with their PSF images (Kolmogorov, pixel included), and the true shapes."""
+    rng = np.random.default_rng(seed)
+    n = len(kinds)
+    images = np.zeros((n, 2, size, size), np.float32)
+    psfs = np.zeros_like(images)
+    truth = []
+    for k, kind in enumerate(kinds):
+        hlr, q, beta, off = rng.uniform(1.0, 2.5), rng.uniform(0.4, 1.0), rng.uniform(0, 180), rng.uniform(-0.7, 0.7, 2)
+        prof = (galsim.Sersic(n=1, half_light_radius=hlr, trunc=4 * hlr) if kind == 0
+                else galsim.DeVaucouleurs(half_light_radius=hlr, trunc=8 * hlr))
+        prof = prof.shear(q=q, beta=beta * galsim.degrees)
+        for b, fwhm in enumerate(seeing):
+            psf = galsim.Gaussian(fwhm=fwhm)  # compact: all of the PSF's light on the stamp
+            image = galsim.Image(images[k, b], scale=scale)
+            (galsim.Convolve(prof, psf) * fluxes[b]).drawImage(image=image, offset=off)
+            psf.drawImage(image=galsim.Image(psfs[k, b], scale=scale))
+        truth.append((hlr, q, beta, off))
+    return images, psfs, truth
+
+
+def test_sdss_model_fluxes_recover_profile_flux_and_shape():
+    from deepdip.photometry.sdss import model_fluxes
+
+    kinds = [0, 1, 0, 1]
+    images, psfs, truth = _profile_stamps(kinds)
+    m = model_fluxes(images, psfs, 0.396, 1, sky_sigma=np.ones((4, 2)))
+    assert list(m["model_type"]) == kinds  # the better chi^2 picks the right profile
+    assert np.allclose(m["flux"], [100.0, 150.0], rtol=2e-3)  # amplitudes of every band, the r shape fixed
+    for k, (hlr, q, beta, off) in enumerate(truth):
+        assert m["r_e"][k] == pytest.approx(hlr, rel=5e-3) and m["q"][k] == pytest.approx(q, abs=5e-3)
+        assert m["x"][k] == pytest.approx(off[0], abs=0.02) and m["y"][k] == pytest.approx(off[1], abs=0.02)
+        assert abs((m["pa"][k] - beta + 90) % 180 - 90) < 1.0  # degrees, from +x towards +y as GalSim's beta
+    # forced photometry with the shape given reproduces the fit
+    again = model_fluxes(images, psfs, 0.396, 1, sky_sigma=np.ones((4, 2)), shape=m)
+    assert np.allclose(again["flux"], m["flux"], rtol=1e-5)
+
+
+def test_petrosian_flux_of_an_exponential_is_the_analytic_one():
+    from scipy.optimize import brentq
+
+    from deepdip.photometry.sdss import petrosian_fluxes
+
+    def grow(x):  # flux of a unit exponential within x scale radii
+        return 1 - (1 + x) * np.exp(-x)
+
+    def ratio(x):
+        return (grow(1.25 * x) - grow(0.8 * x)) / ((1.25**2 - 0.8**2) * grow(x)) - 0.2
+
+    x_p = brentq(ratio, 0.5, 10.0)
+    scale, hlr = 0.2, 2.0
+    r_s = galsim.Exponential(half_light_radius=hlr).scale_radius
+    img = galsim.Convolve(galsim.Exponential(half_light_radius=hlr, flux=50.0), galsim.Gaussian(fwhm=0.2))
+    images = np.stack([img.drawImage(nx=160, ny=160, scale=scale).array] * 2)[None].astype(np.float32)
+    images[0, 1] *= 2.0
+    p = petrosian_fluxes(images, scale, 0, sky_sigma=np.ones((1, 2)))
+    assert p["r_petro"][0] == pytest.approx(x_p * r_s, rel=0.01)
+    assert p["flux"][0] == pytest.approx(50.0 * grow(2 * x_p) * np.array([1.0, 2.0]), rel=2e-3)
+    assert p["r50"][0] == pytest.approx(hlr, rel=0.03) and not p["clipped"][0]
+    forced = petrosian_fluxes(images, scale, 0, sky_sigma=np.ones((1, 2)), r_petro=p["r_petro"])
+    assert np.allclose(forced["flux"], p["flux"], rtol=1e-9)

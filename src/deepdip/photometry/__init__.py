@@ -6,7 +6,8 @@
   methods read (``Photometry.from_store``), ``store_filters``;
 - ``units``: :func:`flux_factors` (input pixel units -> nanomaggies, parsed by astropy units),
   the one AB conversion :func:`flux_to_mag` / :func:`mag_to_flux` (22.5 - 2.5 log10 nanomaggies);
-- ``noise``: :func:`robust_sigma` (1.4826 MAD), the one robust noise estimate.
+- ``noise``: :func:`robust_sigma` (1.4826 MAD), the one robust noise estimate;
+- ``sdss``: SDSS's model and Petrosian fluxes (:func:`model_fluxes`, :func:`petrosian_fluxes`, :func:`sdss_photometry`).
 
 Galactic extinction (the law and the coefficients a store records) is :mod:`deepdip.extinction`.
 """
@@ -14,6 +15,7 @@ Galactic extinction (the law and the coefficients a store records) is :mod:`deep
 from deepdip.photometry.catalog import Photometry, store_filters
 from deepdip.photometry.measure import add_photometry, measure_photometry, store_photometry
 from deepdip.photometry.noise import MAD_TO_SIGMA, robust_sigma
+from deepdip.photometry.sdss import model_fluxes, petrosian_fluxes, sdss_photometry
 from deepdip.photometry.units import NANOMAGGY_ZERO_POINT, flux_factors, flux_to_mag, mag_to_flux
 
 __all__ = [
@@ -25,7 +27,10 @@ __all__ = [
     "flux_to_mag",
     "mag_to_flux",
     "measure_photometry",
+    "model_fluxes",
+    "petrosian_fluxes",
     "robust_sigma",
+    "sdss_photometry",
     "store_filters",
     "store_photometry",
 ]
