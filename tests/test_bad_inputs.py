@@ -369,3 +369,100 @@ def test_each_command_exits_2_with_one_line(command, inputs, tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"deepdip {command}: error: "), proc.stderr
     assert not any(tmp_path.iterdir())
+
+
+# -- catalogue-only input, `deepdip baseline --table` (issue 16): bad tables are named in one line ---------
+
+def _table_files(d: Path) -> dict[str, str]:
+    """Small photometric tables: a good FITS one with SDSS-style 2-D columns, and one defect per bad one."""
+    import pandas as pd
+    from astropy.table import Table
+
+    rng = np.random.default_rng(4)
+    flux = rng.uniform(10.0, 2000.0, size=(N, 5))
+    good = {"MODELFLUX": flux, "MODELFLUX_IVAR": np.full((N, 5), 4.0), "EXTINCTION": np.full((N, 5), 0.05),
+            "Z": rng.uniform(0.01, 0.3, N)}
+    Table(good).write(d / "table.fits")
+    Table({**good, "EXTINCTION": np.where(np.arange(N)[:, None] == 3, -0.1, good["EXTINCTION"])}).write(
+        d / "neg_ext.fits")
+    Table({k: v for k, v in good.items() if k != "Z"}).write(d / "no_z.fits")
+    Table({**good, "MODELFLUX": np.where(np.arange(5) == 1, np.nan, flux)}).write(d / "nan_band.fits")
+    mags = 22.5 - 2.5 * np.log10(flux)
+    per_band = {"z_spec": good["Z"], "OBJNUM": np.r_[np.arange(N - 1), 0]}  # a repeated number
+    for j, b in enumerate(BANDS):
+        per_band[f"mag_{b}"], per_band[f"err_{b}"], per_band[f"f_{b}"] = mags[:, j], np.full(N, 0.05), flux[:, j]
+    per_band["mag_u"] = np.where(np.arange(N) < 4, 99.0, per_band["mag_u"])  # non-detections
+    pd.DataFrame(per_band).to_csv(d / "bands.csv", index=False)
+    return {"table": str(d / "table.fits"), "neg_ext": str(d / "neg_ext.fits"), "no_z": str(d / "no_z.fits"),
+            "nan_band": str(d / "nan_band.fits"), "bands": str(d / "bands.csv"), "missing": str(d / "nowhere.fits")}
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory, inputs) -> dict[str, str]:
+    return {**inputs, **_table_files(tmp_path_factory.mktemp("bad_tables"))}
+
+
+def _table(*extra, table="table", fold="0"):
+    sdss = ["--survey", "sdss", "--flux-columns", "MODELFLUX", "--err-columns", "MODELFLUX_IVAR",
+            "--extinction-columns", "EXTINCTION", "--column", "z_spec=Z"]
+    return ["baseline", "--table", "{" + table + "}", "--method", "knn", "--fold", fold, "--out", "{out}.parquet",
+            *sdss, *extra]
+
+
+def _csv(*extra, survey=("--survey", "sdss")):
+    return ["baseline", "--table", "{bands}", "--method", "knn", "--fold", "0", "--out", "{out}.parquet",
+            *survey, "--err-columns", "err_{{band}}", *extra]
+
+
+TABLE_CASES: dict[str, tuple[list[str], str]] = {
+    "store and table": (["baseline", "{store}", "--table", "{table}", "--method", "knn", "--fold", "0",
+                         "--out", "{out}.parquet"], "one of the two"),
+    "neither store nor table": (["baseline", "--method", "knn", "--fold", "0", "--out", "{out}.parquet"],
+                                "one of the two"),
+    "table option with a store": (_baseline("knn", "--flux-columns", "F"), "--flux-columns applies to --table"),
+    "table not found": (_table(table="missing"), "not found"),
+    "missing flux column": (_table("--flux-columns", "PETROFLUX"), "no column 'PETROFLUX'"),
+    "missing z_spec column": (_table(table="no_z"), "no column 'Z'"),
+    "duplicate ids": (_csv("--flux-columns", "f_{{band}}", "--column", "id=OBJNUM"), "has duplicates"),
+    "flux and mag columns": (_table("--mag-columns", "M"), "one of the two"),
+    "no band columns": (_csv(), "one of the two"),
+    "2-D column, wrong band count": (_table("--bands", "g,r,i"), "one value per band"),
+    "unknown flux unit": (_table("--flux-unit", "furlong"), "unknown flux unit"),
+    "magnitudes as fluxes": (_csv("--flux-columns", "mag_{{band}}"), "look like AB magnitudes"),
+    "fluxes as magnitudes": (_csv("--mag-columns", "f_{{band}}"), "--flux-columns"),
+    "non-detections without a limit": (_csv("--mag-columns", "mag_{{band}}"), "--mag-limit u=MAG"),
+    "all-NaN band": (_table(table="nan_band"), "band g (MODELFLUX) has no usable value"),
+    "negative extinction": (_table(table="neg_ext"), "'EXTINCTION' is NaN or negative in 1 rows"),
+    "no redshift grid": (_csv("--flux-columns", "f_{{band}}", survey=("--bands", "u,g,r,i,z")), "--zmax"),
+    "bpz without filters": (["baseline", "--table", "{bands}", "--method", "bpz", "--fold", "0", "--out",
+                             "{out}.parquet", "--bands", "u,g,r,i,z", "--zmax", "0.4", "--nbins", "180",
+                             "--flux-columns", "f_{{band}}", "--err-columns", "err_{{band}}"], "filter curves"),
+    "unknown --column": (_table("--column", "colour=C"), "maps only"),
+    "fold 7": (_table(fold="7"), "--fold must be in 0..4"),
+    "folds 0": (_table("--folds", "0"), "--folds"),
+    "bad grid": (_table("--nbins", "0"), "redshift grid"),
+    "mag-limit not a number": (_csv("--mag-columns", "mag_{{band}}", "--mag-limit", "u=deep"), "--mag-limit"),
+    "method parameter": (_table("--k", "0"), "--k"),
+}
+
+
+@pytest.mark.parametrize("case", list(TABLE_CASES))
+def test_bad_table_is_named(case, tables, tmp_path, capsys):
+    template, expected = TABLE_CASES[case]
+    out = tmp_path / "out"
+    argv = [a.format(out=out, **tables) for a in template]
+    rc, err = _run(argv, capsys)
+    assert rc == 2, (rc, err)
+    assert "Traceback" not in err
+    lines = [line for line in err.strip().splitlines() if "warning:" not in line]
+    assert len(lines) == 1 and lines[0].startswith("deepdip baseline: error: "), err
+    assert expected in lines[0], lines[0]
+    assert not any(tmp_path.iterdir()), f"something was written: {list(tmp_path.iterdir())}"
+
+
+def test_the_good_tables_run(tables, tmp_path, capsys):
+    """The planted defects are what fails: the good FITS table and the CSV of magnitudes (with its limit) run."""
+    for name, template in (("fits", _table()), ("csv", _csv("--mag-columns", "mag_{{band}}", "--mag-limit", "u=23"))):
+        argv = [a.format(out=tmp_path / name, **tables) for a in template]
+        rc, err = _run(argv, capsys)
+        assert rc == 0 and (tmp_path / f"{name}.parquet").is_file(), err

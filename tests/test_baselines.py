@@ -259,3 +259,129 @@ def test_a_simulated_store_records_what_it_was_reddened_with(tmp_path):
     assert np.array_equal(recorded, extinction_coefficients(FILTERS))
     phot = Photometry.from_store(store)
     np.testing.assert_allclose(phot.extinction, store.column("ebv").astype(np.float64)[:, None] * recorded[None, :])
+
+
+# -- catalogue-only input: a photometric table instead of a store (deepdip.baselines.tables, issue 16) ------
+
+def _store_as_table(store_path) -> dict:
+    """The photometry, ids, spec-z and E(B-V) of a store as table columns under other names."""
+    store = CutoutStore(store_path)
+    cat = store.catalog(["id", "z_spec", "ebv", *[f"flux_{b}" for b in BANDS], *[f"flux_err_{b}" for b in BANDS]])
+    cols = {"OBJ": cat["id"], "Z": cat["z_spec"], "EBV": cat["ebv"]}
+    for b in BANDS:
+        cols[f"F_{b.upper()}"], cols[f"FERR_{b.upper()}"] = cat[f"flux_{b}"], cat[f"flux_err_{b}"]
+    return cols
+
+
+def test_a_table_gives_the_catalogue_of_the_same_store(phot_store, tmp_path, capsys):
+    """`deepdip baseline --table` on a store's own columns writes the store run's catalogue: same rows,
+    folds (assign_folds on the ids with the store's fold seed) and PDFs."""
+    seed = CutoutStore(phot_store).attrs["fold_seed"]
+    pd.DataFrame(_store_as_table(phot_store)).to_parquet(tmp_path / "t.parquet")
+    common = ["--method", "knn", "--k", "8", "--fold", "1"]
+    assert main(["baseline", str(phot_store), *common, "--out", str(tmp_path / "store.parquet")]) == 0
+    assert main(["baseline", "--table", str(tmp_path / "t.parquet"), "--survey", "sdss", "--flux-columns", "f_{band}",
+                 "--err-columns", "ferr_{band}", "--column", "id=OBJ", "--column", "z_spec=Z", "--column", "ebv=EBV",
+                 "--fold-seed", str(seed), *common, "--out", str(tmp_path / "table.parquet")]) == 0
+    a, b = read_catalog(tmp_path / "store.parquet"), read_catalog(tmp_path / "table.parquet")
+    assert np.array_equal(a.ids, b.ids) and np.all(b.table["fold"] == 1)
+    np.testing.assert_allclose(a.pdf, b.pdf, atol=1e-7)
+    np.testing.assert_allclose(a.table["z_mean"], b.table["z_mean"], atol=1e-9)
+    assert b.zgrid == a.zgrid and b.config["k"] == 8 and b.config["table"]["z_spec"] == "Z"
+    assert "mag_r" in b.table.columns  # the measured, dereddened magnitudes, for evaluate's bins
+    from deepdip.report import evaluate
+
+    assert evaluate([tmp_path / "table.parquet"], tmp_path / "report")["knn"]["n"] == len(b.ids)
+
+
+def test_table_formats_units_and_sentinels(phot_store, tmp_path):
+    """CSV in nJy, FITS with 2-D columns and inverse variances, Parquet magnitudes: one photometry."""
+    from astropy.table import Table
+
+    from deepdip.baselines.tables import read_photometry_table
+    from deepdip.photometry import flux_to_mag, mag_to_flux
+
+    cols = _store_as_table(phot_store)
+    flux = np.stack([cols[f"F_{b.upper()}"] for b in BANDS], axis=1).astype(np.float64)
+    err = np.stack([cols[f"FERR_{b.upper()}"] for b in BANDS], axis=1).astype(np.float64)
+    base = {"id": cols["OBJ"], "z_spec": cols["Z"], "ebv": cols["EBV"]}
+    ref = read_photometry_table(cols, survey="sdss", flux_columns="F_{band}", err_columns="FERR_{band}",
+                                columns={"id": "OBJ", "z_spec": "Z", "ebv": "EBV"}).photometry
+
+    csv = tmp_path / "t.csv"
+    pd.DataFrame({**base, **{f"flux_{b}_njy": 3631.0 * flux[:, j] for j, b in enumerate(BANDS)},
+                  **{f"err_{b}_njy": 3631.0 * err[:, j] for j, b in enumerate(BANDS)}}).to_csv(csv, index=False)
+    fits = tmp_path / "t.fits"
+    Table({**base, "MODELFLUX": flux, "MODELFLUX_IVAR": err ** -2.0}).write(fits)
+    mags = {**base, **{f"mag_{b}": flux_to_mag(flux[:, j]) for j, b in enumerate(BANDS)},
+            **{f"magerr_{b}": err[:, j] / flux[:, j] / (np.log(10) / 2.5) for j, b in enumerate(BANDS)}}
+    mags["mag_u"][0], mags["mag_g"][1] = 99.0, -99.0  # a non-detection and an unobserved band
+    pd.DataFrame(mags).to_parquet(tmp_path / "m.parquet")
+    reads = {
+        "csv": read_photometry_table(csv, survey="sdss", flux_columns="flux_{band}_nJy", err_columns="err_{band}_nJy",
+                                     flux_unit="nJy"),
+        "fits": read_photometry_table(fits, survey="sdss", flux_columns="MODELFLUX", err_columns="MODELFLUX_IVAR"),
+        "mag": read_photometry_table(tmp_path / "m.parquet", survey="sdss", mag_columns="mag_{band}",
+                                     err_columns="magerr_{band}", mag_limits={"u": 24.0}),
+    }
+    for name, table in reads.items():
+        phot, rows = table.photometry, slice(2, None) if name == "mag" else slice(None)
+        np.testing.assert_allclose(phot.flux[rows], ref.flux[rows], rtol=1e-6, err_msg=name)
+        np.testing.assert_allclose(phot.flux_err[rows], ref.flux_err[rows], rtol=1e-5, err_msg=name)
+        np.testing.assert_allclose(phot.extinction, ref.extinction, rtol=1e-6, err_msg=name)  # CSV: floats as text
+        assert np.array_equal(table.ids, cols["OBJ"]) and table.record["err_kind"] == (
+            "ivar" if name == "fits" else "sigma")
+    mag = reads["mag"].photometry
+    assert mag.flux[0, 0] == 0.0 and mag.flux_err[0, 0] == pytest.approx(mag_to_flux(24.0))
+    assert not mag.observed[1, 1] and mag.observed[1, 0]
+
+
+def test_table_magnitudes_follow_the_rail_plugins_rules(phot_store):
+    """Magnitudes, non-detections and unobserved bands become the fluxes RAIL's tables give (rail.deepdip.tables)."""
+    pytest.importorskip("rail.core")
+    from deepdip.baselines.tables import TableWarning, read_photometry_table
+    from rail.deepdip.tables import magnitude_table, table_photometry
+
+    cols = _store_as_table(phot_store)
+    flux = np.stack([cols[f"F_{b.upper()}"] for b in BANDS], axis=1)
+    err = np.stack([cols[f"FERR_{b.upper()}"] for b in BANDS], axis=1)
+    flux[:5, 0], flux[5:8, 3] = -1.0, np.nan  # non-detections (flux <= 0) and unobserved bands
+    mags = magnitude_table(Photometry(flux, err, 0.0, BANDS, FILTERS))
+    limits = {f"mag_{b}": 23.5 for b in BANDS}
+    config = {"bands": [f"mag_{b}" for b in BANDS], "err_bands": [f"mag_err_{b}" for b in BANDS],
+              "nondetect_val": 99.0, "mag_limits": limits, "filters": FILTERS}
+    rail = table_photometry({**mags, "z_spec": cols["Z"]}, config)
+    with pytest.warns(TableWarning):  # no id column, no extinction column (RAIL tables come dereddened)
+        ours = read_photometry_table({**mags, "z_spec": cols["Z"]}, survey="sdss", mag_columns="mag_{band}",
+                                     err_columns="mag_err_{band}", nondetect_val=99.0,
+                                     mag_limits={b: 23.5 for b in BANDS}).photometry
+    np.testing.assert_array_equal(ours.observed, rail.observed)
+    np.testing.assert_allclose(ours.flux[ours.observed], rail.flux[rail.observed], rtol=1e-12)
+    np.testing.assert_allclose(ours.flux_err[ours.observed], rail.flux_err[rail.observed], rtol=1e-12)
+
+
+def test_table_cli_matches_the_real_sdss_library_on_fold_0(tmp_path, capsys):
+    """Done-when of issue 16: `deepdip baseline --table` on the real SDSS FITS table gives the very metrics of
+    deepdip.baselines.real_sdss (docs/baselines-real-sdss.md) on the same fold."""
+    from deepdip.baselines.real_sdss import ZGRID, load_real_sdss
+    from deepdip.metrics import compute_metrics, point_estimates
+    from deepdip.report import evaluate
+    from deepdip.store import assign_folds
+
+    path = real_data("sdss_main_gst10k", "gst_tests_small.fits")
+    out = tmp_path / "knn.parquet"
+    assert main(["baseline", "--table", str(path), "--survey", "sdss", "--zmax", "0.6", "--nbins", "270",
+                 "--flux-columns", "MODELFLUX", "--err-columns", "MODELFLUX_IVAR", "--extinction-columns",
+                 "EXTINCTION", "--column", "z_spec=Z", "--method", "knn", "--fold", "0", "--out", str(out)]) == 0
+    assert "no id column" in capsys.readouterr().err
+    cli = evaluate([out], tmp_path / "report")["knn"]
+
+    phot, z = load_real_sdss(path)
+    folds = assign_folds(np.arange(len(z)), n_folds=5, seed=0)
+    train, test = np.flatnonzero(folds != 0), np.flatnonzero(folds == 0)
+    est = make_baseline("knn", ZGRID, seed=0).fit_photometry(phot.subset(train), z[train])
+    pdf = est.predict_pdf_photometry(phot.subset(test))
+    lib = compute_metrics(point_estimates(pdf, ZGRID)["z_mean"], z[test], pdf=pdf, zgrid=ZGRID)
+    assert np.array_equal(read_catalog(out).ids, test) and cli["n"] == lib["n"] == len(test)
+    for key in ("sigma_mad", "outlier_frac", "bias", "bias_median", "sigma_iqr", "pit_ks", "crps", "coverage_68"):
+        assert cli[key] == pytest.approx(lib[key], rel=1e-9, abs=1e-12), key
