@@ -33,7 +33,8 @@ EPILOG = """catalogue-only input (no images), e.g. the SDSS table of docs/baseli
   deepdip baseline --table gst_tests_small.fits --survey sdss --zmax 0.6 --nbins 270 \\
       --flux-columns MODELFLUX --err-columns MODELFLUX_IVAR --extinction-columns EXTINCTION \\
       --column z_spec=Z --method knn --fold 0 --out knn.parquet
-  deepdip baseline --table dc2.parquet --bands u,g,r,i,z,y --filters lsst2016-u,...,lsst2016-y \\
+  deepdip baseline --table dc2.parquet --bands u,g,r,i,z,y \\
+      --filters lsst2016-u,lsst2016-g,lsst2016-r,lsst2016-i,lsst2016-z,lsst2016-y \\
       --mag-columns 'mag_{band}_lsst' --err-columns 'mag_err_{band}_lsst' --nondetect-val 99 \\
       --mag-limit u=27.79,g=29.04,r=29.06,i=28.62,z=27.98,y=27.05 --column z_spec=redshift \\
       --zmax 3 --nbins 300 --method rf --fold 0 --out rf.parquet
