@@ -254,9 +254,9 @@ def test_dask_bad_input_is_a_clear_error(run, toy, tmp_path):
 
 
 def test_cli_predict_records_its_precision(run, toy, tmp_path):
-    """The CLI's default ``--precision auto`` decides by a timing probe and says so in the catalogue."""
+    """``--precision auto`` decides by a timing probe and says so in the catalogue."""
     res = subprocess.run([sys.executable, "-m", "deepdip", "predict", run, toy, "--out", tmp_path / "auto.parquet",
-                          "--no-progress"], env=cli_env(), capture_output=True, text=True)
+                          "--precision", "auto", "--no-progress"], env=cli_env(), capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     config = read_catalog(tmp_path / "auto.parquet").config
     assert config["precision"] in ("32-true", "bf16-mixed")
