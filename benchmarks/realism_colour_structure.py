@@ -178,6 +178,93 @@ def run_grid(kappas, knots, n, seed, stamp, log) -> list[dict]:
     return rows
 
 
+def component_colours(kappa: float, knots: float, n: int = 4000, seed: int = 2) -> dict:
+    """Median observed colours bulge - whole disk (knots included) of the mock population, red and
+    blue galaxies (true g - r > 0.70 + z) apart, and their median bulge fractions."""
+    from deepdip.simulate import population
+
+    survey = survey_for(kappa, knots, 64)
+    pop = population.sample_population(survey, n, np.random.default_rng(seed), population.prepare(survey))
+    share = np.column_stack([pop[f"bulge_share_{b}"] for b in survey.bands])
+    red = (pop["mag_g"] - pop["mag_r"]) > 0.70 + pop["z"]
+    out = {}
+    for name, sel in (("red", red), ("blue", ~red)):
+        out[name] = {"bulge_frac": float(np.median(pop["bulge_frac"][sel]))}
+        for a, b in COLOURS:
+            i, j = "ugriz".index(a), "ugriz".index(b)
+            diff = (-2.5 * np.log10(share[sel, i] / share[sel, j])
+                    + 2.5 * np.log10((1 - share[sel, i]) / (1 - share[sel, j])))
+            out[name][f"{a}-{b}"] = float(np.median(diff))
+    return out
+
+
+def conclusion(res: dict) -> str:
+    """Which targets the validation meets, and what the numbers say about the model."""
+    val, rv = res["validation"]["mock"]["stats"], res["real"]["validation"]
+    met, missed = [], []
+    for c in CLASSES:
+        for a, b in COLOURS:
+            m, r = val[c][f"{a}-{b}"], rv[c][f"{a}-{b}"]
+            dm, ratio = m["median"] - r["median"], m["nmad"] / r["nmad"]
+            (met if abs(dm) <= MEDIAN_TOL else missed).append(f"{c} {a}-{b} median ({dm:+.3f})")
+            (met if abs(ratio - 1) <= NMAD_TOL else missed).append(f"{c} {a}-{b} NMAD ({ratio:.2f}x)")
+    comp, off = res["components"], res["validation"]["off"]["stats"]
+    err_ratio = [r / m for r, m in zip(rv["petro_mag_err_median"], res["validation"]["mock"]["petro_mag_err_median"])]
+
+    def share(c, key):  # fraction of the real median the mock reaches
+        return val[c][key]["median"] / rv[c][key]["median"]
+
+    flat = sorted(res["grid"], key=lambda r: r["loss"])
+    ug_ratio = {c: val[c]["u-g"]["nmad"] / rv[c]["u-g"]["nmad"] for c in CLASSES}
+    nm_ratio = [val[c][k]["nmad"] / rv[c][k]["nmad"] for c in CLASSES for k in ("g-r", "r-i")]
+    text = [f"**Targets met: {len(met)} of {len(met) + len(missed)}** ({'; '.join(met) or 'none'}). "
+            f"**Missed:** {'; '.join(missed) or 'none'}.", "",
+            "What the numbers say. The colour structure moves the Petrosian - model colours the way real galaxies "
+            "do (bluer outskirts: negative Delta, growing with kappa, larger in blue galaxies) and then saturates: "
+            "beyond kappa ~ 4 the bulge already holds each galaxy's reddest templates (the best grid points, "
+            + ", ".join(f"kappa {r['kappa']:g} / knots {r['knot_fraction']:g}: {r['loss']:.0f}" for r in flat[:4])
+            + "). At the chosen values the bulge is "
+            f"{comp['red']['g-r']:.2f} mag redder than its disk in g-r in red galaxies (median bulge fraction "
+            f"{comp['red']['bulge_frac']:.2f}) and {comp['blue']['g-r']:.2f} in blue ones "
+            f"({comp['blue']['bulge_frac']:.2f}), yet the mock reaches only {share('red', 'g-r'):.0%} (red) and "
+            f"{share('blue', 'g-r'):.0%} (blue) of the real median Delta(g-r), {share('red', 'r-i'):.0%} and "
+            f"{share('blue', 'r-i'):.0%} of Delta(r-i) (inside the 0.01 target only because the real ones are "
+            "small). A red galaxy's bulge (half-light radius 0.6x the disk's, `rendering.BULGE_SIZE_RATIO`) "
+            "overlaps its disk so much that model and Petrosian fluxes see nearly the same mix of the two; real "
+            "early types have colour gradients inside the spheroid itself (metallicity, age), which components of "
+            "uniform colour cannot make. "
+            f"The NMADs of g-r and r-i are {min(nm_ratio):.2f}-{max(nm_ratio):.2f}x the real ones; with the structure "
+            "off they are "
+            f"{off['red']['g-r']['nmad']:.3f} (red g-r), the mock's pixel noise: real Petrosian colours carry "
+            "more than pixel noise (the real PETROFLUX errors, which include the Petrosian radius's, are "
+            f"{err_ratio[1]:.2f}x (g) and {err_ratio[2]:.2f}x (r) the mock's aperture noise; deblending and sky "
+            "errors are left out of the mock), and no kappa or knot fraction adds that scatter without inventing "
+            f"structure. u-g: the scatter is mostly u-band noise ({ug_ratio['red']:.2f}x "
+            f"real in red, {ug_ratio['blue']:.2f}x in blue galaxies); the median "
+            f"is matched in blue galaxies ({val['blue']['u-g']['median']:+.3f} vs {rv['blue']['u-g']['median']:+.3f}) "
+            f"and not in red ones ({val['red']['u-g']['median']:+.3f} vs {rv['red']['u-g']['median']:+.3f}: u-bright "
+            "outskirts that the red galaxies' templates do not hold)."]
+    return "\n".join(text)
+
+
+def size_ratio_check(res: dict, ratios, n: int, seed: int, stamp: int, log) -> list[dict]:
+    """The chosen (kappa, knot fraction) again with other bulge/disk size ratios (a diagnostic: the ratio is
+    the renderer's constant, not calibrated here)."""
+    from deepdip.simulate import rendering
+
+    saved, out = rendering.BULGE_SIZE_RATIO, []
+    try:
+        for ratio in ratios:
+            rendering.BULGE_SIZE_RATIO = float(ratio)
+            row = run_grid([res["best"]["kappa"]], [res["best"]["knot_fraction"]], n, seed, stamp, log)[0]
+            row["bulge_size_ratio"] = float(ratio)
+            row["loss"] = loss(row["stats"], res["real"]["calibration"])
+            out.append(row)
+    finally:
+        rendering.BULGE_SIZE_RATIO = saved
+    return out
+
+
 def _cell(m: dict) -> str:
     return f"{m['median']:+.3f} / {m['nmad']:.3f}"
 
@@ -238,7 +325,37 @@ def section(res: dict) -> str:
               + " / ".join(f"{e:.3f}" for e in rv["petro_mag_err_median"]) + " (PETROFLUX_IVAR), mock "
               + " / ".join(f"{e:.3f}" for e in val["mock"]["petro_mag_err_median"])
               + " (pixel noise within the aperture).", ""]
-    lines += [res.get("conclusion", ""), END]
+    lines += [conclusion(res)]
+    if res.get("size_ratio_check"):
+        from deepdip.simulate import rendering
+
+        best = next(r for r in res["grid"] if r["kappa"] == res["best"]["kappa"]
+                    and r["knot_fraction"] == res["best"]["knot_fraction"])
+        lines += ["", "### Diagnostic: the bulge/disk size ratio", "",
+                  f"Produced by `{res['size_ratio_command']}`. The chosen values again, with the bulge's half-light "
+                  f"radius a different fraction of the disk's (the renderer's `BULGE_SIZE_RATIO` = "
+                  f"{rendering.BULGE_SIZE_RATIO:g}; not calibrated here: it also sets the galaxies' concentration), "
+                  "calibration seed and half:", "",
+                  "| bulge / disk size | loss | red u-g | red g-r | red r-i | blue u-g | blue g-r | blue r-i |",
+                  "|---|---|---|---|---|---|---|---|"]
+        rc = res["real"]["calibration"]
+        for name, row in [(f"{rendering.BULGE_SIZE_RATIO:g} (renderer)", best)] + [
+                (f"{r['bulge_size_ratio']:g}", r) for r in res["size_ratio_check"]]:
+            lines.append(f"| {name} | {row['loss']:.0f} | " + " | ".join(
+                _cell(row["stats"][c][f"{a}-{b}"]) for c in CLASSES for a, b in COLOURS) + " |")
+        lines.append("| real (calibration half) | | " + " | ".join(
+            _cell(rc[c][f"{a}-{b}"]) for c in CLASSES for a, b in COLOURS) + " |")
+        small = min(res["size_ratio_check"], key=lambda r: r["bulge_size_ratio"])
+        st = small["stats"]
+        lines += ["", f"More compact bulges (size ratio {small['bulge_size_ratio']:g}) separate the colours better: "
+                  f"blue galaxies' Delta(g-r) {st['blue']['g-r']['median']:+.3f} and Delta(r-i) "
+                  f"{st['blue']['r-i']['median']:+.3f} (real {rc['blue']['g-r']['median']:+.3f}, "
+                  f"{rc['blue']['r-i']['median']:+.3f}), red galaxies' {st['red']['g-r']['median']:+.3f} "
+                  f"(real {rc['red']['g-r']['median']:+.3f}); blue u-g then overshoots "
+                  f"({st['blue']['u-g']['median']:+.3f} vs {rc['blue']['u-g']['median']:+.3f}) and the NMADs stay "
+                  "short, so the loss hardly moves. The size ratio is worth calibrating together with the sizes and "
+                  "concentrations (it sets both), which this benchmark does not measure."]
+    lines += [END]
     return "\n".join(lines) + "\n"
 
 
@@ -266,6 +383,9 @@ def main():
     p.add_argument("--json", default=str(ROOT / "docs" / "realism_colour.json"))
     p.add_argument("--md", default=str(ROOT / "docs" / "realism.md"))
     p.add_argument("--report-only", action="store_true", help="rewrite the section from the JSON")
+    p.add_argument("--size-ratio-check", type=float, nargs="*", default=None, metavar="RATIO",
+                   help="also measure the chosen values with bulge half-light radius / disk's = RATIO instead of "
+                        "rendering.BULGE_SIZE_RATIO (calibration seed and half; with --report-only: only this)")
     args = p.parse_args()
     path = Path(args.json)
 
@@ -276,6 +396,9 @@ def main():
 
     if args.report_only:
         res = json.loads(path.read_text())
+        if "components" not in res:
+            res["components"] = component_colours(res["best"]["kappa"], res["best"]["knot_fraction"])
+            path.write_text(json.dumps(res, indent=1))
     else:
         if not REAL.exists():
             sys.exit(f"real data not found: {REAL}")
@@ -300,6 +423,13 @@ def main():
         for key in ("mock", "off"):
             res["validation"][key]["loss"] = loss(res["validation"][key]["stats"], res["real"]["validation"])
         res["seconds"] = round(time.perf_counter() - t0, 1)
+        res["components"] = component_colours(best["kappa"], best["knot_fraction"])
+        path.write_text(json.dumps(res, indent=1))
+    if args.size_ratio_check:
+        res["size_ratio_check"] = size_ratio_check(res, args.size_ratio_check, args.n_calib, args.seed_calib,
+                                                   args.stamp, log)
+        res.setdefault("size_ratio_command", "python benchmarks/realism_colour_structure.py "
+                       + " ".join(shlex.quote(a) for a in sys.argv[1:]))
         path.write_text(json.dumps(res, indent=1))
     write_section(Path(args.md), section(res))
     print(section(res))
