@@ -132,7 +132,7 @@ class Procs:
     def start(self, args, hook_env: dict | None = None, **kw) -> subprocess.Popen:
         cmd = [sys.executable, str(HOOK), *map(str, args)]
         p = subprocess.Popen(cmd, env=env(**(hook_env or {})), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, start_new_session=True, **kw)
+                             text=True, start_new_session=True, preexec_fn=_default_signals, **kw)
         self.procs.append(p)
         return p
 
@@ -144,6 +144,18 @@ class Procs:
                 except ProcessLookupError:
                     pass
                 p.communicate()
+
+
+def _default_signals():
+    """In the child, before exec: SIGINT and SIGTERM at their defaults, as a terminal gives them.
+
+    An ignored signal survives exec, and Python keeps ignoring a SIGINT it started with. In the full
+    suite (not in isolation) the SIGINT cases of this module saw commands that never noticed the
+    signal (exit 0), as if pytest's process had been left ignoring SIGINT by an earlier test; which
+    one is not found yet (see the session notes). The commands' own handling is what is tested here.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @pytest.fixture
