@@ -131,8 +131,15 @@ class Procs:
 
     def start(self, args, hook_env: dict | None = None, **kw) -> subprocess.Popen:
         cmd = [sys.executable, str(HOOK), *map(str, args)]
+        extra = kw.pop("preexec_fn", None)   # e.g. a file-size limit (test_full_disk)
+
+        def preexec():
+            _default_signals()
+            if extra is not None:
+                extra()
+
         p = subprocess.Popen(cmd, env=env(**(hook_env or {})), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, start_new_session=True, preexec_fn=_default_signals, **kw)
+                             text=True, start_new_session=True, preexec_fn=preexec, **kw)
         self.procs.append(p)
         return p
 
