@@ -16,7 +16,7 @@ import torch
 from deepdip._lightning import quiet_lightning
 from deepdip.train.config import TrainConfig
 from deepdip.train.finetune import InitModels
-from deepdip.train.run import fit_normalizer, member_seed, split_train_val
+from deepdip.train.run import fit_normalizer, member_seed, network_kwargs, split_train_val
 from deepdip.zgrid import ZGrid
 
 log = logging.getLogger(__name__)
@@ -61,10 +61,7 @@ def train_member(store, fold: int, member: int, member_dir: Path, cfg: TrainConf
                                            config.get("max_train"))
 
     L.seed_everything(seed, workers=True, verbose=False)
-    h, w = store.image_shape
-    net_kwargs = dict(init.net_kwargs) if init else dict(
-        model=config["model"], in_chans=store.n_bands, num_bins=zgrid.nbins, img_size=h, n_extra=1,
-        stretch=config["stretch"], apertures=config["apertures"], model_kwargs=config["model_kwargs"])
+    net_kwargs = network_kwargs(store, config, init)
     module = PhotozModule(net=net_kwargs, zcentres=zgrid.centres.tolist(), optimizer=hp["optimizer"], lr=hp["lr"],
                           weight_decay=hp["weight_decay"], schedule=hp["schedule"], max_epochs=hp["epochs"],
                           augment=config["augment"], seed=seed, channels_last=cfg.channels_last,

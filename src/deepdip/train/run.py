@@ -128,15 +128,23 @@ def _has_trained(run_dir: Path) -> bool:
             or any(run_dir.glob("fold*/member*/checkpoints/*.ckpt")))
 
 
+def network_kwargs(store, config: dict, init=None) -> dict:
+    """The :class:`~deepdip.models.net.PhotozNet` keywords of a run: the initial model's when
+    fine-tuning, else built from run.json's ``config`` and the store's bands and stamp size."""
+    if init is not None:
+        return dict(init.net_kwargs)
+    return dict(model=config["model"], in_chans=store.n_bands, num_bins=ZGrid(**config["zgrid"]).nbins,
+                img_size=store.image_shape[0], n_extra=1, stretch=config["stretch"], apertures=config["apertures"],
+                model_kwargs=config["model_kwargs"])
+
+
 def _check_buildable(store, zgrid: ZGrid, config: dict) -> None:
     """Build the network once (milliseconds; a second for pasquet19) so that a --model-kwargs value
     it refuses, or a stamp too small for it, is named here rather than deep in the first member."""
     from deepdip.models.net import PhotozNet
 
     try:
-        PhotozNet(model=config["model"], in_chans=store.n_bands, num_bins=zgrid.nbins, img_size=store.image_shape[0],
-                  n_extra=1, stretch=config["stretch"], apertures=config["apertures"],
-                  model_kwargs=config["model_kwargs"])
+        PhotozNet(**network_kwargs(store, config))
     except DeepdipError:
         raise
     except (TypeError, ValueError, RuntimeError, IndexError) as exc:
@@ -274,18 +282,13 @@ def _resolve_precision(cfg: TrainConfig, store, folds, config_json: dict, run_di
     from deepdip.hardware import choose_precision
     from deepdip.models.net import PhotozNet
 
-    h = store.image_shape[0]
-    net_kwargs = dict(init.net_kwargs) if init else dict(
-        model=config_json["model"], in_chans=store.n_bands, num_bins=ZGrid(**config_json["zgrid"]).nbins, img_size=h,
-        n_extra=1, stretch=config_json["stretch"], apertures=config_json["apertures"],
-        model_kwargs=config_json["model_kwargs"])
     rows = split_train_val(store, folds[0], config_json["seed"], config_json["val_fraction"], config_json["max_val"],
                            config_json["max_train"])[0][:config_json["batch_size"]]
     cuda = cfg.accelerator in ("gpu", "cuda") or (cfg.accelerator == "auto" and torch.cuda.is_available())
     device = torch.device("cuda" if cuda else "cpu")
     images = torch.as_tensor(store.images(rows)).to(device)
     extra = torch.as_tensor(store.column("ebv", rows)[:, None].astype(np.float32)).to(device)
-    chosen, probe = choose_precision(PhotozNet(**net_kwargs), images, extra, train=True)
+    chosen, probe = choose_precision(PhotozNet(**network_kwargs(store, config_json, init)), images, extra, train=True)
     log.info("--precision auto: %s (%s)", chosen, probe)
     config_json["precision_auto"] = probe
     return chosen
