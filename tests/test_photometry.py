@@ -212,3 +212,85 @@ def test_petrosian_flux_of_an_exponential_is_the_analytic_one():
     assert p["r50"][0] == pytest.approx(hlr, rel=0.03) and not p["clipped"][0]
     forced = petrosian_fluxes(images, scale, 0, sky_sigma=np.ones((1, 2)), r_petro=p["r_petro"])
     assert np.allclose(forced["flux"], p["flux"], rtol=1e-9)
+
+
+def test_sdss_model_fit_jacobian_matches_finite_differences():
+    """The analytic (variable-projection) Jacobian the LM fit steps with, against central differences."""
+    from deepdip.photometry import sdss
+
+    images, psfs, _ = _profile_stamps([0, 1], size=32)
+    g = sdss._grid(32, 0.396)
+    psf_k = sdss.psf_transform(psfs[:, 0], g)
+    w2 = np.full(images[:, 0].shape, 4.0, np.float32)
+    rng = np.random.default_rng(3)
+    p = np.column_stack([rng.uniform(-0.5, 0.5, (2, 2)), np.log([0.8, 1.1]), [0.3, -0.2], [0.1, 0.25]])
+    for kind, name in enumerate(sdss.PROFILES):
+        table = sdss.profile_tables()[name]
+        res, jac = sdss._jacobian(p[kind:kind + 1], images[kind:kind + 1, 0], w2[kind:kind + 1], psf_k[kind:kind + 1],
+                                  table, g)
+        for j, h in enumerate([1e-3, 1e-3, 1e-4, 1e-4, 1e-4]):
+            up, down = p[kind:kind + 1].copy(), p[kind:kind + 1].copy()
+            up[0, j] += h
+            down[0, j] -= h
+            r_up = sdss._project(sdss._draw(up, psf_k[kind:kind + 1], table, g), images[kind:kind + 1, 0],
+                                 w2[kind:kind + 1])[1]
+            r_down = sdss._project(sdss._draw(down, psf_k[kind:kind + 1], table, g), images[kind:kind + 1, 0],
+                                   w2[kind:kind + 1])[1]
+            numeric = (r_up - r_down) / (2 * h)
+            scale = np.abs(numeric).max()
+            assert np.abs(jac[0, :, j] - numeric[0]).max() < 0.02 * scale, (name, j)
+
+
+def test_sdss_model_fluxes_through_known_kolmogorov_psfs():
+    """``psf_fwhm``: the mock's Kolmogorov PSFs (pixel included) known exactly, no PSF image needed."""
+    from deepdip.photometry.sdss import model_fluxes
+
+    scale, size, fwhm = 0.396, 48, (1.45, 1.2)
+    images = np.zeros((2, 2, size, size), np.float32)
+    disk = galsim.Sersic(n=1, half_light_radius=1.5, trunc=6.0).shear(q=0.6, beta=30 * galsim.degrees)
+    for k, prof in enumerate([disk, galsim.DeVaucouleurs(half_light_radius=1.2, trunc=9.6)]):
+        for b, (f, flux) in enumerate(zip(fwhm, (80.0, 120.0))):
+            galsim.Convolve(prof * flux, galsim.Kolmogorov(fwhm=f)).drawImage(
+                image=galsim.Image(images[k, b], scale=scale))
+    m = model_fluxes(images, None, scale, 1, sky_sigma=np.ones((2, 2)), psf_fwhm=np.tile(fwhm, (2, 1)))
+    assert list(m["model_type"]) == [0, 1]
+    assert np.allclose(m["flux"], [80.0, 120.0], rtol=3e-3)
+    assert m["r_e"] == pytest.approx([1.5, 1.2], rel=0.01)
+    with pytest.raises(ValueError, match="one of psf"):
+        model_fluxes(images, np.zeros((2, 9, 9)), scale, 1, psf_fwhm=np.tile(fwhm, (2, 1)))
+
+
+def test_mock_catalogue_photometry_follows_the_preset():
+    """sdss mocks publish model fluxes as flux_<band> (Kron kept as flux_kron_<band>); Kron presets are unchanged."""
+    from deepdip.errors import DeepdipValueError
+    from deepdip.photometry.pipeline import catalogue_photometry, photometry_method
+    from deepdip.simulate import population, rendering
+    from deepdip.surveys import load_survey
+
+    sdss = load_survey("sdss")
+    assert photometry_method(sdss) == {**sdss["catalogue_photometry"], "method": "model", "reference_band": "r"}
+    rng = np.random.default_rng(5)
+    ctx = population.prepare(sdss)
+    pop = population.sample_population(sdss, 12, rng, ctx)
+    images, obs = rendering.render_block(sdss, pop, rng, ctx)
+    fwhm = np.column_stack([obs[f"psf_fwhm_{b}"] for b in sdss.bands])
+    cat = catalogue_photometry(images, sdss, fwhm)
+    kron = measure_photometry(images, sdss.pixel_scale, sdss.bands,
+                              poisson_var_per_flux=sdss["noise"]["poisson_var_per_nmgy"])
+    for band in sdss.bands:
+        np.testing.assert_array_equal(cat[f"flux_kron_{band}"], kron[f"flux_{band}"])
+    true_r = pop["flux"][:, 2]  # total r flux (Galactic extinction applied, as the images)
+    # model fluxes hold (nearly) all the light, the Kron aperture misses some; model errors are smaller
+    assert np.median(cat["flux_r"] / true_r) > np.median(cat["flux_kron_r"] / true_r)
+    assert np.median(cat["flux_err_r"] / cat["flux_kron_err_r"]) < 0.9
+    assert set(np.unique(cat["model_type"])) <= {0, 1} and (cat["r_e_model"] > 0).all()
+
+    legacy = load_survey("legacy")
+    assert photometry_method(legacy)["method"] == "kron"
+    bad = load_survey("sdss")
+    bad.params["catalogue_photometry"] = {"method": "psf"}
+    with pytest.raises(DeepdipValueError, match="catalogue_photometry.method"):
+        photometry_method(bad)
+    bad.params["catalogue_photometry"] = {"method": "model", "reference_band": "y"}
+    with pytest.raises(DeepdipValueError, match="reference_band 'y'"):
+        photometry_method(bad)

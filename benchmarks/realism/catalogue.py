@@ -139,7 +139,25 @@ def sdss_section(args):
                          "mock": flux_error_relation(flux[ok_mock], ferr[ok_mock], edges),
                          "real": flux_error_relation(rf, re, edges)}
     res["flux_error"]["real_petrosian"] = petrosian_errors(val, ok_real, edges)
-    res["kron_over_true_r"] = float(np.median(cat["flux_r"] * dered[:, 2] / 10 ** (-0.4 * (cat["mag_r"] - 22.5))))
+    true_flux = 10 ** (-0.4 * (np.column_stack([cat[f"mag_{b}"] for b in BANDS]) - 22.5))
+    res["measured_over_true_r"] = float(np.median(flux[:, 2] / true_flux[:, 2]))
+    res["photometry"] = json.loads(store.attrs["provenance"]).get("photometry", "")
+    if "flux_kron_r" in cat:  # model-fit catalogue: the Kron apertures measured on the same pixels, for comparison
+        kflux = np.column_stack([cat[f"flux_kron_{b}"] for b in BANDS]) * dered
+        kerr = np.column_stack([cat[f"flux_kron_err_{b}"] for b in BANDS]) * dered
+        x_kron, ok_kron = features(cat["z_spec"], kflux)
+        res["c2st_kron"] = c2st(x_kron, x_real)
+        res["rf_sigma_mad_kron"] = rf_scores(x_kron, x_real)
+        res["flux_error"]["mock_kron"] = flux_error_relation(kflux[ok_kron], kerr[ok_kron], edges)
+        res["kron_over_true_r"] = float(np.median(kflux[:, 2] / true_flux[:, 2]))
+    # measured minus true colours of the mock (model fits weigh the centre: red bulges make them redder)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        meas = -2.5 * np.log10(flux / true_flux)
+    early = cat["is_early"].astype(bool)
+    res["measured_minus_true_colour"] = {
+        f"{a}-{b}": {name: float(np.nanmedian(meas[sel, j] - meas[sel, j + 1]))
+                     for name, sel in (("all", np.ones_like(early)), ("early", early), ("late", ~early))}
+        for j, (a, b) in enumerate(zip(BANDS[:-1], BANDS[1:]))}
     # what a model-fit photometry would give (emulated): the true fluxes plus Gaussian noise at the optimal
     # flux error of each galaxy's own pixels (pixels.store_optimal_errors replays the store's random numbers)
     import pixels

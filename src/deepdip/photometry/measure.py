@@ -29,7 +29,7 @@ MIN_PIXELS = 10  # smallest segment counted as a source (SExtractor's DETECT_MIN
 
 def measure_photometry(images: np.ndarray, pixel_scale: float, bands, *, aperture_diameter: float = 3.0,
                        poisson_var_per_flux=None, detect_threshold: float = 1.5,
-                       subtract_background: bool = False) -> dict:
+                       subtract_background: bool = False, cleaned_out: np.ndarray | None = None) -> dict:
     """Measure fluxes, errors and sizes of the central galaxy of each cutout.
 
     Parameters
@@ -51,6 +51,9 @@ def measure_photometry(images: np.ndarray, pixel_scale: float, bands, *, apertur
         Remove the median of the stamp border first. Its own noise (border noise / sqrt(pixels),
         times the aperture area) is then added to the errors: on a 64x64 stamp it rivals the
         pixel noise of a large aperture, hence off for sky-subtracted cutouts.
+    cleaned_out : float32 array [n, B, H, W], optional
+        Filled with the images the apertures measure: background removed (if asked), neighbours'
+        pixels replaced by their mirror image (e.g. for a model fit of the central galaxy).
 
     Returns
     -------
@@ -91,6 +94,8 @@ def measure_photometry(images: np.ndarray, pixel_scale: float, bands, *, apertur
     myy = (wdet * dy**2).sum((1, 2)) / tot
     mxy = (wdet * dx * dy).sum((1, 2)) / tot
     a, b, theta = _ellipse_from_moments(mxx, myy, mxy)
+    if cleaned_out is not None:
+        cleaned_out[...] = data
 
     # Kron radius: first moment of the elliptical radius within 6 semi-axes
     cos, sin = (np.cos(theta)[:, None, None].astype(np.float32), np.sin(theta)[:, None, None].astype(np.float32))

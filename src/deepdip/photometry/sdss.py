@@ -41,19 +41,32 @@ PROFILES = ("exp", "dev")  # model_type 0 and 1
 BORDER = 4  # pixels of the stamp edge giving the sky noise (as deepdip.photometry.measure)
 COG_STEP = 0.5  # pixels between the radii of the curve of growth
 _K_TABLE = np.concatenate([[0.0], np.geomspace(1e-3, 1e3, 2500)])  # k x half-light radius
-# finite-difference steps of the parameters (x, y [px], ln r_e, eta_1, eta_2) and LM step caps
-_STEP = np.array([0.02, 0.02, 0.01, 0.01, 0.01])
+# caps of the LM steps of the parameters (x, y [px], ln r_e, eta_1, eta_2)
 _MAX_MOVE = np.array([2.0, 2.0, 0.5, 0.5, 0.5])
+_TOLERANCE = 1e-5  # relative chi^2 gain below which a fit has converged (64 x 64 stamps: flux changes < 0.1 sigma)
 
 
 @lru_cache(maxsize=1)
-def profile_tables() -> dict[str, np.ndarray]:
-    """Fourier transforms of the unit-flux, unit half-light-radius truncated profiles at ``_K_TABLE``."""
+def profile_tables() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Fourier transforms of the unit-flux, unit half-light-radius truncated profiles at ``_K_TABLE``,
+    and their derivatives d/dk (the Jacobian's)."""
     import galsim
 
     profiles = {"exp": galsim.Sersic(n=1, half_light_radius=1.0, trunc=EXP_TRUNCATION),
                 "dev": galsim.DeVaucouleurs(half_light_radius=1.0, trunc=DEV_TRUNCATION)}
-    return {name: np.array([p.kValue(k, 0.0).real for k in _K_TABLE]) / p.flux for name, p in profiles.items()}
+    out = {}
+    for name, prof in profiles.items():
+        table = np.array([prof.kValue(k, 0.0).real for k in _K_TABLE]) / prof.flux
+        out[name] = (table, np.gradient(table, _K_TABLE))
+    return out
+
+
+@lru_cache(maxsize=1)
+def kolmogorov_constant() -> float:
+    """c of the Kolmogorov transform exp(-c (k FWHM)^(5/3)) (GalSim's profile, as deepdip's mocks draw)."""
+    import galsim
+
+    return float(-np.log(galsim.Kolmogorov(fwhm=1.0).kValue(1.0, 0.0).real))
 
 
 def _grid(size: int, scale: float) -> dict:
@@ -63,8 +76,10 @@ def _grid(size: int, scale: float) -> dict:
     ky = (2 * np.pi * np.fft.fftfreq(grid, d=scale)).astype(np.float32)[None, :, None]
     kx = (2 * np.pi * np.fft.rfftfreq(grid, d=scale)).astype(np.float32)[None, None, :]
     lo = size // 2
+    # the ellipse's k^2 is cosh(eta) K2 + sinh(eta)/eta (e1 C + e2 D) for the shape (e1, e2) = eta (cos 2pa, sin 2pa)
+    k2, c2, d2 = kx**2 + ky**2, kx**2 - ky**2, 2 * kx * ky
     return {"grid": grid, "kx": kx, "ky": ky, "lo": lo, "centre": lo + (size - 1) / 2.0, "size": size,
-            "scale": scale}
+            "scale": scale, "K2": k2, "C": c2, "D": d2}
 
 
 def psf_transform(psf: np.ndarray, g: dict) -> np.ndarray:
@@ -84,27 +99,61 @@ def psf_transform(psf: np.ndarray, g: dict) -> np.ndarray:
     return (k / k[..., :1, :1].real).astype(np.complex64)
 
 
+def kolmogorov_transform(fwhm: np.ndarray, g: dict) -> np.ndarray:
+    """Fourier transforms [..., nky, nkx] of Kolmogorov PSFs of ``fwhm`` [...] (arcsec) times the
+    square pixel: the PSF deepdip's mocks are drawn with, known exactly (as a survey knows its PSF model)."""
+    fwhm = np.asarray(fwhm, dtype=np.float32)[..., None, None]
+    kx, ky, scale = g["kx"][0], g["ky"][0], g["scale"]
+    pixel = np.sinc(kx * scale / (2 * np.pi)) * np.sinc(ky * scale / (2 * np.pi))
+    k53 = (kx**2 + ky**2) ** (5 / 6)
+    return (np.exp(-kolmogorov_constant() * fwhm ** (5 / 3) * k53) * pixel).astype(np.complex64)
+
+
 def _shape(p: np.ndarray):
     """Half-light radius (arcsec), axis ratio and position angle (radians) of parameters [n, 5]."""
     eta = np.hypot(p[:, 3], p[:, 4])
     return np.exp(p[:, 2]), np.exp(-eta), 0.5 * np.arctan2(p[:, 4], p[:, 3])
 
 
-def _draw(p: np.ndarray, psf_k: np.ndarray, table: np.ndarray, g: dict) -> np.ndarray:
-    """Unit-flux model images [n, S, S] of parameters ``p`` [n, 5] through PSFs ``psf_k`` [n, nky, nkx]."""
-    r_e, q, pa = _shape(p)
+def _transform(p: np.ndarray, psf_k: np.ndarray, table, g: dict, derivatives: bool = False):
+    """Fourier transforms [n, nky, nkx] of unit-flux models of parameters ``p`` [n, 5] through PSFs
+    ``psf_k``; with ``derivatives``, [n, 6, nky, nkx]: the model and its derivatives by the 5 parameters."""
     col = lambda v: np.asarray(v, dtype=np.float32)[:, None, None]  # noqa: E731
-    c, s = col(np.cos(pa)), col(np.sin(pa))
-    kx, ky = g["kx"], g["ky"]
-    k_major, k_minor = kx * c + ky * s, -kx * s + ky * c
-    k = np.sqrt(k_major**2 / col(q) + k_minor**2 * col(q)) * col(r_e)
-    prof = np.interp(k, _K_TABLE, table, right=0.0).astype(np.float32)
+    e1, e2 = p[:, 3], p[:, 4]
+    eta = np.hypot(e1, e2)
+    small = eta < 1e-3
+    safe = np.where(small, 1.0, eta)
+    s = np.where(small, 1 + eta**2 / 6, np.sinh(safe) / safe)  # sinh(eta) / eta
+    f = col(np.cosh(eta)) * g["K2"] + col(s) * (col(e1) * g["C"] + col(e2) * g["D"])
+    kappa = np.sqrt(np.maximum(f, 0)) * col(np.exp(p[:, 2]))
     scale = g["scale"]
     x, y = (g["centre"] + p[:, 0]) * scale, (g["centre"] + p[:, 1]) * scale
-    shift = (np.exp(-1j * kx * col(x)).astype(np.complex64) * np.exp(-1j * ky * col(y)).astype(np.complex64))
-    img = np.fft.irfft2(prof * psf_k * shift, s=(g["grid"], g["grid"]))
+    shifted = psf_k * (np.exp(-1j * g["kx"] * col(x)).astype(np.complex64)
+                       * np.exp(-1j * g["ky"] * col(y)).astype(np.complex64))
+    model = np.interp(kappa, _K_TABLE, table[0], right=0.0).astype(np.float32) * shifted
+    if not derivatives:
+        return model
+    # d kappa / d ln r_e = kappa; d kappa / d e_j = kappa (d f / d e_j) / (2 f)
+    slope = np.interp(kappa, _K_TABLE, table[1], right=0.0).astype(np.float32) * kappa * shifted
+    ds = np.where(small, 1 / 3 + eta**2 / 30, (safe * np.cosh(safe) - np.sinh(safe)) / safe**3)  # s'(eta) / eta
+    lin = col(e1) * g["C"] + col(e2) * g["D"]
+    half_over_f = 0.5 / np.maximum(f, 1e-30)
+    df1 = col(s * e1) * g["K2"] + col(ds * e1) * lin + col(s) * g["C"]
+    df2 = col(s * e2) * g["K2"] + col(ds * e2) * lin + col(s) * g["D"]
+    return np.stack([model, (-1j * scale) * g["kx"] * model, (-1j * scale) * g["ky"] * model, slope,
+                     slope * (df1 * half_over_f), slope * (df2 * half_over_f)], axis=1)
+
+
+def _image(k: np.ndarray, g: dict) -> np.ndarray:
+    """Stamps [..., S, S] of Fourier transforms [..., nky, nkx]."""
+    img = np.fft.irfft2(k, s=(g["grid"], g["grid"]))
     lo, size = g["lo"], g["size"]
-    return img[:, lo:lo + size, lo:lo + size].astype(np.float32)
+    return img[..., lo:lo + size, lo:lo + size]
+
+
+def _draw(p: np.ndarray, psf_k: np.ndarray, table, g: dict) -> np.ndarray:
+    """Unit-flux model images [n, S, S] of parameters ``p`` [n, 5] through PSFs ``psf_k`` [n, nky, nkx]."""
+    return _image(_transform(p, psf_k, table, g), g)
 
 
 def _project(model, data, w2):
@@ -115,21 +164,28 @@ def _project(model, data, w2):
     return amp, res, np.einsum("np,np->n", res, res, dtype=np.float64)
 
 
-def _jacobian(p, res, data, w2, psf_k, table, g):
-    jac = np.empty((*res.shape, p.shape[1]), dtype=np.float32)
-    for j in range(p.shape[1]):
-        q = p.copy()
-        q[:, j] += _STEP[j]
-        jac[:, :, j] = (_project(_draw(q, psf_k, table, g), data, w2)[1] - res) / _STEP[j]
-    return jac
+def _jacobian(p, data, w2, psf_k, table, g):
+    """Weighted residuals [n, S*S] and their Jacobian [n, S*S, 5] at ``p``, the amplitude solved
+    linearly at every ``p`` (variable projection: d amp / d p enters through the normal equation)."""
+    images = _image(_transform(p, psf_k, table, g, derivatives=True), g)  # [n, 6, S, S]
+    model, dm = images[:, 0], images[:, 1:]
+    mw = model * w2
+    norm = np.maximum((mw * model).sum((1, 2)), 1e-30)
+    amp = (mw * data).sum((1, 2)) / norm
+    damp = (((dm * (w2 * data)[:, None]).sum((2, 3)) - 2 * amp[:, None] * (dm * mw[:, None]).sum((2, 3)))
+            / norm[:, None])  # [n, 5]
+    sw = np.sqrt(w2)
+    res = (sw * (data - amp[:, None, None] * model)).reshape(len(data), -1)
+    jac = -(sw[:, None] * (amp[:, None, None, None] * dm + damp[:, :, None, None] * model[:, None]))
+    return res, jac.reshape(len(data), dm.shape[1], -1).transpose(0, 2, 1)
 
 
 def _fit_profile(data, w2, psf_k, table, p0, g, iterations):
     """Levenberg-Marquardt fit of one profile to images [n, S, S]: parameters, amplitudes, chi^2."""
-    p = p0.copy()
+    p = p0.astype(np.float64).copy()
     lam = np.full(len(p), 1e-2)
-    amp, res, chi2 = _project(_draw(p, psf_k, table, g), data, w2)
-    jac = _jacobian(p, res, data, w2, psf_k, table, g)
+    amp, _, chi2 = _project(_draw(p, psf_k, table, g), data, w2)
+    res, jac = _jacobian(p, data, w2, psf_k, table, g)
     active = np.ones(len(p), bool)
     for _ in range(iterations):
         idx = np.flatnonzero(active)
@@ -142,17 +198,18 @@ def _fit_profile(data, w2, psf_k, table, p0, g, iterations):
         step = -np.linalg.solve(damp, grad[..., None])[..., 0]
         step = np.clip(step, -_MAX_MOVE, _MAX_MOVE)
         trial = p[idx] + step
-        amp_t, res_t, chi2_t = _project(_draw(trial, psf_k[idx], table, g), data[idx], w2[idx])
+        amp_t, _, chi2_t = _project(_draw(trial, psf_k[idx], table, g), data[idx], w2[idx])
         better = chi2_t < chi2[idx]
         gain = np.where(better, (chi2[idx] - chi2_t) / np.maximum(chi2[idx], 1e-30), 0.0)
         acc = idx[better]
-        p[acc], amp[acc], res[acc], chi2[acc] = trial[better], amp_t[better], res_t[better], chi2_t[better]
+        p[acc], amp[acc], chi2[acc] = trial[better], amp_t[better], chi2_t[better]
         lam[idx] = np.where(better, np.maximum(lam[idx] / 3, 1e-7), lam[idx] * 4)
-        if len(acc):
-            jac[acc] = _jacobian(p[acc], res[acc], data[acc], w2[acc], psf_k[acc], table, g)
-        # converged: a step gained < 1e-7 of chi^2, or the damping says no step helps
-        done = idx[(better & (gain < 1e-7)) | (lam[idx] > 1e6)]
+        # converged: a step gained < TOLERANCE of chi^2, or the damping says no step helps
+        done = idx[(better & (gain < _TOLERANCE)) | (lam[idx] > 1e6)]
         active[done] = False
+        refresh = acc[active[acc]]
+        if len(refresh):
+            res[refresh], jac[refresh] = _jacobian(p[refresh], data[refresh], w2[refresh], psf_k[refresh], table, g)
     return p, amp, chi2
 
 
@@ -194,16 +251,34 @@ def _initial(ref: np.ndarray, g: dict) -> np.ndarray:
     return np.column_stack([np.clip(cx, -3, 3), np.clip(cy, -3, 3), np.log(r_e), e1 * eta, e2 * eta])
 
 
+CROP_EXTENT = 6.0  # half-light radii (first guess) a crop must hold on each side of the centre
+CROP_MIN = 24  # pixels
+
+
+def _crop_sizes(start: np.ndarray, size: int, pixel_scale: float) -> np.ndarray:
+    """Side of the central crop each galaxy is fitted on: ``CROP_EXTENT`` first-guess half-light
+    radii plus its offset on each side, rounded up to a multiple of 8 of the stamp's parity, at most
+    the stamp. (A de Vaucouleurs profile holds ~90 % of its light within 6 r_e; beyond, its pixels
+    are sky-dominated and weigh nothing in the fit.)"""
+    r_e_px = np.exp(start[:, 2]) / pixel_scale
+    half = CROP_EXTENT * r_e_px + np.abs(start[:, :2]).max(1)
+    side = np.maximum(CROP_MIN, 8 * np.ceil(2 * half / 8)).astype(int)
+    side += (side - size) % 2  # same parity as the stamp: the crop shares its centre
+    return np.minimum(side, size)
+
+
 def model_fluxes(images, psf, pixel_scale: float, ref_band: int, *, sky_sigma=None, poisson_var_per_flux=None,
-                 iterations: int = 40, chunk: int = 128, shape: dict | None = None) -> dict:
+                 iterations: int = 20, chunk: int = 32, shape: dict | None = None, psf_fwhm=None) -> dict:
     """SDSS model fluxes of the central galaxy of each cutout.
 
     Parameters
     ----------
     images : array [n, B, S, S]
         Sky-subtracted cutouts, galaxy near the centre (as deepdip stores hold them).
-    psf : array [n, B, P, P] or [B, P, P]
+    psf : array [n, B, P, P] or [B, P, P], or None
         Each band's PSF image (unit flux once normalised, centred at (P - 1) / 2, pixel included).
+    psf_fwhm : array [n, B], optional (instead of ``psf``)
+        FWHM (arcsec) of Kolmogorov PSFs (times the pixel): the PSF of deepdip's mocks, exactly.
     pixel_scale : float
         arcsec / pixel.
     ref_band : int
@@ -222,38 +297,55 @@ def model_fluxes(images, psf, pixel_scale: float, ref_band: int, *, sky_sigma=No
     """
     images = np.asarray(images, dtype=np.float32)
     n, nb, size, _ = images.shape
-    psf = np.asarray(psf, dtype=np.float32)
-    if psf.ndim == 3:
-        psf = np.broadcast_to(psf, (n, *psf.shape))
+    if (psf is None) == (psf_fwhm is None):
+        raise ValueError("model_fluxes takes one of psf (images) and psf_fwhm (Kolmogorov widths)")
+    if psf is not None:
+        psf = np.asarray(psf, dtype=np.float32)
+        if psf.ndim == 3:
+            psf = np.broadcast_to(psf, (n, *psf.shape))
     var = pixel_variance(images, sky_sigma, poisson_var_per_flux)
-    g = _grid(size, pixel_scale)
     tables = profile_tables()
     out = {"flux": np.empty((n, nb)), "flux_err": np.empty((n, nb)), "model_type": np.empty(n, np.int8),
            "chi2": np.empty((n, 2)), "params": np.empty((n, 5))}
-    for lo in range(0, n, chunk):
-        sl = slice(lo, min(n, lo + chunk))
-        psf_k = psf_transform(psf[sl], g)  # [m, B, nky, nkx]
-        data, w2 = images[sl], 1.0 / var[sl]
-        if shape is None:
-            p0 = _initial(data[:, ref_band], g)
-            fits = [_fit_profile(data[:, ref_band], w2[:, ref_band], psf_k[:, ref_band], tables[name], p0, g,
-                                 iterations) for name in PROFILES]
-            chi2 = np.column_stack([f[2] for f in fits])
-            kind = np.argmin(chi2, axis=1)
-            p = np.where(kind[:, None] == 0, fits[0][0], fits[1][0])
-        else:
-            kind, chi2 = np.asarray(shape["model_type"])[sl], np.asarray(shape["chi2"])[sl]
-            eta = -np.log(np.asarray(shape["q"])[sl])
-            pa = np.radians(np.asarray(shape["pa"])[sl])
-            p = np.column_stack([np.asarray(shape["x"])[sl], np.asarray(shape["y"])[sl],
-                                 np.log(np.asarray(shape["r_e"])[sl]), eta * np.cos(2 * pa), eta * np.sin(2 * pa)])
-        for b in range(nb):
-            model = np.where(kind[:, None, None] == 0, _draw(p, psf_k[:, b], tables["exp"], g),
-                             _draw(p, psf_k[:, b], tables["dev"], g))
-            norm = (model * model * w2[:, b]).sum((1, 2), dtype=np.float64)
-            out["flux"][sl, b] = (model * w2[:, b] * data[:, b]).sum((1, 2), dtype=np.float64) / np.maximum(norm, 1e-30)
-            out["flux_err"][sl, b] = 1.0 / np.sqrt(np.maximum(norm, 1e-30))
-        out["model_type"][sl], out["chi2"][sl], out["params"][sl] = kind, chi2, p
+    if shape is None:
+        start = _initial(images[:, ref_band], {"scale": pixel_scale})
+    else:
+        eta = -np.log(np.asarray(shape["q"]))
+        pa = np.radians(np.asarray(shape["pa"]))
+        start = np.column_stack([np.asarray(shape["x"]), np.asarray(shape["y"]), np.log(np.asarray(shape["r_e"])),
+                                 eta * np.cos(2 * pa), eta * np.sin(2 * pa)])
+    # Each galaxy is fitted on the central crop that holds its light (most SDSS galaxies need a
+    # quarter of the stamp; the cost scales with the crop's area), galaxies of one crop size together.
+    crops = _crop_sizes(start, size, pixel_scale)
+    order = np.argsort(crops, kind="stable")
+    for crop in np.unique(crops):
+        rows_of_crop = order[crops[order] == crop]
+        g = _grid(int(crop), pixel_scale)
+        cut = slice((size - crop) // 2, (size - crop) // 2 + crop)
+        for lo in range(0, len(rows_of_crop), chunk):
+            sl = rows_of_crop[lo:lo + chunk]
+            psf_k = (psf_transform(psf[sl], g) if psf is not None
+                     else kolmogorov_transform(np.asarray(psf_fwhm)[sl], g))  # [m, B, nky, nkx]
+            data, w2 = images[sl][..., cut, cut], 1.0 / var[sl][..., cut, cut]
+            if shape is None:
+                fits = [_fit_profile(data[:, ref_band], w2[:, ref_band], psf_k[:, ref_band], tables[name], start[sl],
+                                     g, iterations) for name in PROFILES]
+                chi2 = np.column_stack([f[2] for f in fits])
+                kind = np.argmin(chi2, axis=1)
+                p = np.where(kind[:, None] == 0, fits[0][0], fits[1][0])
+            else:
+                kind, chi2, p = np.asarray(shape["model_type"])[sl], np.asarray(shape["chi2"])[sl], start[sl]
+            for b in range(nb):
+                model = np.empty(data.shape[:1] + data.shape[2:], dtype=np.float32)
+                for t, name in enumerate(PROFILES):
+                    rows = np.flatnonzero(kind == t)
+                    if len(rows):
+                        model[rows] = _draw(p[rows], psf_k[rows, b], tables[name], g)
+                norm = (model * model * w2[:, b]).sum((1, 2), dtype=np.float64)
+                out["flux"][sl, b] = ((model * w2[:, b] * data[:, b]).sum((1, 2), dtype=np.float64)
+                                      / np.maximum(norm, 1e-30))
+                out["flux_err"][sl, b] = 1.0 / np.sqrt(np.maximum(norm, 1e-30))
+            out["model_type"][sl], out["chi2"][sl], out["params"][sl] = kind, chi2, p
     params = out.pop("params")
     r_e, q, pa = _shape(params)
     return {**out, "r_e": r_e, "q": q, "pa": np.degrees(pa) % 180.0, "x": params[:, 0], "y": params[:, 1]}
@@ -331,7 +423,7 @@ def petrosian_fluxes(images, pixel_scale: float, ref_band: int, centre=None, *, 
 
 
 def sdss_photometry(images, psf, pixel_scale: float, bands, ref_band: str = "r", *, sky_sigma=None,
-                    poisson_var_per_flux=None, iterations: int = 40) -> dict:
+                    poisson_var_per_flux=None, iterations: int = 20) -> dict:
     """Model and Petrosian fluxes as catalogue columns: ``flux_model_<band>``, ``flux_model_err_<band>``,
     ``flux_petro_<band>``, ``flux_petro_err_<band>``, ``model_type`` (0 exp, 1 deV), ``r_e_model``,
     ``q_model``, ``petro_radius``, ``petro_r50``, ``petro_r90`` (arcsec), ``petro_clipped``.

@@ -21,7 +21,7 @@ import numpy as np
 
 from deepdip.errors import DeepdipError, DeepdipValueError
 from deepdip.extinction import EXTINCTION_LAW, extinction_record
-from deepdip.photometry import measure_photometry
+from deepdip.photometry import pipeline as catalogue
 from deepdip.signals import deferred_signals, sigterm_as_exit
 from deepdip.simulate import population, rendering
 from deepdip.simulate.truths import PROVENANCE_KEY, truth_columns
@@ -45,8 +45,8 @@ def simulate_block(survey, ctx: dict, seed: int, block: int, n: int) -> tuple[np
         if key not in ("z", "ebv", "flux"):
             cat[key] = values.astype(np.int8 if values.dtype == bool else np.float32)
     cat.update(observing)
-    cat.update(measure_photometry(images, survey.pixel_scale, survey.bands,
-                                  poisson_var_per_flux=survey["noise"]["poisson_var_per_nmgy"]))
+    psf_fwhm = np.column_stack([observing[f"psf_fwhm_{band}"] for band in survey.bands])
+    cat.update(catalogue.catalogue_photometry(images, survey, psf_fwhm))
     return images, cat
 
 
@@ -131,6 +131,7 @@ def simulate_store(survey, n: int, seed: int, out, workers: int = 1, progress: b
     for key in ("noise", "psf_fwhm", "population"):
         if key not in survey.params:
             raise DeepdipError(f"survey preset {survey.name!r} has no {key!r}: it cannot be simulated")
+    catalogue.photometry_method(survey)  # a bad catalogue_photometry is refused before any work
     out = Path(out)
     single_file = out.suffix in (".h5", ".hdf5")
     from deepdip.store import check_store_output
@@ -208,7 +209,7 @@ def _simulate(survey, n, seed, out, pool, started, progress, shard_size, overwri
         "survey_preset": survey.params,
         **extinction_record(ctx["ext_coeffs"], EXTINCTION_LAW),  # what the mock was reddened with
         "population_sha256": population.population_digest(survey),
-        "photometry": "deepdip.photometry.measure_photometry (Kron 2.5 matched apertures)",
+        "photometry": catalogue.describe(survey),
         # Which catalogue columns hold truths: readers refuse them as features by this list (issue 18).
         PROVENANCE_KEY: truth_columns(survey.bands),
     }
