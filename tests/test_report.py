@@ -182,3 +182,63 @@ def test_unmatched_or_unlabelled_catalogues_are_rejected(tmp_path):
         match_catalogs([tmp_path / "a.parquet", tmp_path / "d.parquet"])
     same_method = match_catalogs([tmp_path / "a.parquet", tmp_path / "a.parquet"])
     assert list(same_method.catalogs) == ["a (a) #1", "a (a) #2"]
+
+
+# --- bounded-memory evaluation (deepdip.report.streaming, ``evaluate --stream``) ------------------------
+
+def test_streaming_metrics_match_in_memory_ones_within_their_bounds():
+    from deepdip.metrics import compute_metrics
+    from deepdip.report.streaming import StreamingMetrics
+
+    rng = np.random.default_rng(7)
+    n = 5001
+    zs = rng.uniform(0.02, 0.38, n)
+    zs[::97] = np.nan  # unlabelled rows are skipped, as compute_metrics does
+    zp = np.clip(np.nan_to_num(zs, nan=0.2) + rng.normal(0, 0.02, n) + (rng.random(n) < 0.05) * rng.normal(0, 0.1, n),
+                 0.0, 0.4)
+    centres = GRID.zmin + (np.arange(GRID.nbins) + 0.5) * GRID.width
+    pdf = np.exp(-0.5 * ((centres[None] - zp[:, None]) / 0.015) ** 2) + 1e-4
+    want = compute_metrics(zp, zs, pdf, GRID)
+    for resolution in (1e-6, 1e-4):
+        acc = StreamingMetrics(GRID, resolution=resolution)
+        for lo, hi in ((0, 7), (7, 2000), (2000, 2000), (2000, n)):  # uneven batches, an empty one
+            acc.update(zp[lo:hi], zs[lo:hi], pdf[lo:hi])
+        got = acc.result()
+        assert got["n"] == want["n"]
+        for key in ("outlier_frac", "bias", "crps", "coverage_68", "coverage_95", "cde_loss"):  # exact sums
+            assert got[key] == pytest.approx(want[key], rel=1e-12, abs=1e-15), key
+        for key, bound in got["bounds"].items():
+            assert abs(got[key] - want[key]) <= bound + 1e-12, (key, resolution)
+        assert "pit_cvm" not in got and "pit_ad" not in got  # they need every sorted PIT value
+    assert got["bounds"]["sigma_mad"] == pytest.approx(1.4826e-4)
+
+
+def test_evaluate_stream_cli_reads_a_folder_of_parts(catalogues, tmp_path, capsys):
+    from deepdip.report.streaming import StreamingMetrics
+
+    cat = read_catalog(catalogues["dir"] / "cnn.parquet")
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    halves = (slice(0, 120), slice(120, None))
+    for k, rows in enumerate(halves):
+        write_catalog(parts / f"part{k}.parquet", cat.ids[rows], cat.pdf[rows], GRID,
+                      z_spec=cat.table["z_spec"].to_numpy()[rows], method="cnn")
+    assert main(["evaluate", str(parts), "--stream", "--out", str(tmp_path / "rep"), "--names", "cnn"]) == 0
+    got = json.loads((tmp_path / "rep" / "metrics.json").read_text())["cnn"]
+    acc = StreamingMetrics(GRID)
+    acc.update(cat.table["z_mean"].to_numpy(), cat.table["z_spec"].to_numpy(), cat.pdf)
+    want = acc.result()
+    assert got["parts"] == 2 and got["n_catalog"] == len(cat.ids)
+    assert {k: got[k] for k in want if k != "bounds"} == pytest.approx({k: want[k] for k in want if k != "bounds"})
+    exact = independent(catalogues["zphot"]["cnn"], catalogues["z_spec"])
+    assert abs(got["sigma_mad"] - exact["sigma_mad"]) <= got["bounds"]["sigma_mad"] + 1e-12
+    assert "sigma_mad=" in capsys.readouterr().out and not (tmp_path / "rep" / "index.html").exists()
+    # refusals: one line, exit 2, nothing written
+    (tmp_path / "empty").mkdir()
+    for args, message in (([str(parts), "--resolution", "1e-5"], "--resolution applies to --stream only"),
+                          ([str(tmp_path / "empty"), "--stream"], "holds no .parquet files"),
+                          ([str(parts), "--stream", "--resolution", "0"], "resolution")):
+        assert main(["evaluate", *args, "--out", str(tmp_path / "rep2")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "rep2").exists()

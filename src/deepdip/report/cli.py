@@ -26,6 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--magnitude", metavar="COLUMN",
                         help="catalogue column for metrics in magnitude bins "
                              "(default: mag_r, else mag_i, else any mag_*)")
+    parser.add_argument("--stream", action="store_true",
+                        help="survey-size catalogues: score each CAT (a Parquet file or a folder of parts) apart "
+                             "in one pass over its row groups, in bounded memory; writes DIR/metrics.json only "
+                             "(medians from a fine histogram, error bounds in 'bounds'; no id matching, no figures)")
+    parser.add_argument("--resolution", type=float, default=None, metavar="H",
+                        help="with --stream: histogram bin width of dz and PIT (default 1e-6)")
     parser.add_argument("--z-bins", type=int, default=8, metavar="N", help="number of z_spec bins (default 8)")
     parser.add_argument("--mag-bins", type=int, default=8, metavar="N", help="number of magnitude bins (default 8)")
 
@@ -40,6 +46,21 @@ def run(args: argparse.Namespace) -> int:
     if args.names is not None and len(args.names) != len(args.catalogs):
         raise DeepdipValueError(f"--names gives {len(args.names)} name(s) for {len(args.catalogs)} catalogue(s): "
                                 "give one name per catalogue")
+
+    if args.resolution is not None and not args.stream:
+        raise DeepdipValueError("--resolution applies to --stream only")
+    if args.stream:
+        from deepdip.report.streaming import RESOLUTION, evaluate_stream
+
+        metrics = evaluate_stream(args.catalogs, args.out, args.names, point=args.point,
+                                  outlier_threshold=args.outlier_threshold,
+                                  resolution=RESOLUTION if args.resolution is None else args.resolution,
+                                  overwrite=args.overwrite)
+        for name, m in metrics.items():
+            print(f"{name}: n={m['n']} sigma_mad={m['sigma_mad']:.5f} (+-{m['bounds']['sigma_mad']:.1e}) "
+                  f"outlier_frac={m['outlier_frac']:.4f} bias={m['bias']:+.5f}")
+        print(f"metrics: {args.out}/metrics.json")
+        return 0
 
     from deepdip.report import evaluate
 
