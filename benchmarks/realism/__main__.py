@@ -71,10 +71,12 @@ def main():
     doc = ROOT / "docs" / "realism.md"
     text = report.report(res)
     old = doc.read_text() if doc.exists() else ""
-    # the colour-structure section belongs to benchmarks/realism_colour_structure.py: kept as it is
-    begin, end = "<!-- colour-structure: begin -->", "<!-- colour-structure: end -->"
-    if begin in old and end in old:
-        text = text.rstrip("\n") + "\n\n" + begin + old.split(begin, 1)[1].split(end, 1)[0] + end + "\n"
+    # sections that belong to other scripts (benchmarks/realism_colour_structure.py,
+    # benchmarks/realism_legacy_structure.py): kept as they are
+    for block in ("colour-structure", "legacy-structure"):
+        begin, end = f"<!-- {block}: begin -->", f"<!-- {block}: end -->"
+        if begin in old and end in old:
+            text = text.rstrip("\n") + "\n\n" + begin + old.split(begin, 1)[1].split(end, 1)[0] + end + "\n"
     doc.write_text(text)
     if "sdss" in res:
         print(json.dumps({k: res["sdss"][k] for k in ("c2st_measured", "c2st_true_mags", "rf_sigma_mad")}, indent=1))
