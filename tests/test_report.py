@@ -126,11 +126,37 @@ def test_metrics_json_matches_independent_computation(report, catalogues):
 def test_html_report(report, catalogues):
     page = (report / "index.html").read_text()
     n_known = int(np.isfinite(catalogues["z_spec"][catalogues["common"]]).sum())
-    assert f"260 rows common to all (cnn: 300, knn: 260); {n_known} of them" in page
+    assert f"scored on the same {n_known} galaxies with a spectroscopic redshift" in page
+    assert "(260 common rows; rows per catalogue: cnn 300, knn 260)" in page
     assert "<th>cnn</th><th>knn</th>" in page
     images = re.findall(r'<img src="([^"]+)"', page)
     assert len(images) >= 8 and all((report / src).stat().st_size > 1000 for src in images)
+    # the overlaid figures come before the per-method grid, whose rows hold each method's own panels
+    assert page.index("binned_zspec.png") < page.index("pit.png") < page.index('class="grid"')
+    grid = page[page.index('class="grid"'):]
+    assert grid.index("cnn_zphot_zspec.png") < grid.index(">knn<") < grid.index("knn_zphot_zspec.png")
+    # the best value of each judged row is marked: sigma_MAD's is the smaller of the two methods'
+    metrics = json.loads((report / "metrics.json").read_text())
+    row = re.search(r"<tr><td>σ_MAD</td>(.*?)</tr>", page).group(1)
+    best = "cnn" if metrics["cnn"]["sigma_mad"] < metrics["knn"]["sigma_mad"] else "knn"
+    cells = re.findall(r"<td( class=best)?>([^<]*)</td>", row)
+    assert [bool(c[0]) for c in cells] == [best == "cnn", best == "knn"]
+    assert cells[0][1] == f"{metrics['cnn']['sigma_mad']:.4f}"  # rounded to what it resolves
+    assert "<td>galaxies with z_spec</td><td>" in page and "<details><summary>Per-bin metrics: cnn" in page
     assert not [p for p in report.iterdir() if ".tmp" in p.name]
+
+
+def test_metrics_table_marks_the_best_by_each_rows_rule():
+    from deepdip.report.html import metrics_table
+
+    m = {"a": {"bias": -0.002, "coverage_68": 0.70, "sigma_mad": 0.02, "n": 10},
+         "b": {"bias": 0.001, "coverage_68": 0.60, "sigma_mad": 0.02, "n": 12}}
+    rows = dict(re.findall(r"<tr><td>([^<]+)</td>(.*?)</tr>", metrics_table(m)))
+    marked = {label: re.findall(r"<td( class=best)?>", cells) for label, cells in rows.items()}
+    assert marked["bias ⟨Δz⟩ (mean)"] == ["", " class=best"]  # nearest zero
+    assert marked["68 % coverage (ideal 0.68)"] == [" class=best", ""]  # nearest the ideal
+    assert marked["σ_MAD"] == [" class=best", " class=best"]  # ties: both
+    assert marked["galaxies with z_spec"] == ["", ""]  # not judged
 
 
 def test_outlier_threshold_and_library_api(catalogues):

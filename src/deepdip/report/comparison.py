@@ -169,7 +169,8 @@ def _slug(name: str) -> str:
 
 def make_figures(matched: Matched, metrics: dict, out_dir: Path, *, point: str = "z_mean",
                  outlier_threshold: float = 0.05) -> list[tuple[Path, str]]:
-    """Write the report's PNG figures into ``out_dir``; return (path, caption) pairs."""
+    """Write the report's PNG figures into ``out_dir``; return (path, caption) pairs: each method's
+    panels (prefixed with its slug), then the figures with every method overlaid."""
     known = np.isfinite(matched.z_spec)
     zs = matched.z_spec[known]
     first = next(iter(metrics.values()))
@@ -203,24 +204,35 @@ def make_figures(matched: Matched, metrics: dict, out_dir: Path, *, point: str =
 
 
 def report_sections(matched: Matched, metrics: dict, made: list[tuple[Path, str]], out_dir: Path) -> list[str]:
-    """HTML fragments of the report: matching summary, comparison table, figures, per-bin tables."""
+    """HTML fragments of the report: what was compared on which galaxies, the comparison table (best
+    value per row marked), the figures with every method overlaid, then each method's panels in a
+    grid, and the per-bin tables folded."""
     n_known = int(np.isfinite(matched.z_spec).sum())
-    inputs = ", ".join(f"{name}: {n}" for name, n in matched.n_input.items())
+    names = list(metrics)
     point = next(iter(metrics.values()))["point_estimate"]
+    inputs = ", ".join(f"{name} {n}" for name, n in matched.n_input.items())
+    zs = matched.z_spec[np.isfinite(matched.z_spec)]
+    header = (f"{len(names)} method{'s' if len(names) > 1 else ''} ({', '.join(names)}) scored on the same "
+              f"{n_known} galaxies with a spectroscopic redshift ({zs.min():.3f} ≤ z_spec ≤ {zs.max():.3f}), the ids "
+              f"common to every catalogue ({matched.n_common} common rows; rows per catalogue: {inputs}). "
+              f"Point estimate: {point}; Δz = (z_phot − z_spec)/(1 + z_spec). Bold: the best value of each row.")
+    slugs = {name: _slug(name) for name in names}
+    per_method = {name: [(p, c) for p, c in made if Path(p).name.startswith(slugs[name] + "_")] for name in names}
+    own = {p for figs in per_method.values() for p, _ in figs}
+    overlaid = [(p, c) for p, c in made if p not in own]
     parts = [
-        html.paragraph(
-            f"Catalogues matched by id: {matched.n_common} rows common to all ({inputs}); "
-            f"{n_known} of them have a known z_spec and enter the metrics. Point estimate: {point}; "
-            "Δz = (z_phot − z_spec)/(1 + z_spec)."
-        ),
+        html.paragraph(header, "header"),
         html.section("Comparison", html.metrics_table(metrics)),
-        html.section("Figures", *(html.figure(p, caption, relative_to=out_dir) for p, caption in made)),
+        html.section("All methods", *(html.figure(p, caption, relative_to=out_dir) for p, caption in overlaid)),
+        html.section("Each method", html.paragraph(
+            "z_phot vs z_spec, Δz vs z_spec and Δz vs magnitude; click a panel for the full size."),
+            html.figure_grid([(name, per_method[name]) for name in names], relative_to=out_dir)),
     ]
     for name, m in metrics.items():
         tables = [html.binned_table(m["by_z_spec"], label="z_spec bin")]
         if "by_magnitude" in m:
             tables.append(html.binned_table(m["by_magnitude"], label=f"{m['magnitude']} bin"))
-        parts.append(html.section(f"Per-bin metrics: {name}", *tables))
+        parts.append(html.collapsed(f"Per-bin metrics: {name}", *tables))
     return parts
 
 
