@@ -17,7 +17,7 @@ from deepdip.simulate.calibrate import load_sdss_reference, split_halves
 from deepdip.store import CutoutStore, validate_store
 from deepdip.surveys import Survey, load_survey
 
-from .conftest import real_data
+from .conftest import cli_env, real_data
 
 
 @pytest.fixture(scope="module")
@@ -402,3 +402,36 @@ def test_population_carries_the_per_band_shares_and_they_are_truths():
     for key in pop:
         if key not in ("z", "ebv", "flux") and not key.startswith("mag_"):
             assert key in truths, key
+
+
+def test_dask_cluster_writes_the_same_store_as_local_workers(small_sdss, tmp_path):
+    """``dask=``: one task per block on a real LocalCluster (loopback), a folder of shards identical
+    to the one local workers write for the same seed; the CLI's ``--dask local:N`` too."""
+    distributed = pytest.importorskip("distributed")
+    n = 2 * BLOCK_SIZE + 10  # three blocks, the last one short
+    local = tmp_path / "local"
+    simulate_store(str(small_sdss), n, seed=4, out=local, workers=1, progress=False, shard_size=150)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        with distributed.get_task_stream(client=client) as stream:
+            info = simulate_store(str(small_sdss), n, seed=4, out=tmp_path / "dask", progress=False,
+                                  shard_size=150, dask=client)
+    assert info["n"] == n
+    assert len([t for t in stream.data if str(t["key"]).startswith("deepdip-simulate")]) == 3
+    a, b = CutoutStore(local), CutoutStore(tmp_path / "dask")
+    assert np.array_equal(a.images(np.arange(n)), b.images(np.arange(n)))
+    ca, cb = a.catalog(), b.catalog()
+    assert sorted(ca) == sorted(cb) and all(np.array_equal(ca[k], cb[k]) for k in ca)
+    assert sorted(p.name for p in (tmp_path / "dask").iterdir()) == sorted(p.name for p in local.iterdir())
+
+    res = subprocess.run([sys.executable, "-m", "deepdip", "simulate", "--survey", str(small_sdss), "--n", "30",
+                          "--seed", "4", "--out", str(tmp_path / "cli.h5"), "--dask", "local:1", "--quiet"],
+                         capture_output=True, text=True, env=cli_env())
+    assert res.returncode == 0, res.stderr
+    assert "Dask local:1" in res.stdout
+    simulate_store(str(small_sdss), 30, seed=4, out=tmp_path / "ref.h5", workers=1, progress=False)
+    assert np.array_equal(CutoutStore(tmp_path / "cli.h5").images(np.arange(30)),
+                          CutoutStore(tmp_path / "ref.h5").images(np.arange(30)))
+    assert cli_main(["simulate", "--survey", str(small_sdss), "--n", "30", "--out", str(tmp_path / "x.h5"),
+                     "--dask", "local:1", "--workers", "2"]) == 2
+    assert not (tmp_path / "x.h5").exists()

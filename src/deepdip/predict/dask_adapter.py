@@ -15,10 +15,10 @@ networks once and keeps its own HDF5 handles.
 from __future__ import annotations
 
 import collections
-import contextlib
 import uuid
 from pathlib import Path
 
+from deepdip._dask import dask_client, wait_for_workers
 from deepdip.errors import DeepdipError
 
 
@@ -30,57 +30,6 @@ def _predict_task(predictor, store, rows, folds, threads):
         torch.set_num_threads(threads)
     torch.set_flush_denormal(True)  # denormal activations are ~100x slower on x86 CPUs
     return predictor.catalog_chunk(store, rows, folds)
-
-
-@contextlib.contextmanager
-def dask_client(spec=None, *, timeout: float = 30):
-    """A ``distributed.Client`` for ``spec``; one this function creates is closed on exit.
-
-    ``spec``: a ``Client`` (used as is); None (the current default client, e.g. made by
-    ``Client(...)`` earlier in the session); ``"local"`` or ``"local:N"`` (a ``LocalCluster`` of N
-    single-threaded worker processes on this machine); a ``scheduler.json`` file written by
-    ``dask scheduler --scheduler-file`` / dask-jobqueue / dask-mpi; or a scheduler address such as
-    ``tcp://10.0.0.1:8786``. Raises DeepdipError when there is no client or the scheduler cannot
-    be reached within ``timeout`` seconds.
-    """
-    try:
-        from distributed import Client, LocalCluster, default_client
-    except ImportError as exc:  # pragma: no cover - a dependency, but say what is missing
-        raise DeepdipError(f"Dask inference needs dask.distributed: pip install 'dask[distributed]' ({exc})") from None
-
-    if spec is None:
-        try:
-            client = default_client()
-        except ValueError:
-            raise DeepdipError("no Dask client: pass client= (a distributed.Client, a scheduler address or "
-                               "'local:N'), or create one first with distributed.Client(...)") from None
-        yield client
-        return
-    if isinstance(spec, Client):
-        yield spec
-        return
-    if not isinstance(spec, str) or not spec.strip():
-        raise DeepdipError(f"client must be a distributed.Client, a scheduler address or 'local:N', not {spec!r}")
-    spec = spec.strip()
-    if spec == "local" or spec.startswith("local:"):
-        n = spec.partition(":")[2]
-        if n and not (n.isdigit() and int(n) > 0):
-            raise DeepdipError(f"--dask local:N needs a positive number of workers, got {spec!r}")
-        with LocalCluster(n_workers=int(n) if n else None, threads_per_worker=1, processes=True) as cluster, \
-                Client(cluster, set_as_default=False) as client:
-            yield client
-        return
-    try:
-        if spec.endswith(".json"):
-            if not Path(spec).is_file():
-                raise DeepdipError(f"no such Dask scheduler file: {spec}")
-            client = Client(scheduler_file=spec, timeout=timeout, set_as_default=False)
-        else:
-            client = Client(spec, timeout=timeout, set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise DeepdipError(f"cannot reach the Dask scheduler at {spec} ({type(exc).__name__}: {exc})") from None
-    with client:
-        yield client
 
 
 def predict_store_dask(run, store, out, rows="test", *, client=None, tta: bool = False, chunk_size: int = 2048,
@@ -129,12 +78,7 @@ def predict_store_dask(run, store, out, rows="test", *, client=None, tta: bool =
     with dask_client(client, timeout=timeout) as dc:
         from distributed import KilledWorker
 
-        if not dc.nthreads():
-            try:
-                dc.wait_for_workers(1, timeout=timeout)
-            except (TimeoutError, OSError):
-                raise DeepdipError(f"the Dask scheduler {dc.scheduler.address} has no workers "
-                                   f"(none joined within {timeout:g} s)") from None
+        wait_for_workers(dc, timeout)
         if max_in_flight is None:
             max_in_flight = max(2, 2 * sum(dc.nthreads().values()))
         # One copy of the predictor and the store per worker: the networks load once per process

@@ -112,12 +112,16 @@ UNGUARDED = ("the worker processes of simulate_store exited while starting up. W
 
 
 def simulate_store(survey, n: int, seed: int, out, workers: int = 1, progress: bool = True,
-                   shard_size: int | None = None, overwrite: bool = False) -> dict:
+                   shard_size: int | None = None, overwrite: bool = False, dask=None) -> dict:
     """Simulate ``n`` galaxies of ``survey`` (a preset name, JSON path or Survey) into ``out``.
 
     ``out`` ending in ``.h5``/``.hdf5`` is one file; anything else becomes a folder of shards of
     ``shard_size`` galaxies. An existing store at ``out`` is replaced only with ``overwrite``
-    (never a directory of other files). Returns timing information (seconds, galaxies per second).
+    (never a directory of other files). ``dask``: run the blocks as tasks of a Dask cluster
+    instead of local worker processes (a ``distributed.Client``, a scheduler address or
+    scheduler.json, or ``"local:N"``; see :func:`deepdip._dask.dask_client`): one task per block,
+    results written in block order as they arrive, a bounded number in flight; the same store as
+    the local path for the same seed. Returns timing information (seconds, galaxies per second).
     """
     from deepdip.surveys import load_survey
 
@@ -126,6 +130,8 @@ def simulate_store(survey, n: int, seed: int, out, workers: int = 1, progress: b
         raise DeepdipError(f"--n must be at least 1, got {n}")
     if workers < 1:
         raise DeepdipError(f"--workers must be at least 1, got {workers}")
+    if dask is not None and workers > 1:
+        raise DeepdipError("--workers and --dask exclude each other: the Dask cluster's workers do the work")
     if int(seed) < 0:  # SeedSequence takes non-negative integers only; it would fail in the first block
         raise DeepdipValueError(f"--seed must be at least 0, got {seed}")
     for key in ("noise", "psf_fwhm", "population"):
@@ -144,7 +150,7 @@ def simulate_store(survey, n: int, seed: int, out, workers: int = 1, progress: b
         pool, started = _start_pool(workers) if workers > 1 else (None, [])  # workers start up while we prepare
         try:
             return _simulate(survey, n, seed, out, pool, started, progress,
-                             None if single_file else (shard_size or SHARD_SIZE), overwrite)
+                             None if single_file else (shard_size or SHARD_SIZE), overwrite, dask)
         except BaseException:
             if pool is not None:
                 _stop_workers(pool)
@@ -194,7 +200,54 @@ def _check_room(out: Path, n: int, survey, shard_size) -> None:
                            f"needs at least {largest / 1e6:.1f} MB, the limit is {limit / 1e6:.1f} MB")
 
 
-def _simulate(survey, n, seed, out, pool, started, progress, shard_size, overwrite=False) -> dict:
+def _dask_blocks(spec, survey, ctx, tasks, timeout: float = 30):
+    """Results of ``tasks`` (simulate_block's arguments) run on a Dask cluster, in task order.
+
+    The survey and its context go to every worker once (scattered); at most twice as many blocks
+    as the cluster has threads are in flight, so memory stays flat. Leaving the generator (done,
+    or an error while writing) cancels what is still queued.
+    """
+    import collections
+    import uuid
+
+    from deepdip._dask import dask_client, wait_for_workers
+
+    with dask_client(spec, timeout=timeout) as dc:
+        from distributed import KilledWorker
+
+        wait_for_workers(dc, timeout)
+        shared = dc.scatter([survey, ctx], broadcast=True, hash=False)
+        in_flight = max(2, 2 * sum(dc.nthreads().values()))
+        tag = uuid.uuid4().hex[:8]
+        todo = iter(tasks)
+        pending: collections.deque = collections.deque()
+
+        def submit_next():
+            task = next(todo, None)
+            if task is not None:
+                _, _, seed, block, count = task
+                pending.append((block, dc.submit(simulate_block, shared[0], shared[1], seed, block, count,
+                                                 key=f"deepdip-simulate-{tag}-{block}")))
+
+        try:
+            for _ in range(in_flight):
+                submit_next()
+            while pending:
+                block, future = pending.popleft()
+                try:
+                    result = future.result()
+                except KilledWorker as exc:
+                    raise DeepdipError(f"Dask workers died simulating block {block} (out of memory?): {exc}") from None
+                future.release()
+                submit_next()
+                yield result
+        finally:
+            leftover = [f for _, f in pending] + list(shared)
+            if leftover:
+                dc.cancel(leftover)
+
+
+def _simulate(survey, n, seed, out, pool, started, progress, shard_size, overwrite=False, dask=None) -> dict:
     from tqdm.auto import tqdm
 
     from deepdip.store import StoreWriter
@@ -226,7 +279,10 @@ def _simulate(survey, n, seed, out, pool, started, progress, shard_size, overwri
                 out, bands=survey.bands, image_shape=(survey.stamp_size, survey.stamp_size), survey=survey.name,
                 pixel_scale=survey.pixel_scale, flux_unit=survey["flux_unit"], seed=seed, attrs=provenance,
                 shard_size=shard_size, overwrite=overwrite))
-        blocks = map(_run_block, tasks) if pool is None else pool.map(_run_block, tasks)
+        if dask is not None:
+            blocks = _dask_blocks(dask, survey, ctx, tasks)
+        else:
+            blocks = map(_run_block, tasks) if pool is None else pool.map(_run_block, tasks)
         bar = stack.enter_context(tqdm(total=n, unit="gal", desc=f"simulate {survey.name}", disable=not progress))
         try:
             for images, cat in blocks:
