@@ -22,7 +22,8 @@ def dask_client(spec=None, *, timeout: float = 30):
     try:
         from distributed import Client, LocalCluster, default_client
     except ImportError as exc:  # pragma: no cover - a dependency, but say what is missing
-        raise DeepdipError(f"deepdip's Dask engine needs dask.distributed: pip install 'dask[distributed]' ({exc})") from None
+        raise DeepdipError(f"deepdip's Dask engine needs dask.distributed: pip install 'dask[distributed]' "
+                           f"({exc})") from None
 
     if spec is None:
         try:
