@@ -31,15 +31,15 @@ def _sdss(**overrides):
                   base.nbins, dict(base.params, **overrides))
 
 
-def one(n: int, workers: int, photometry: str) -> dict:
+def one(n: int, workers: int, photometry: str, dask: str | None = None) -> dict:
     from deepdip.simulate import simulate_store
 
     survey = _sdss(catalogue_photometry={"method": photometry, "reference_band": "r"})
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        info = simulate_store(survey, n, seed=1, out=Path(tmp) / "bench.h5", workers=workers, progress=False)
+        info = simulate_store(survey, n, seed=1, out=Path(tmp) / "bench", workers=workers, progress=False, dask=dask)
         wall = time.perf_counter() - t0
-    return {"n": n, "workers": workers, "photometry": photometry, "wall_s": round(wall, 2),
+    return {"n": n, "workers": workers, "dask": dask, "photometry": photometry, "wall_s": round(wall, 2),
             "galaxies_per_s": round(n / wall, 1),
             "store_s": round(info["seconds"], 2),
             "parent_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
@@ -98,11 +98,32 @@ def main():
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--photometry", nargs="+", default=["model", "kron"], choices=["model", "kron"],
                    help="catalogue photometry of the mock (sdss: model fits; kron: apertures only)")
-    p.add_argument("--one", nargs=3, metavar=("N", "WORKERS", "PHOTOMETRY"), help=argparse.SUPPRESS)
+    p.add_argument("--dask", type=int, default=0, metavar="N",
+                   help="instead: simulate --dask local:1 against local:N (interleaved, --repeat times), N galaxies "
+                        "from --n[0]; the wall time includes starting the cluster")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--one", nargs="+", metavar="ARG", help=argparse.SUPPRESS)
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = p.parse_args()
     if args.one:
-        print(json.dumps(one(int(args.one[0]), int(args.one[1]), args.one[2])))
+        print(json.dumps(one(int(args.one[0]), int(args.one[1]), args.one[2], *args.one[3:])))
+        return
+    if args.dask:
+        import statistics
+
+        walls: dict[str, list] = {"local:1": [], f"local:{args.dask}": []}
+        for _ in range(args.repeat):
+            for spec in walls:  # interleaved: both see the same machine load
+                out = subprocess.run([sys.executable, __file__, "--one", str(args.n[0]), "1", args.photometry[0], spec],
+                                     check=True, capture_output=True, text=True).stdout
+                walls[spec].append(json.loads(out.strip().splitlines()[-1])["wall_s"])
+                print(spec, walls[spec][-1], flush=True)
+        med = {k: statistics.median(v) for k, v in walls.items()}
+        res = {"n": args.n[0], "photometry": args.photometry[0], "wall_s": walls, "median_s": med,
+               "speedup": med["local:1"] / med[f"local:{args.dask}"]}
+        print(json.dumps(res))
+        if args.json:
+            Path(args.json).write_text(json.dumps(res, indent=1))
         return
     rows = []
     for n in args.n:
