@@ -180,7 +180,7 @@ def run_demo(out, *, n: int = 20000, survey: str = "sdss", model: str = "compact
 
 FLOOR_ROWS = {   # deepdip.report.floor keys -> labels of the report
     "bayes_true_photometry": "Bayes, noise-free magnitudes",
-    "bayes_measured_photometry": "Bayes, measured photometry",
+    "bayes_measured_photometry": "Bayes, measured photometry taken as unbiased",
     "lgbm_true_magnitudes": "boosted trees, noise-free magnitudes",
     "lgbm_true_magnitudes_morphology": "boosted trees, noise-free magnitudes + morphology",
 }

@@ -9,7 +9,11 @@ known quantities, so both are measurable on its test fold:
   measured photometry, the mixture convolved with each galaxy's errors). Its median is the best
   point estimate any method could make from those magnitudes with unlimited training data.
   ``bayes_true_photometry`` uses the noise-free magnitudes, ``bayes_measured_photometry`` the
-  store's measured fluxes and errors (Gaussian magnitude errors; Kron fluxes as measured).
+  store's measured fluxes and errors (Gaussian magnitude errors about the *true* magnitudes). The
+  latter is a floor only for unbiased photometry: a measurement whose colours differ from the
+  true total colours (model fits of galaxies with colour gradients weigh their red centres; Kron
+  apertures miss outer light) makes that likelihood wrong, and a learner trained on the measured
+  fluxes can then do better than this "floor" (it learns the measurement's offsets).
 * **Learner floors**: LightGBM with the ``boost`` baseline's settings, trained on the other
   folds' truths (noise-free magnitudes; plus the true size, bulge fraction and axis ratio the
   images were drawn from): what a good learner reaches at this training size.
