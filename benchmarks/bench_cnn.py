@@ -7,6 +7,14 @@ measured in the same run with the same threads). Also: the DataLoader's images/s
 store on disk (must exceed the training rate), so data loading is never the bottleneck.
 
     flock /tmp/deepdip-cpu.lock python benchmarks/bench_cnn.py --survey sdss --out benchmarks/output/cnn.json
+
+On a GPU (the one command to run when one is lent; ``--device auto`` picks it):
+
+    python benchmarks/bench_cnn.py --device cuda --train-batch 512 --seconds 10 --no-loader --out gpu.json
+
+times the same steps on the device (synchronised), bf16 autocast on CUDA, and the matmul peak of
+the device (fp32 with TF32 off and on, bf16). ``--smoke`` runs every code path in seconds with tiny
+sizes (CI runs it on the CPU: tests/test_benchmarks.py), the GPU parts when a GPU is there.
 """
 
 from __future__ import annotations
@@ -27,39 +35,48 @@ from deepdip.models import count_flops, create_model
 from deepdip.surveys import load_survey
 
 
-def timed(fn, min_seconds: float, min_iters: int = 3) -> float:
-    """Seconds per call of ``fn`` after one warm-up call, timing at least ``min_seconds``."""
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, min_seconds: float, min_iters: int = 3, device: str = "cpu") -> float:
+    """Seconds per call of ``fn`` after one warm-up call, timing at least ``min_seconds`` (GPU work
+    is waited for: kernels run asynchronously)."""
     fn()
+    _sync(device)
     n, t0 = 0, time.perf_counter()
     while n < min_iters or time.perf_counter() - t0 < min_seconds:
         fn()
         n += 1
+        _sync(device)
     return (time.perf_counter() - t0) / n
 
 
-def matmul_peak(dtype, n: int = 2048, seconds: float = 3.0) -> float:
+def matmul_peak(dtype, n: int = 2048, seconds: float = 3.0, device: str = "cpu") -> float:
     """Measured FLOP/s of an n x n x n matrix multiply (the practical peak for dense layers)."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    return 2 * n**3 / timed(lambda: torch.mm(a, b), seconds)
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+    return 2 * n**3 / timed(lambda: torch.mm(a, b), seconds, device=device)
 
 
-def bench_model(name, survey, precision, channels_last, batch, seconds, train: bool, kwargs=None) -> float:
+def bench_model(name, survey, precision, channels_last, batch, seconds, train: bool, kwargs=None,
+                device: str = "cpu") -> float:
     """Images/s of inference (``train=False``) or of a full training step (forward, backward, AdamW)."""
     torch.manual_seed(0)
     b, s, k = len(survey.bands), survey.stamp_size, survey.nbins
     net = create_model(name, in_chans=b, num_bins=k, img_size=s, **(kwargs or {}))
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    net = net.to(memory_format=fmt)
-    x = torch.randn(batch, b, s, s).contiguous(memory_format=fmt)
-    e = torch.randn(batch, 1)
-    y = torch.randint(0, k, (batch,))
+    net = net.to(device=device, memory_format=fmt)
+    x = torch.randn(batch, b, s, s, device=device).contiguous(memory_format=fmt)
+    e = torch.randn(batch, 1, device=device)
+    y = torch.randint(0, k, (batch,), device=device)
     bf16 = precision == "bf16"
     if train:
         net.train()
         opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
 
         def step():
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
                 loss = F.cross_entropy(net(x, e).float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -68,9 +85,9 @@ def bench_model(name, survey, precision, channels_last, batch, seconds, train: b
         net.eval()
 
         def step():
-            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
                 net(x, e)
-    return batch / timed(step, seconds)
+    return batch / timed(step, seconds, device=device)
 
 
 def bench_loader(survey, n: int, batch: int, workers: int, seconds: float, tmp: Path) -> float:
@@ -117,18 +134,35 @@ def main(argv=None):
     p.add_argument("--train-batch", type=int, default=128, help="training batch size (inference uses twice it)")
     p.add_argument("--loader-n", type=int, default=4096, help="galaxies in the loader test store")
     p.add_argument("--out", default="benchmarks/output/cnn.json")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"),
+                   help="where the steps run (auto: cuda when torch sees a GPU)")
+    p.add_argument("--smoke", action="store_true",
+                   help="every code path in seconds (tiny batches and timings): what CI runs")
     args = p.parse_args(argv)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("bench_cnn: --device cuda but torch sees no GPU")
+    if args.smoke:  # compact only unless asked (pasquet19 takes seconds per CPU step)
+        args.seconds, args.train_batch, args.loader_n = 0.05, 8, 256
+        if "--models" not in (argv if argv is not None else __import__("sys").argv):
+            args.models = "compact"
     if args.threads:
         torch.set_num_threads(args.threads)
     survey = load_survey(args.survey)
     res = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                       "torch": torch.__version__, "threads": torch.get_num_threads(),
+                       "torch": torch.__version__, "threads": torch.get_num_threads(), "device": device,
+                       "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
                        "load_avg_start": os.getloadavg()}, "survey": survey.name, "rows": []}
-    peak = {"fp32": matmul_peak(torch.float32, seconds=args.seconds),
-            "bf16": matmul_peak(torch.bfloat16, seconds=args.seconds)}
+    size = 256 if args.smoke else (8192 if device == "cuda" else 2048)
+    peak = {"fp32": matmul_peak(torch.float32, size, args.seconds, device),
+            "bf16": matmul_peak(torch.bfloat16, size, args.seconds, device)}
+    if device == "cuda":  # convolutions may use TF32 tensor cores for fp32: its peak too
+        torch.backends.cuda.matmul.allow_tf32 = True
+        peak["tf32"] = matmul_peak(torch.float32, size, args.seconds, device)
+        torch.backends.cuda.matmul.allow_tf32 = False
     res["matmul_flops"] = peak
-    print(f"matmul peak: fp32 {peak['fp32'] / 1e9:.1f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.1f} GFLOP/s "
-          f"({torch.get_num_threads()} threads)")
+    print(f"matmul peak ({device}): " + ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in peak.items())
+          + f" ({torch.get_num_threads()} threads)")
     print("| model | precision | layout | mode | batch | images/s | GFLOP/s | MFU vs fp32 peak "
           "| MFU vs own-dtype peak |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -142,7 +176,7 @@ def main(argv=None):
                 for train in [m == "train" for m in args.modes.split(",")]:
                     batch = args.train_batch * (1 if train else 2)
                     ips = bench_model(name, survey, prec, layout == "channels_last", batch, args.seconds, train,
-                                      kwargs)
+                                      kwargs, device)
                     achieved = flops * (3 if train else 1) * ips
                     row = dict(model=label, kwargs=kwargs, precision=prec, layout=layout,
                                mode="train" if train else "infer", batch=batch, images_per_s=ips,

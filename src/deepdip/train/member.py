@@ -73,7 +73,7 @@ def train_member(store, fold: int, member: int, member_dir: Path, cfg: TrainConf
     else:
         fit_normalizer(module.net.normalizer, store, train_rows, seed)
     data = make_datamodule(store, train_rows, val_rows, zgrid, batch_size=hp["batch_size"],
-                           num_workers=num_workers, seed=seed)
+                           num_workers=num_workers, seed=seed, pin_memory=not on_cpu)
 
     ckpt_dir = member_dir / "checkpoints"
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min",
