@@ -435,3 +435,23 @@ def test_dask_cluster_writes_the_same_store_as_local_workers(small_sdss, tmp_pat
     assert cli_main(["simulate", "--survey", str(small_sdss), "--n", "30", "--out", str(tmp_path / "x.h5"),
                      "--dask", "local:1", "--workers", "2"]) == 2
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_preset_missing_bands_masks_galaxies_and_leaves_the_rest_unchanged(small_sdss, tmp_path):
+    params = json.loads(small_sdss.read_text())
+    masked = tmp_path / "masked.json"
+    masked.write_text(json.dumps({**params, "missing_bands": {"u": 0.3, "z": 0.1}}))
+    simulate_store(str(masked), 80, seed=5, out=tmp_path / "m.h5", progress=False)
+    simulate_store(str(small_sdss), 80, seed=5, out=tmp_path / "full.h5", progress=False)
+    m, full = CutoutStore(tmp_path / "m.h5"), CutoutStore(tmp_path / "full.h5")
+    mask = m.band_mask()
+    assert validate_store(tmp_path / "m.h5") == [] and not full.has_band_mask
+    assert 0.15 < 1 - mask[:, 0].mean() < 0.45 and mask[:, 1:4].all() and 0 < (~mask[:, 4]).sum() < 25
+    images, reference = m.images(), full.images()
+    assert np.all(images[~mask] == 0) and np.array_equal(images[mask], reference[mask])  # same galaxies and noise
+    assert np.isnan(m.column("flux_u")[~mask[:, 0]]).all() and np.isfinite(m.column("flux_u")[mask[:, 0]]).all()
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**params, "missing_bands": {"y": 0.5}}))
+    with pytest.raises(DeepdipError, match="missing_bands must map its bands"):
+        simulate_store(str(bad), 10, seed=1, out=tmp_path / "bad.h5", progress=False)
+    assert not (tmp_path / "bad.h5").exists()

@@ -13,7 +13,7 @@ import pytest
 
 from deepdip.cli import main
 from deepdip.errors import StoreError
-from deepdip.store import CutoutStore, StoreWriter, add_columns, assign_folds, create_store
+from deepdip.store import CutoutStore, StoreWriter, add_columns, assign_folds, create_store, validate_store
 from tests.conftest import make_catalog
 
 
@@ -242,3 +242,71 @@ def test_validate_console_script_exit_code(tiny_store):
     proc = subprocess.run([sys.executable, "-m", "deepdip", "validate", str(tiny_store)],
                           capture_output=True, text=True)
     assert proc.returncode == 1 and "missing required catalogue column 'catalog/fold'" in proc.stderr
+
+
+# --- band availability mask ---------------------------------------------------------------------------
+
+def _masked_store(tmp_path, name="masked.h5", **kwargs):
+    rng = np.random.default_rng(3)
+    n, bands = 12, ["g", "r", "z"]
+    images = rng.normal(0, 1, (n, 3, 8, 8)).astype(np.float32)
+    images[2, 0] = np.nan  # a band with no data: masked, so its NaN pixels become zeros
+    mask = np.ones((n, 3), bool)
+    mask[[2, 5], 0] = False
+    mask[7, 2] = False
+    cat = {"id": np.arange(n), "z_spec": rng.uniform(0, 1, n).astype(np.float32), "ebv": np.zeros(n, np.float32),
+           **{f"flux_{b}": rng.uniform(1, 2, n) for b in bands}, **{f"flux_err_{b}": np.full(n, 0.1) for b in bands}}
+    path = create_store(tmp_path / name, images, cat, band_mask=mask, bands=bands, survey="sdss", pixel_scale=0.2,
+                        **kwargs)
+    return path, mask, images
+
+
+def test_band_mask_is_written_honoured_and_checked(tmp_path):
+    import h5py
+
+    from deepdip.photometry import Photometry
+
+    path, mask, images = _masked_store(tmp_path)
+    store = CutoutStore(path)
+    assert store.has_band_mask and np.array_equal(store.band_mask(), mask)
+    assert np.array_equal(store.band_mask([7, 2]), mask[[7, 2]])
+    got = store.images()
+    assert np.all(got[~mask] == 0) and np.array_equal(got[mask], images[mask])  # missing bands: zeros, never NaN
+    assert np.isnan(store.column("flux_g")[[2, 5]]).all() and np.isnan(store.column("flux_err_z")[7])
+    phot = Photometry.from_store(store)
+    assert np.array_equal(phot.observed, mask)  # the baselines see the missing bands as not observed
+    assert validate_store(path) == []
+    # a store without a mask has every band
+    plain = create_store(tmp_path / "plain.h5", images[:3, :, :, :] * 0, {"id": np.arange(3), "z_spec": np.zeros(3),
+                                                                           "ebv": np.zeros(3)},
+                         bands=["g", "r", "z"], survey="t", pixel_scale=0.2)
+    assert not CutoutStore(plain).has_band_mask and CutoutStore(plain).band_mask().all()
+
+    # validate: a mask that disagrees with the pixels or the catalogue is named
+    store.close()
+    with h5py.File(path, "r+") as f:
+        f["images"][5, 0, 0, 0] = 3.0  # light in a band flagged missing
+        f["catalog/flux_z"][7] = 1.0  # a flux for a missing band
+    problems = validate_store(path)
+    assert any("non-zero pixels in a band 'band_mask' says is missing (ids 5)" in p for p in problems), problems
+    assert any("'flux_z' holds a flux for 1 galaxies whose z band" in p for p in problems), problems
+    with h5py.File(path, "r+") as f:
+        f["images"][3, 1, 0, 0] = np.nan  # NaN pixels in a band flagged present
+        f["band_mask"][0, 0] = 2
+    problems = validate_store(path)
+    assert any("NaN or inf pixels in 1 cutouts" in p for p in problems) and any("must hold 0" in p for p in problems)
+
+
+def test_band_mask_in_every_append_or_none_and_across_shards(tmp_path):
+    path, mask, _ = _masked_store(tmp_path, "shards", shard_size=5)
+    store = CutoutStore(path)
+    assert len(list(path.iterdir())) == 3 and np.array_equal(store.band_mask(), mask)
+    cat = {"id": np.arange(2), "z_spec": np.zeros(2), "ebv": np.zeros(2)}
+    with pytest.raises(StoreError, match="with every append or with none"):
+        with StoreWriter(tmp_path / "x.h5", bands=["g"], image_shape=(4, 4), survey="t", pixel_scale=0.2) as w:
+            w.append(np.zeros((2, 1, 4, 4)), cat, band_mask=np.ones((2, 1)))
+            w.append(np.zeros((2, 1, 4, 4)), {**cat, "id": cat["id"] + 2})
+    with pytest.raises(StoreError, match="band_mask must be 0/1 of shape"):
+        create_store(tmp_path / "y.h5", np.zeros((2, 1, 4, 4)), cat, band_mask=np.ones((2, 2)), bands=["g"],
+                     survey="t", pixel_scale=0.2)
+    assert not (tmp_path / "x.h5").exists() and not (tmp_path / "y.h5").exists()

@@ -95,8 +95,11 @@ class Photometry:
                 "that catalogue baselines need"
             )
         cat = store.catalog(needed, rows=rows)
-        flux = np.stack([cat[f"flux_{b}"] for b in bands], axis=1)
-        err = np.stack([cat[f"flux_err_{b}"] for b in bands], axis=1)
+        flux = np.stack([cat[f"flux_{b}"] for b in bands], axis=1).astype(np.float64)
+        err = np.stack([cat[f"flux_err_{b}"] for b in bands], axis=1).astype(np.float64)
+        if getattr(store, "has_band_mask", False):  # a band the store says is missing is never a measurement
+            missing = ~store.band_mask(rows)
+            flux[missing], err[missing] = np.nan, np.nan
         extra = None
         if extra_columns:
             extra = np.stack([_feature_scale(np.asarray(cat[c], dtype=np.float64)) for c in extra_columns], axis=1)

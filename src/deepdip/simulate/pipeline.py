@@ -25,6 +25,7 @@ from deepdip.photometry import pipeline as catalogue
 from deepdip.signals import deferred_signals, sigterm_as_exit
 from deepdip.simulate import population, rendering
 from deepdip.simulate.truths import PROVENANCE_KEY, truth_columns
+from deepdip.store.format import BAND_MASK
 
 BLOCK_SIZE = 200
 SHARD_SIZE = 10_000  # galaxies per shard file when the output is a folder
@@ -47,7 +48,32 @@ def simulate_block(survey, ctx: dict, seed: int, block: int, n: int) -> tuple[np
     cat.update(observing)
     psf_fwhm = np.column_stack([observing[f"psf_fwhm_{band}"] for band in survey.bands])
     cat.update(catalogue.catalogue_photometry(images, survey, psf_fwhm))
+    mask = missing_band_mask(survey, seed, block, n)
+    if mask is not None:  # the writer zeroes the missing bands' pixels and NaNs their fluxes
+        cat[BAND_MASK] = mask
     return images, cat
+
+
+def missing_band_mask(survey, seed: int, block: int, n: int) -> np.ndarray | None:
+    """The preset's ``missing_bands`` ({band: fraction of galaxies without it}) drawn for a block, or None.
+
+    Each galaxy loses each band independently with its fraction; one that would lose every band keeps
+    its reference band. Drawn from its own stream (``SeedSequence([seed, block, 1])``), so a preset
+    with missing bands has the same galaxies, pixels and noise as without.
+    """
+    spec = survey.get("missing_bands")
+    if not spec:
+        return None
+    unknown = sorted(set(spec) - set(survey.bands))
+    if unknown or not all(isinstance(v, (int, float)) and 0 <= v < 1 for v in spec.values()):
+        raise DeepdipValueError(f"survey preset {survey.name!r}: missing_bands must map its bands "
+                                f"{list(survey.bands)} to fractions in [0, 1), got {spec!r}")
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(block), 1]))
+    frac = np.array([float(spec.get(b, 0.0)) for b in survey.bands])
+    mask = rng.random((n, len(survey.bands))) >= frac[None, :]
+    ref = list(survey.bands).index(survey.get("mag_limit_band", survey.bands[len(survey.bands) // 2]))
+    mask[~mask.any(axis=1), ref] = True
+    return mask
 
 
 def _run_block(args):
@@ -138,6 +164,7 @@ def simulate_store(survey, n: int, seed: int, out, workers: int = 1, progress: b
         if key not in survey.params:
             raise DeepdipError(f"survey preset {survey.name!r} has no {key!r}: it cannot be simulated")
     catalogue.photometry_method(survey)  # a bad catalogue_photometry is refused before any work
+    missing_band_mask(survey, 0, 0, 1)  # and a bad missing_bands
     out = Path(out)
     single_file = out.suffix in (".h5", ".hdf5")
     from deepdip.store import check_store_output
@@ -286,7 +313,7 @@ def _simulate(survey, n, seed, out, pool, started, progress, shard_size, overwri
         bar = stack.enter_context(tqdm(total=n, unit="gal", desc=f"simulate {survey.name}", disable=not progress))
         try:
             for images, cat in blocks:
-                writer.append(images, cat)
+                writer.append(images, cat, band_mask=cat.pop(BAND_MASK, None))
                 bar.update(len(images))
         except BrokenProcessPool:
             raise DeepdipError("a simulate_store worker process died unexpectedly (killed, out of memory?)") from None

@@ -5,6 +5,10 @@ One HDF5 file, or a folder of shard files that each follow this layout and toget
 - ``images``: float32 ``[N, B, H, W]``, band order = ``attrs["bands"]``.
 - ``catalog/<column>``: 1-D datasets of length N; ``id`` (int64, unique), ``z_spec`` (float32,
   NaN when unknown), ``ebv`` (float32), ``fold`` (int8, 0..K-1) are required.
+- ``band_mask`` (optional): uint8 ``[N, B]``, 1 where the band was observed, 0 where it is missing
+  (not observed, masked, saturated). A missing band's pixels are 0 and its catalogue fluxes NaN; a
+  store without the dataset has every band of every galaxy. Every reader honours it
+  (``CutoutStore.band_mask``); ``validate`` checks that it agrees with the pixels.
 - file attrs: ``format_version``, ``survey``, ``bands``, ``pixel_scale``, ``flux_unit``,
   ``n_folds``, ``fold_seed``, ``provenance`` (JSON text), ``deepdip_version``.
 """
@@ -19,6 +23,8 @@ SUPPORTED_VERSIONS = (1,)
 IMAGES = "images"
 CATALOG = "catalog"
 IMAGE_DTYPE = np.dtype(np.float32)
+BAND_MASK = "band_mask"
+BAND_MASK_DTYPE = np.dtype(np.uint8)
 
 REQUIRED_COLUMNS: dict[str, np.dtype] = {
     "id": np.dtype(np.int64),

@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 
 from deepdip.errors import StoreError
-from deepdip.store.format import CATALOG, IMAGES, SHARD_GLOB, SUPPORTED_VERSIONS, decode_attr
+from deepdip.store.format import BAND_MASK, CATALOG, IMAGES, SHARD_GLOB, SUPPORTED_VERSIONS, decode_attr
 
 
 def shard_paths(path) -> list[Path]:
@@ -67,13 +67,18 @@ class CutoutStore:
                     raise StoreError(f"{p}: unknown format_version {shard_attrs.get('format_version')!r}")
                 if attrs is None:
                     attrs, shape, columns = shard_attrs, f[IMAGES].shape[1:], sorted(f[CATALOG])
+                    has_mask = BAND_MASK in f
                 elif f[IMAGES].shape[1:] != shape or shard_attrs.get("bands") != attrs.get("bands"):
                     raise StoreError(f"shard {p.name} has other bands or image shape than {self._paths[0].name}")
                 elif sorted(f[CATALOG]) != columns:
                     raise StoreError(f"shard {p.name} has other catalogue columns than {self._paths[0].name}")
+                elif (BAND_MASK in f) != has_mask:
+                    raise StoreError(f"shard {p.name} {'lacks' if has_mask else 'has'} the '{BAND_MASK}' of "
+                                     f"{self._paths[0].name}")
                 sizes.append(f[IMAGES].shape[0])
         self.attrs: dict = attrs
         self.columns: list[str] = columns
+        self.has_band_mask: bool = has_mask
         self._shape = tuple(int(s) for s in shape)
         self._offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
@@ -196,6 +201,12 @@ class CutoutStore:
     def images(self, rows=None) -> np.ndarray:
         """float32 ``[n, B, H, W]`` cutouts of ``rows`` (int array, bool mask or slice)."""
         return self._gather(IMAGES, rows)
+
+    def band_mask(self, rows=None) -> np.ndarray:
+        """bool ``[n, B]``: which bands each galaxy of ``rows`` has (all, for a store without a mask)."""
+        if not self.has_band_mask:
+            return np.ones((len(self._rows(rows)), self.n_bands), dtype=bool)
+        return self._gather(BAND_MASK, rows).astype(bool)
 
     def column(self, name: str, rows=None) -> np.ndarray:
         """One catalogue column (strings decoded)."""

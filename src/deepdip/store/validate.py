@@ -11,6 +11,7 @@ from deepdip.errors import StoreError
 from deepdip.store.checks import bad_ebv, bad_folds, nonfinite_image_rows
 from deepdip.store.checks import preview as _preview
 from deepdip.store.format import (
+    BAND_MASK,
     CATALOG,
     IMAGE_DTYPE,
     IMAGES,
@@ -90,6 +91,8 @@ def _check_file(f: h5py.File) -> tuple[list[str], np.ndarray | None]:
                 problems.append(f"{kind} ebv in {bad.sum()} rows"
                                 + (f" (ids {_preview(ids[bad])})" if lengths_ok and ids is not None else ""))
 
+    if BAND_MASK in f:
+        problems += _check_band_mask(f, n, ids if lengths_ok else None, catalog, attrs.get("bands"))
     if n is not None and images.dtype.kind == "f":
         bad_rows = nonfinite_image_rows(images).tolist()
         if bad_rows:
@@ -97,6 +100,40 @@ def _check_file(f: h5py.File) -> tuple[list[str], np.ndarray | None]:
             label = "ids" if lengths_ok and ids is not None else "rows"
             problems.append(f"NaN or inf pixels in {len(bad_rows)} cutouts ({label} {_preview(who)})")
     return problems, ids
+
+
+def _check_band_mask(f: h5py.File, n, ids, catalog, bands) -> list[str]:
+    """The band mask agrees with the store: its shape, 0/1 values, zero pixels and NaN fluxes where missing.
+
+    (NaN pixels in a band flagged present are the NaN-pixel check's: every pixel must be finite.)
+    """
+    mask = f[BAND_MASK]
+    if n is None:
+        return []
+    n_bands = f[IMAGES].shape[1]
+    if mask.shape != (n, n_bands):
+        return [f"'{BAND_MASK}' must have shape [{n}, {n_bands}] like the images, got {list(mask.shape)}"]
+    values = mask[:]
+    if not np.isin(values, (0, 1)).all():
+        odd = sorted(set(np.unique(values).tolist()) - {0, 1})[:5]
+        return [f"'{BAND_MASK}' must hold 0 (band missing) or 1 (observed), found {odd}"]
+    problems = []
+    missing = values == 0
+    rows = np.flatnonzero(missing.any(axis=1))
+    who = (lambda r: f"ids {_preview(ids[r])}") if ids is not None else (lambda r: f"rows {_preview(r)}")  # noqa: E731
+    lit = [r for r in rows if np.any(f[IMAGES][int(r)][missing[r]] != 0)]
+    if lit:
+        problems.append(f"{len(lit)} cutouts have non-zero pixels in a band '{BAND_MASK}' says is missing "
+                        f"({who(np.array(lit))})")
+    for b, band in enumerate(bands or []):
+        name = f"flux_{band}"
+        if name in catalog and missing[:, b].any():
+            flux = catalog[name][:]
+            bad = missing[:, b] & np.isfinite(flux)
+            if bad.any():
+                problems.append(f"catalogue column '{name}' holds a flux for {bad.sum()} galaxies whose {band} band "
+                                f"'{BAND_MASK}' says is missing ({who(np.flatnonzero(bad))})")
+    return problems
 
 
 def validate_store(path) -> list[str]:

@@ -25,6 +25,8 @@ from deepdip.atomic import check_output, publish, remove_path, replace_dir, uniq
 from deepdip.errors import StoreError
 from deepdip.store.folds import assign_folds
 from deepdip.store.format import (
+    BAND_MASK,
+    BAND_MASK_DTYPE,
     CATALOG,
     FORMAT_VERSION,
     IMAGE_DTYPE,
@@ -92,6 +94,7 @@ class StoreWriter:
         self._file: h5py.File | None = None
         self._shard_index = -1
         self._columns: list[str] | None = None
+        self._has_mask: bool | None = None
         self._ids_seen: set[int] = set()
         self.n_written = 0
         self._closed = False
@@ -174,13 +177,26 @@ class StoreWriter:
         return False
 
     # -- writing -------------------------------------------------------------------------------
-    def append(self, images, catalog: dict):
-        """Append galaxies: ``images`` float ``[n, B, H, W]`` and 1-D catalogue columns of length n."""
+    def append(self, images, catalog: dict, band_mask=None):
+        """Append galaxies: ``images`` float ``[n, B, H, W]`` and 1-D catalogue columns of length n.
+
+        ``band_mask`` (bool or 0/1 ``[n, B]``, optional): which bands each galaxy has. Given once,
+        it must be given with every append (a store has a mask for all its galaxies or none). The
+        pixels of a missing band are written as 0 (whatever they held, NaN included) and its
+        ``flux_<band>``/``flux_err_<band>`` columns, if any, as NaN.
+        """
         images = np.asarray(images)
         n = images.shape[0] if images.ndim else 0
         expected = (len(self.bands), *self.image_shape)
         if images.ndim != 4 or images.shape[1:] != expected:
             raise StoreError(f"images must have shape [n, {', '.join(map(str, expected))}], got {list(images.shape)}")
+        if self._has_mask is None:
+            self._has_mask = band_mask is not None
+        elif self._has_mask != (band_mask is not None):
+            raise StoreError("band_mask must be given with every append or with none")
+        if band_mask is not None:
+            images, catalog = self._apply_mask(images, catalog, band_mask, n)
+            catalog = {**catalog, BAND_MASK: band_mask}
         columns = self._prepare_columns(catalog, n)
         if self.shard_size is None:
             self._write(images, columns)
@@ -195,6 +211,24 @@ class StoreWriter:
             self._write(images[start:stop], {k: v[start:stop] for k, v in columns.items()})
             start = stop
 
+    def _apply_mask(self, images, catalog: dict, band_mask, n: int):
+        mask = np.asarray(band_mask)
+        if mask.shape != (n, len(self.bands)) or not np.isin(mask, (0, 1)).all():
+            raise StoreError(f"band_mask must be 0/1 of shape [{n}, {len(self.bands)}], got {list(mask.shape)}")
+        mask = mask.astype(bool)
+        if mask.all():
+            return images, catalog
+        images = np.where(mask[:, :, None, None], images, 0).astype(IMAGE_DTYPE, copy=False)
+        catalog = dict(catalog)
+        for b, band in enumerate(self.bands):
+            for name in (f"flux_{band}", f"flux_err_{band}"):
+                if name in catalog:
+                    col = np.asarray(catalog[name])
+                    col = col.astype(col.dtype if col.dtype.kind == "f" else np.float64, copy=True)
+                    col[~mask[:, b]] = np.nan
+                    catalog[name] = col
+        return images, catalog
+
     def _prepare_columns(self, catalog: dict, n: int) -> dict[str, np.ndarray]:
         columns = {str(k): np.asarray(v) for k, v in catalog.items()}
         for name in ("id", "z_spec", "ebv"):
@@ -203,6 +237,9 @@ class StoreWriter:
         if "fold" not in columns:
             columns["fold"] = assign_folds(columns["id"], self.n_folds, self.seed)
         for name, values in columns.items():
+            if name == BAND_MASK:
+                columns[name] = values.astype(BAND_MASK_DTYPE)
+                continue
             if values.ndim != 1 or len(values) != n:
                 raise StoreError(f"catalogue column {name!r} must be 1-D of length {n}, got shape {list(values.shape)}")
         for name, dtype in REQUIRED_COLUMNS.items():
@@ -226,7 +263,15 @@ class StoreWriter:
         f[IMAGES].resize(n0 + n, axis=0)
         f[IMAGES][n0:n0 + n] = images.astype(IMAGE_DTYPE, copy=False)
         group = f[CATALOG]
+        if BAND_MASK in columns:
+            if BAND_MASK not in f:
+                f.create_dataset(BAND_MASK, shape=(0, len(self.bands)), maxshape=(None, len(self.bands)),
+                                 dtype=BAND_MASK_DTYPE, chunks=(max(1024, CHUNK_ROWS), len(self.bands)))
+            f[BAND_MASK].resize(n0 + n, axis=0)
+            f[BAND_MASK][n0:n0 + n] = columns[BAND_MASK]
         for name, values in columns.items():
+            if name == BAND_MASK:
+                continue
             if values.dtype.kind in "OU":
                 values = values.astype("S")  # HDF5 has no variable-width unicode numpy dtype
             if name not in group:
@@ -332,12 +377,13 @@ def check_store_output(path, *, sharded: bool, overwrite: bool = False, inputs=(
     return path
 
 
-def create_store(path, images, catalog: dict, **kwargs) -> Path:
-    """Write a whole store in one call (small stores, tests). ``kwargs`` go to :class:`StoreWriter`."""
+def create_store(path, images, catalog: dict, band_mask=None, **kwargs) -> Path:
+    """Write a whole store in one call (small stores, tests). ``kwargs`` go to :class:`StoreWriter`;
+    ``band_mask`` as in :meth:`StoreWriter.append`."""
     images = np.asarray(images)
     kwargs.setdefault("image_shape", images.shape[2:])
     with StoreWriter(path, **kwargs) as writer:
-        writer.append(images, catalog)
+        writer.append(images, catalog, band_mask=band_mask)
     return Path(path)
 
 
