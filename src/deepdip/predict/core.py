@@ -240,6 +240,7 @@ def plan_prediction(run, store, rows="test", *, tta: bool = False, batch_size: i
     """
     check_number("--batch-size", batch_size, minimum=1, integer=True, allow_none=False)
     by_fold = find_model_files(run)
+    store.warn_if_bands_missing("the CNN")
     members = {k: load_members(paths, store) for k, paths in by_fold.items()}
     every = [m for ms in members.values() for m in ms]
     zgrid = every[0].zgrid

@@ -203,6 +203,7 @@ def train(store, config: TrainConfig | None = None, *, out="runs/cnn", zgrid: ZG
     cfg = (config or TrainConfig()).replace(**settings).check()
     # Options first, then the store, and only then the run directory: a bad value never leaves a run.json.
     store = store if isinstance(store, CutoutStore) else CutoutStore(store)
+    store.warn_if_bands_missing("the CNN")
     init = None
     if cfg.init_model:
         wanted = zgrid if zgrid is not None or not cfg.survey else resolve_zgrid(store, cfg.survey)
