@@ -312,7 +312,7 @@ def test_truth_columns_come_from_provenance(inputs):
 
 def test_simulator_records_its_truths_in_the_provenance(tmp_path):
     """A mock lists its truths; every other column it writes is a measurement or a required column."""
-    from deepdip.photometry import measure_photometry
+    from deepdip.photometry.pipeline import catalogue_photometry
     from deepdip.simulate import simulate_store
     from deepdip.surveys import Survey, load_survey
 
@@ -323,7 +323,8 @@ def test_simulator_records_its_truths_in_the_provenance(tmp_path):
     store = CutoutStore(tmp_path / "mock.h5")
     truths = store.provenance["truth_columns"]
     assert set(MOCK_TRUTHS) | {"z_true", "mag_r"} <= set(truths) <= set(store.columns)
-    measured = set(measure_photometry(store.images([0]), survey.pixel_scale, survey.bands))
+    fwhm = np.array([[store.column(f"psf_fwhm_{b}", [0])[0] for b in survey.bands]])
+    measured = set(catalogue_photometry(store.images([0]), survey, fwhm))  # the preset's catalogue photometry
     left = set(store.columns) - set(truths) - measured - {"id", "z_spec", "ebv", "fold"}
     assert not left, f"columns the simulator writes that are neither truths nor measurements: {sorted(left)}"
 
