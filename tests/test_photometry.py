@@ -294,3 +294,24 @@ def test_mock_catalogue_photometry_follows_the_preset():
     bad.params["catalogue_photometry"] = {"method": "model", "reference_band": "y"}
     with pytest.raises(DeepdipValueError, match="reference_band 'y'"):
         photometry_method(bad)
+
+
+@pytest.mark.xfail(strict=False, reason="known defect (2026-12-01): the model fit runs away (r_e of 7-120 arcsec, "
+                   "negative amplitudes) for ~5 % of the sdss mock's galaxies, large ones with star-forming knots; "
+                   "remove this mark when model_fluxes is made robust (docs/benchmarks.md, issue 11)")
+def test_model_fit_of_large_knotty_sdss_galaxies_keeps_positive_fluxes():
+    """Galaxies 10, 16, 19, 62, 83, 89, 93 and 138 of the seed-1 sdss mock (block 0) got negative model fluxes."""
+    from deepdip.photometry.pipeline import catalogue_photometry
+    from deepdip.simulate import population, rendering
+    from deepdip.surveys import load_survey
+
+    sdss = load_survey("sdss")
+    ctx = population.prepare(sdss)
+    rng = np.random.default_rng(np.random.SeedSequence([1, 0]))  # simulate_block's stream for seed 1, block 0
+    pop = population.sample_population(sdss, 200, rng, ctx)
+    images, obs = rendering.render_block(sdss, pop, rng, ctx)
+    rows = [10, 16, 19, 62, 83, 89, 93, 138]
+    fwhm = np.column_stack([obs[f"psf_fwhm_{b}"] for b in sdss.bands])[rows]
+    cat = catalogue_photometry(images[rows], sdss, fwhm)
+    assert all((cat[f"flux_{b}"] > 0).all() for b in sdss.bands)
+    assert (cat["r_e_model"] < 3 * pop["hlr"][rows]).all()
