@@ -69,3 +69,44 @@ def wait_for_workers(client, timeout: float) -> None:
     except (TimeoutError, OSError):
         raise DeepdipError(f"the Dask scheduler {client.scheduler.address} has no workers "
                            f"(none joined within {timeout:g} s)") from None
+
+
+def ordered_results(client, fn, tasks, *, shared=(), in_flight: int, key: str, died: str):
+    """Run ``fn(*shared, *args)`` for each ``(label, args)`` of ``tasks`` on the cluster; yield the
+    results in task order, with at most ``in_flight`` tasks submitted ahead (memory stays flat).
+
+    ``shared``: futures of objects scattered once to every worker. ``key``: prefix of the task keys
+    (one per task label). ``died``: the error message when workers die on a task, formatted with its
+    ``label``. Leaving the generator (done, or an error of the caller) cancels what is still queued.
+    """
+    import collections
+    import uuid
+
+    from distributed import KilledWorker
+
+    tag = uuid.uuid4().hex[:8]
+    todo = iter(tasks)
+    pending: collections.deque = collections.deque()
+
+    def submit_next():
+        task = next(todo, None)
+        if task is not None:
+            label, args = task
+            pending.append((label, client.submit(fn, *shared, *args, key=f"{key}-{tag}-{label}")))
+
+    try:
+        for _ in range(in_flight):
+            submit_next()
+        while pending:
+            label, future = pending.popleft()
+            try:
+                result = future.result()
+            except KilledWorker as exc:
+                raise DeepdipError(died.format(label=label) + f": {exc}") from None
+            future.release()
+            submit_next()
+            yield result
+    finally:
+        leftover = [f for _, f in pending] + list(shared)
+        if leftover:
+            client.cancel(leftover)

@@ -227,14 +227,10 @@ def write_catalog(path, ids, pdf, zgrid: ZGrid, *, z_spec=None, fold=None, metho
     return Path(path)
 
 
-def read_catalog(path) -> PhotozCatalog:
-    """Read a photo-z catalogue written by :func:`write_catalog` or :class:`CatalogWriter`.
+def open_catalog(path) -> tuple[pq.ParquetFile, dict, ZGrid]:
+    """The Parquet file of a photo-z catalogue, its deepdip metadata and grid, checked (no rows read).
 
-    Raises
-    ------
-    DeepdipError
-        If the file is missing, is not Parquet, lacks the deepdip metadata or a required column,
-        or its PDFs do not match its redshift grid.
+    Raises DeepdipError as :func:`read_catalog` does.
     """
     path = Path(path)
     if not path.is_file():
@@ -250,11 +246,26 @@ def read_catalog(path) -> PhotozCatalog:
         meta = json.loads(raw)
         version = meta.get("format_version")
         zgrid = ZGrid(**meta["zgrid"])
-        method = str(meta["method"])
+        _ = str(meta["method"])  # every catalogue names the method that wrote it
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise DeepdipError(f"{path}: corrupt deepdip metadata ({type(exc).__name__}: {exc})") from None
     if version != FORMAT_VERSION:
         raise DeepdipError(f"{path}: unsupported catalogue format_version {version!r}")
+    return pf, meta, zgrid
+
+
+def read_catalog(path) -> PhotozCatalog:
+    """Read a photo-z catalogue written by :func:`write_catalog` or :class:`CatalogWriter`.
+
+    Raises
+    ------
+    DeepdipError
+        If the file is missing, is not Parquet, lacks the deepdip metadata or a required column,
+        or its PDFs do not match its redshift grid.
+    """
+    path = Path(path)
+    pf, meta, zgrid = open_catalog(path)
+    method = str(meta["method"])
     missing = [c for c in ("id", *POINT_COLUMNS, "pdf") if c not in pf.schema_arrow.names]
     if missing:
         raise DeepdipError(f"{path} lacks required column(s): {', '.join(missing)}")

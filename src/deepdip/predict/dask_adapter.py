@@ -14,11 +14,10 @@ networks once and keeps its own HDF5 handles.
 
 from __future__ import annotations
 
-import collections
-import uuid
+import contextlib
 from pathlib import Path
 
-from deepdip._dask import dask_client, wait_for_workers
+from deepdip._dask import dask_client, ordered_results, wait_for_workers
 from deepdip.errors import DeepdipError
 
 
@@ -76,47 +75,24 @@ def predict_store_dask(run, store, out, rows="test", *, client=None, tta: bool =
     starts = list(range(0, len(sel), chunk_size))
 
     with dask_client(client, timeout=timeout) as dc:
-        from distributed import KilledWorker
-
         wait_for_workers(dc, timeout)
         if max_in_flight is None:
             max_in_flight = max(2, 2 * sum(dc.nthreads().values()))
         # One copy of the predictor and the store per worker: the networks load once per process
         # and the HDF5 handles stay open across tasks.
         shared = dc.scatter([predictor, store], broadcast=True, hash=False)
-        tag = uuid.uuid4().hex[:8]
-        pending: collections.deque = collections.deque()
-        todo = iter(starts)
-
-        def submit_next() -> None:
-            start = next(todo, None)
-            if start is None:
-                return
-            folds = None if row_folds is None else row_folds[start:start + chunk_size]
-            pending.append((start, dc.submit(_predict_task, shared[0], shared[1], sel[start:start + chunk_size],
-                                             folds, threads, key=f"deepdip-predict-{tag}-{start}")))
-
-        try:
-            with CatalogWriter(out, zgrid, method="cnn", config=config, overwrite=overwrite,
-                               inputs=(store.path, run)) as writer, \
-                    tqdm(total=len(sel), desc="predict cnn (dask)", unit="gal", disable=not progress) as bar:
-                for _ in range(max_in_flight):
-                    submit_next()
-                while pending:
-                    start, future = pending.popleft()
-                    try:
-                        chunk = future.result()
-                    except KilledWorker as exc:
-                        raise DeepdipError(f"Dask workers died predicting catalogue rows {start}.."
-                                           f"{start + chunk_size - 1} (out of memory? try a smaller --chunk-size): "
-                                           f"{exc}") from None
-                    future.release()
-                    submit_next()
-                    writer.write(**chunk)
-                    bar.update(len(chunk["ids"]))
-        finally:
-            futures = [f for _, f in pending] + list(shared)
-            if futures:
-                dc.cancel(futures)
+        tasks = ((f"{start}..{start + chunk_size - 1}",
+                  (sel[start:start + chunk_size], None if row_folds is None else row_folds[start:start + chunk_size],
+                   threads)) for start in starts)
+        chunks = ordered_results(dc, _predict_task, tasks, shared=shared, in_flight=max_in_flight,
+                                 key="deepdip-predict", died="Dask workers died predicting catalogue rows {label} "
+                                                             "(out of memory? try a smaller --chunk-size)")
+        with contextlib.closing(chunks), \
+                CatalogWriter(out, zgrid, method="cnn", config=config, overwrite=overwrite,
+                              inputs=(store.path, run)) as writer, \
+                tqdm(total=len(sel), desc="predict cnn (dask)", unit="gal", disable=not progress) as bar:
+            for chunk in chunks:
+                writer.write(**chunk)
+                bar.update(len(chunk["ids"]))
     return Path(out)
 

@@ -28,10 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
-from deepdip.catalog import FORMAT_VERSION, METADATA_KEY
+from deepdip.catalog import open_catalog
 from deepdip.errors import DeepdipError, check_number
 from deepdip.metrics import INTERVALS, IQR_PER_SIGMA, RAIL_OUTLIER_FLOOR, _cde_kernel, _crps_kernel, cdf_at, normalise
 from deepdip.photometry.noise import MAD_TO_SIGMA
@@ -173,20 +172,6 @@ def catalogue_parts(path) -> list[Path]:
     return [path]
 
 
-def _grid(part: Path) -> ZGrid:
-    try:
-        pf = pq.ParquetFile(part)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise DeepdipError(f"{part} is not a Parquet file ({exc})") from None
-    raw = (pf.schema_arrow.metadata or {}).get(METADATA_KEY)
-    if raw is None:
-        raise DeepdipError(f"{part} is not a deepdip photo-z catalogue (no '{METADATA_KEY.decode()}' metadata)")
-    meta = json.loads(raw)
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise DeepdipError(f"{part}: unsupported catalogue format_version {meta.get('format_version')!r}")
-    return ZGrid(**meta["zgrid"])
-
-
 def iter_batches(parts: Sequence[Path], point: str, batch_rows: int = BATCH_ROWS) -> Iterator[tuple]:
     """(z_phot, z_spec, pdf [rows, nbins]) per batch of rows, file after file, row group by row group."""
     for part in parts:
@@ -206,7 +191,7 @@ def stream_metrics(catalog, *, point: str = "z_mean", outlier_threshold: float =
                    resolution: float = RESOLUTION, batch_rows: int = BATCH_ROWS) -> dict:
     """The metrics of one catalogue (a Parquet file, several, or a folder of parts) in one pass."""
     parts = [p for c in ([catalog] if isinstance(catalog, (str, Path)) else catalog) for p in catalogue_parts(c)]
-    grids = {_grid(p) for p in parts}
+    grids = {open_catalog(p)[2] for p in parts}
     if len(grids) != 1:
         raise DeepdipError(f"the parts of one catalogue must share one redshift grid; found {len(grids)}")
     zgrid = grids.pop()

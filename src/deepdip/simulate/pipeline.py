@@ -234,44 +234,15 @@ def _dask_blocks(spec, survey, ctx, tasks, timeout: float = 30):
     as the cluster has threads are in flight, so memory stays flat. Leaving the generator (done,
     or an error while writing) cancels what is still queued.
     """
-    import collections
-    import uuid
-
-    from deepdip._dask import dask_client, wait_for_workers
+    from deepdip._dask import dask_client, ordered_results, wait_for_workers
 
     with dask_client(spec, timeout=timeout) as dc:
-        from distributed import KilledWorker
-
         wait_for_workers(dc, timeout)
         shared = dc.scatter([survey, ctx], broadcast=True, hash=False)
-        in_flight = max(2, 2 * sum(dc.nthreads().values()))
-        tag = uuid.uuid4().hex[:8]
-        todo = iter(tasks)
-        pending: collections.deque = collections.deque()
-
-        def submit_next():
-            task = next(todo, None)
-            if task is not None:
-                _, _, seed, block, count = task
-                pending.append((block, dc.submit(simulate_block, shared[0], shared[1], seed, block, count,
-                                                 key=f"deepdip-simulate-{tag}-{block}")))
-
-        try:
-            for _ in range(in_flight):
-                submit_next()
-            while pending:
-                block, future = pending.popleft()
-                try:
-                    result = future.result()
-                except KilledWorker as exc:
-                    raise DeepdipError(f"Dask workers died simulating block {block} (out of memory?): {exc}") from None
-                future.release()
-                submit_next()
-                yield result
-        finally:
-            leftover = [f for _, f in pending] + list(shared)
-            if leftover:
-                dc.cancel(leftover)
+        blocks = ((block, (seed, block, count)) for _, _, seed, block, count in tasks)
+        yield from ordered_results(dc, simulate_block, blocks, shared=shared,
+                                   in_flight=max(2, 2 * sum(dc.nthreads().values())), key="deepdip-simulate",
+                                   died="Dask workers died simulating block {label} (out of memory?)")
 
 
 def _simulate(survey, n, seed, out, pool, started, progress, shard_size, overwrite=False, dask=None) -> dict:
