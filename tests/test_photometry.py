@@ -296,11 +296,9 @@ def test_mock_catalogue_photometry_follows_the_preset():
         photometry_method(bad)
 
 
-@pytest.mark.xfail(strict=False, reason="known defect (2026-12-01): the model fit runs away (r_e of 7-120 arcsec, "
-                   "negative amplitudes) for ~5 % of the sdss mock's galaxies, large ones with star-forming knots; "
-                   "remove this mark when model_fluxes is made robust (docs/benchmarks.md, issue 11)")
 def test_model_fit_of_large_knotty_sdss_galaxies_keeps_positive_fluxes():
-    """Galaxies 10, 16, 19, 62, 83, 89, 93 and 138 of the seed-1 sdss mock (block 0) got negative model fluxes."""
+    """Galaxies 10, 16, 19, 62, 83, 89, 93 and 138 of the seed-1 sdss mock (block 0) got negative model fluxes
+    when the neighbour cleaning handed their star-forming knots most of the disk (up to 90 % of the stamp)."""
     from deepdip.photometry.pipeline import catalogue_photometry
     from deepdip.simulate import population, rendering
     from deepdip.surveys import load_survey

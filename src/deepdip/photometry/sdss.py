@@ -198,8 +198,12 @@ def _fit_profile(data, w2, psf_k, table, p0, g, iterations):
         step = -np.linalg.solve(damp, grad[..., None])[..., 0]
         step = np.clip(step, -_MAX_MOVE, _MAX_MOVE)
         trial = p[idx] + step
+        # a half-light radius beyond the crop is unconstrained by the data (the profile is then a
+        # tilted sky), so ln r_e stays below the crop's half-diagonal
+        trial[:, 2] = np.minimum(trial[:, 2], np.log(0.7 * g["size"] * g["scale"]))
         amp_t, _, chi2_t = _project(_draw(trial, psf_k[idx], table, g), data[idx], w2[idx])
-        better = chi2_t < chi2[idx]
+        # a step that turns a galaxy's light negative is rejected however it lowers chi^2
+        better = (chi2_t < chi2[idx]) & ((amp_t > 0) | (amp[idx] <= 0))
         gain = np.where(better, (chi2[idx] - chi2_t) / np.maximum(chi2[idx], 1e-30), 0.0)
         acc = idx[better]
         p[acc], amp[acc], chi2[acc] = trial[better], amp_t[better], chi2_t[better]
