@@ -49,15 +49,15 @@ DECAM_LAW = ("Legacy Surveys DR9/DR10 DECam A/E(B-V)_SFD (Schlafly & Finkbeiner 
 @cache
 def _coefficients(filters: tuple[str, ...]) -> np.ndarray:
     import extinction
-    import speclite.filters
 
-    wave = np.array([f.effective_wavelength.to_value("Angstrom")
-                     for f in speclite.filters.load_filters(*filters)], dtype=np.float64)
+    from deepdip.filters import effective_wavelengths
+
+    wave = effective_wavelengths(filters)
     return extinction.fitzpatrick99(wave, R_V, R_V)  # A_V = R_V for E(B-V) = 1
 
 
 def extinction_coefficients(filters) -> np.ndarray:
-    """A_band / E(B-V) for each speclite filter name (Fitzpatrick 1999, R_V = 3.1)."""
+    """A_band / E(B-V) for each filter name (:mod:`deepdip.filters`; Fitzpatrick 1999, R_V = 3.1)."""
     return _coefficients(tuple(filters)).copy()
 
 

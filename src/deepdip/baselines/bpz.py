@@ -1,8 +1,11 @@
 """Template fitting with BPZ (Benitez 2000; the LSST DESC ``desc-bpz`` package).
 
 The CWW+SB template set shipped with ``desc-bpz`` (``CWWSB4.list``: El, Sbc, Scd, Im, SB3, SB2 and
-two young SSPs) is integrated through the survey's own filter curves from speclite with
-``desc_bpz.bpz_tools_py3.ABflux``; each galaxy's likelihood over (z, template) comes from
+two young SSPs; ``templates='cwwsb4'``, the default) or the 31 COSMOS templates RAIL ships
+(``COSMOS_seds.list``: Polletta et al. 2007 + BC03, Ilbert et al. 2009; ``templates='cosmos'``, needs
+``pip install deepdip[rail]``) is integrated through the survey's own filter curves
+(:mod:`deepdip.filters`: speclite names, or ``rail:<curve>`` for RAIL's Roman, LSSTCam, ... curves)
+with ``desc_bpz.bpz_tools_py3.ABflux``; each galaxy's likelihood over (z, template) comes from
 ``p_c_z_t`` and the magnitude-dependent prior from ``desc_bpz.prior_from_dict.prior_function``, as
 in RAIL's ``BPZliteEstimator``. As in classic BPZ (``INTERP``), templates are also interpolated
 linearly between neighbours.
@@ -31,16 +34,25 @@ import numpy as np
 from deepdip.baselines.base import CatalogueBaseline
 from deepdip.baselines.bpz_prior import BROAD_TYPES, HDFN_PRIOR, broad_type, fit_prior
 from deepdip.baselines.params import SHARED_PARAMS, Param
+from deepdip.errors import DeepdipValueError
 from deepdip.photometry.units import flux_to_mag
 
-TEMPLATE_LIST = "CWWSB4.list"
+#: Template sets: where the SEDs come from, their ``.list`` file, and how many templates of each
+#: broad type (E/S0, spiral, Im/SB) they hold in order, for the prior (the ``nt_array`` of RAIL's
+#: ``CWW_HDFN_prior.pkl`` and ``COSMOS31_HDFN_prior.pkl``). RAIL's copy of CWWSB4 is byte-identical
+#: to desc_bpz's, so ``cwwsb4`` reads desc_bpz's (a required dependency).
+TEMPLATE_SETS = {
+    "cwwsb4": ("desc_bpz", "CWWSB4.list", BROAD_TYPES),
+    "cosmos": ("rail", "COSMOS_seds.list", (10, 5, 16)),
+}
+TEMPLATE_LIST = TEMPLATE_SETS["cwwsb4"][1]
 NOT_OBSERVED_ERR = 1e108  # BPZ's convention: zero flux with a huge error gives a flat likelihood
 F814W = 8140.0  # Angstrom: the HDFN prior is a function of the I814 magnitude
 CALIBRATION_MAX = 5000  # training galaxies used for zero points and the trained prior
 
 
 class BPZBaseline(CatalogueBaseline):
-    """BPZ: chi^2 likelihood over CWW+SB templates x a Benitez-form prior, marginalised over type.
+    """BPZ: chi^2 likelihood over SED templates x a Benitez-form prior, marginalised over type.
 
     Training spec-z are optional: with them (the default) the zero points and the prior are fitted
     to the training galaxies; without them the HDF-N prior and no offsets are used
@@ -62,6 +74,9 @@ class BPZBaseline(CatalogueBaseline):
         "interp": Param(int, 2, "templates interpolated between each adjacent pair (BPZ's INTERP)", minimum=0),
         "err_floor": Param(float, 0.05, "fractional flux error added in quadrature: template mismatch and zero points",
                            minimum=0.0),
+        "templates": Param(str, "cwwsb4", "SED template set: 'cwwsb4' (CWW+SB, 8 templates, from desc-bpz) or "
+                           "'cosmos' (31 COSMOS templates, from RAIL: pip install deepdip[rail])",
+                           choices=tuple(TEMPLATE_SETS)),
         "madau": Param(str, "no", "'yes' to apply Madau (1995) IGM absorption to the templates (only matters at z > 2)",
                        choices=("yes", "no")),
     }
@@ -71,7 +86,8 @@ class BPZBaseline(CatalogueBaseline):
 
     def _fit(self, phot, z_spec):
         s = self.settings
-        base = template_fluxes(tuple(phot.filters), s["madau"])  # [nz_ab, nt, nf] on desc_bpz's z grid
+        base = template_fluxes(tuple(phot.filters), s["madau"], s["templates"])  # [nz_ab, nt, nf], desc_bpz's z
+        self.broad_types_ = tuple(TEMPLATE_SETS[s["templates"]][2])
         z_ab = np.arange(0.0, 12.0, 0.01)[: base.shape[0]]
         centres = self.zgrid_.centres
         grid = np.stack([[np.interp(centres, z_ab, base[:, t, f]) for f in range(base.shape[2])]
@@ -80,9 +96,9 @@ class BPZBaseline(CatalogueBaseline):
         self.n_templates_ = self.flux_templates_.shape[1]
         band = s["prior_band"]
         if band is None:
-            import speclite.filters
+            from deepdip.filters import effective_wavelengths
 
-            eff = [speclite.filters.load_filter(f).effective_wavelength.value for f in phot.filters]
+            eff = effective_wavelengths(phot.filters)
             band = phot.bands[int(np.argmin(np.abs(np.array(eff) - F814W)))]
         self.prior_band_ = band
         self.zp_offsets_ = np.ones(len(phot.bands))
@@ -98,7 +114,7 @@ class BPZBaseline(CatalogueBaseline):
                 self.zp_offsets_ = self._fit_zero_points(sub, zs)
             if s["prior"] == "trained":
                 flux, err = self._fluxes(sub)
-                types = broad_type(self._best_template(flux, err, zs, base_only=True))
+                types = broad_type(self._best_template(flux, err, zs, base_only=True), self.broad_types_)
                 self.prior_params_ = fit_prior(_mag(flux[:, sub.bands.index(band)]), zs, types)
                 self.prior_used_ = "trained"
 
@@ -141,7 +157,7 @@ class BPZBaseline(CatalogueBaseline):
         mag = _mag(flux[:, phot.bands.index(self.prior_band_)])
         z = self.zgrid_.centres
         prior = self.prior_params_
-        n_base = sum(BROAD_TYPES)
+        n_base = sum(self.broad_types_)
         out = np.zeros((len(phot), self.zgrid_.nbins))
         priors = {}
         s = self.settings
@@ -150,7 +166,7 @@ class BPZBaseline(CatalogueBaseline):
             if s["prior"] != "flat":
                 m = round(float(np.clip(mag[i], prior["mo"], 32.0)), 1)  # BPZ caches priors per 0.1 mag
                 if m not in priors:
-                    p = prior_function(z, m, {**prior, "nt_array": list(BROAD_TYPES)}, n_base)
+                    p = prior_function(z, m, {**prior, "nt_array": list(self.broad_types_)}, n_base)
                     p = np.maximum(p, 0.0)  # beyond the fitted magnitudes the last type's share may go negative
                     priors[m] = _interpolate_types(p[:, :, None], s["interp"])[:, :, 0]
                 like = like * priors[m]
@@ -162,6 +178,7 @@ class BPZBaseline(CatalogueBaseline):
                  for k, v in self.prior_params_.items()}
         return {**super()._state(), "flux_templates_": self.flux_templates_, "n_templates_": self.n_templates_,
                 "prior_band_": self.prior_band_, "zp_offsets_": self.zp_offsets_, "prior_used_": self.prior_used_,
+                "broad_types_": list(self.broad_types_),
                 "prior_keys": list(self.prior_params_), **prior}
 
     def _set_state(self, state):
@@ -171,6 +188,7 @@ class BPZBaseline(CatalogueBaseline):
         self.prior_band_ = str(state["prior_band_"])
         self.zp_offsets_ = np.asarray(state["zp_offsets_"], dtype=np.float64)
         self.prior_used_ = str(state["prior_used_"])
+        self.broad_types_ = tuple(int(n) for n in state.get("broad_types_", BROAD_TYPES))  # older files: CWWSB4
         self.prior_params_ = {k: state[f"prior_{k}"] for k in state["prior_keys"]}
 
     def predict_pdf_photometry(self, phot):
@@ -195,40 +213,70 @@ def _interpolate_types(grid: np.ndarray, n_interp: int) -> np.ndarray:
     return (1 - w) * grid[:, lo, :] + w * grid[:, lo + 1, :]
 
 
+def template_dir(templates: str = "cwwsb4") -> Path:
+    """The ``SED`` folder holding template set ``templates`` (a key of :data:`TEMPLATE_SETS`)."""
+    if templates not in TEMPLATE_SETS:
+        raise DeepdipValueError(f"unknown BPZ template set {templates!r}; known: {', '.join(TEMPLATE_SETS)}")
+    source = TEMPLATE_SETS[templates][0]
+    if source == "desc_bpz":
+        from desc_bpz import paths
+
+        return Path(paths.__file__).parent / "data_files" / "SED"
+    from deepdip.filters import rail_data_dir
+
+    folder = rail_data_dir()
+    if folder is None or not (folder / "SED" / TEMPLATE_SETS[templates][1]).is_file():
+        raise DeepdipValueError(f"BPZ template set {templates!r} comes with RAIL, which is not installed: "
+                                f"pip install deepdip[rail]")
+    return folder / "SED"
+
+
+def _link_sed(source: Path, target: str) -> None:
+    """Link an SED into desc_bpz's folder, or write a copy without repeated wavelengths: every COSMOS
+    SED repeats 10000 A, where desc_bpz's interpolation would divide by zero."""
+    table = np.loadtxt(source, comments="#", usecols=(0, 1), ndmin=2)
+    if np.all(np.diff(table[:, 0]) > 0):
+        os.symlink(source, target)
+        return
+    _, first = np.unique(table[:, 0], return_index=True)  # sorted, the first of each repeated wavelength
+    np.savetxt(target, table[first])
+
+
 @lru_cache(maxsize=8)
-def template_fluxes(filters: tuple, madau: str = "no") -> np.ndarray:
-    """AB fluxes ``[1200, n_templates, n_filters]`` of the CWW+SB templates on desc_bpz's grid
-    z = 0, 0.01, ..., 11.99, through speclite filter curves (computed once per process).
+def template_fluxes(filters: tuple, madau: str = "no", templates: str = "cwwsb4") -> np.ndarray:
+    """AB fluxes ``[1200, n_templates, n_filters]`` of template set ``templates`` on desc_bpz's grid
+    z = 0, 0.01, ..., 11.99, through the filters' curves (:mod:`deepdip.filters`; computed once per
+    process).
 
     desc_bpz reads SEDs, filters and writes AB files in one data folder; a private temporary
-    folder (the package's SEDs linked in, the speclite curves written as ``.res``) keeps this
-    free of shared state between processes.
+    folder (the set's SEDs linked in, the curves written as ``.res``) keeps this free of shared
+    state between processes.
     """
-    import speclite.filters
     from desc_bpz import paths
     from desc_bpz.bpz_tools_py3 import ABflux
     from desc_bpz.useful_py3 import get_data, get_str
 
-    pkg_data = Path(paths.__file__).parent / "data_files"
-    seds = [s[:-4] for s in get_str(str(pkg_data / "SED" / TEMPLATE_LIST))]
+    from deepdip.filters import curve
+
+    sed_dir = template_dir(templates)
+    seds = [s[:-4] for s in get_str(str(sed_dir / TEMPLATE_SETS[templates][1]))]
     with tempfile.TemporaryDirectory(prefix="deepdip-bpz-") as tmp:
         for sub in ("SED", "FILTER", "AB"):
             os.makedirs(os.path.join(tmp, sub))
         for sed in seds:
-            os.symlink(pkg_data / "SED" / f"{sed}.sed", os.path.join(tmp, "SED", f"{sed}.sed"))
-        for f in filters:
-            filt = speclite.filters.load_filter(f)
-            np.savetxt(os.path.join(tmp, "FILTER", f"{f}.res"),
-                       np.column_stack([np.asarray(filt.wavelength, float), np.asarray(filt.response, float)]))
+            _link_sed(sed_dir / f"{sed}.sed", os.path.join(tmp, "SED", f"{sed}.sed"))
+        names = [f"band{j}" for j in range(len(filters))]  # filter names (rail:...) need not be file names
+        for f, name in zip(filters, names):
+            np.savetxt(os.path.join(tmp, "FILTER", f"{name}.res"), np.column_stack(curve(f)))
         old = (paths.data_dir, paths.sed_dir, paths.fil_dir, paths.ab_dir)
         paths.set_data_dir(tmp)
         try:
             out = np.zeros((int(round(12.0 / 0.01)), len(seds), len(filters)))
             for t, sed in enumerate(seds):
-                for j, f in enumerate(filters):
+                for j, name in enumerate(names):
                     with contextlib.redirect_stdout(io.StringIO()):  # ABflux narrates every step
-                        ABflux(sed, f, madau)
-                    (ab_file,) = glob.glob(os.path.join(tmp, "AB", f"{sed}.{f}.*AB"))
+                        ABflux(sed, name, madau)
+                    (ab_file,) = glob.glob(os.path.join(tmp, "AB", f"{sed}.{name}.*AB"))
                     _, fnu = get_data(ab_file, (0, 1))
                     out[: len(fnu), t, j] = fnu[: out.shape[0]]
         finally:

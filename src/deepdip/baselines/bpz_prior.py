@@ -17,9 +17,10 @@ HDFN_PRIOR = dict(fo_arr=np.array([0.35, 0.5]), kt_arr=np.array([0.45, 0.147]),
                   a_arr=np.array([2.465, 1.806, 0.906]), mo=20.0)
 
 
-def broad_type(template_index):
-    """Broad type (0 = E/S0, 1 = spiral, 2 = Im/SB) of each base template index."""
-    edges = np.cumsum(BROAD_TYPES)
+def broad_type(template_index, broad_types=BROAD_TYPES):
+    """Broad type (0 = E/S0, 1 = spiral, 2 = Im/SB) of each base template index of a set holding
+    ``broad_types`` templates of each type, in order (CWWSB4's by default)."""
+    edges = np.cumsum(broad_types)
     return np.searchsorted(edges, template_index, side="right")
 
 

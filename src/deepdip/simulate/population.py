@@ -49,7 +49,7 @@ def prepare(survey) -> dict:
     values), ``ext_coeffs`` (A_band / E(B-V)), ``wave_eff`` (effective wavelengths, Angstrom)
     and ``render`` (the renderer's Fourier constants).
     """
-    import speclite.filters
+    from deepdip.filters import effective_wavelengths
 
     zmax = float(survey.zmax) * 1.05 + 0.05
     ctx = {"survey": template_table(tuple(survey.filters), zmax), **template_properties()}
@@ -61,8 +61,7 @@ def prepare(survey) -> dict:
     z = np.linspace(1e-3, zmax, 1000)
     ctx["kpc_per_arcsec"] = (z, cosmology().angular_diameter_distance(z).to_value("kpc") / 206264.806)
     ctx["ext_coeffs"] = extinction_coefficients(survey.filters)
-    ctx["wave_eff"] = np.array([f.effective_wavelength.to_value("Angstrom")
-                                for f in speclite.filters.load_filters(*survey.filters)])
+    ctx["wave_eff"] = effective_wavelengths(survey.filters)
     ctx["render"] = rendering.transforms()
     return ctx
 

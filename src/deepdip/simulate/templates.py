@@ -14,6 +14,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from deepdip.filters import speclite_names
+
 N_TEMPLATES = 5
 
 
@@ -31,7 +33,7 @@ class TemplateTable:
     Attributes
     ----------
     filters : tuple of str
-        speclite filter names.
+        Filter names (speclite or ``rail:``, see :mod:`deepdip.filters`).
     z : ndarray [nz]
         Redshift grid.
     log_maggies : ndarray [nz, 5, nf]
@@ -72,7 +74,7 @@ def template_table(filters: tuple[str, ...], zmax: float, nz: int = 200) -> Temp
         from skypy.galaxies.spectrum import kcorrect
         from skypy.utils.photometry import mag_ab
 
-        m = mag_ab(kcorrect.wavelength, kcorrect.templates, list(filters), redshift=z,
+        m = mag_ab(kcorrect.wavelength, kcorrect.templates, speclite_names(filters), redshift=z,
                    distmod=cosmology().distmod(z).value, interpolate=False)
     return TemplateTable(tuple(filters), z, -0.4 * np.asarray(m, dtype=np.float64))
 
