@@ -137,12 +137,35 @@ def test_npz_catalogue_id_without_image(tmp_path):
     assert read_rejects(result.rejects) == [{"id": "3", "reason": reason}]
 
 
+def test_nan_pixels_flag_the_band_missing_in_the_band_mask(array_case):
+    """--missing-bands mask (the default): a band with NaN pixels, or all zero, is kept as missing."""
+    folder, images, _, cat = array_case
+    images = images.copy()
+    images[2, 1, 3, 4] = np.nan   # galaxy 102: a NaN pixel in r
+    images[4, 0] = 0.0            # galaxy 104: g never observed (all zero)
+    np.save(folder / "images.npy", images)
+    o = {"columns": {"id": "OBJID", "z_spec": "ZSPEC"}}
+    result = ingest_arrays(folder / "images.npy", folder / "out.h5", cat, opts(photometry=True, **o))
+    assert result.n_written == 6
+    store = CutoutStore(folder / "out.h5")
+    mask = store.band_mask()
+    assert not mask[2, 1] and not mask[4, 0] and mask.sum() == mask.size - 2
+    assert np.all(store.images([2])[0, 1] == 0) and np.isnan(store.column("flux_r")[2])
+    assert np.array_equal(store.images([3])[0], images[3].astype(np.float32))
+    assert validate_store(folder / "out.h5") == []
+    every = images.copy()
+    every[1] = np.nan
+    np.save(folder / "images.npy", every)
+    with pytest.raises(DeepdipError, match=r"galaxy 101: NaN/inf pixels \(\d+ in g, \d+ in r"):
+        ingest_arrays(folder / "images.npy", folder / "out2.h5", cat, opts(**o))
+
+
 def test_nan_pixels_stop_the_run_or_are_rejected(array_case):
     folder, images, _, cat = array_case
     images = images.copy()
     images[2, 1, 3, 4] = np.nan
     np.save(folder / "images.npy", images)
-    o = {"columns": {"id": "OBJID", "z_spec": "ZSPEC"}}
+    o = {"columns": {"id": "OBJID", "z_spec": "ZSPEC"}, "missing_bands": "reject"}
     with pytest.raises(DeepdipError, match=r"galaxy 102: NaN/inf pixels \(1 in r\)"):
         ingest_arrays(folder / "images.npy", folder / "out.h5", cat, opts(**o))
     assert not (folder / "out.h5").exists()

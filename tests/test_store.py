@@ -277,7 +277,7 @@ def test_band_mask_is_written_honoured_and_checked(tmp_path):
     assert np.array_equal(phot.observed, mask)  # the baselines see the missing bands as not observed
     assert validate_store(path) == []
     with pytest.warns(UserWarning, match=r"bands are missing for some galaxies \(g 16.7%, z 8.3%\); the CNN does not"):
-        store.warn_if_bands_missing("the CNN")  # what train and predict say until the CNN reads the mask
+        store.warn_if_bands_missing("the CNN")  # what predict says of a CNN trained without band dropout
     # a store without a mask has every band
     plain = create_store(tmp_path / "plain.h5", images[:3, :, :, :] * 0, {"id": np.arange(3), "z_spec": np.zeros(3),
                                                                            "ebv": np.zeros(3)},

@@ -67,6 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--reference-band", metavar="BAND", help=h["reference_band"])
 
     r = parser.add_argument_group("run")
+    r.add_argument("--missing-bands", choices=("mask", "reject"), help=h["missing_bands"])
     r.add_argument("--skip-bad", action="store_true", default=None, help=h["skip_bad"])
     r.add_argument("--rejects", metavar="CSV", help=h["rejects"])
     r.add_argument("--no-photometry", dest="photometry", action="store_false", default=None,
@@ -98,6 +99,7 @@ def options_from_args(args) -> tuple[IngestOptions, dict]:
         "dereddened_input": args.dereddened_input, "flux_unit": args.flux_unit,
         "zero_point": _zero_point(args.zero_point), "size": args.size, "centre": args.centre, "pad": args.pad,
         "image_key": args.image_key, "reference_band": args.reference_band, "skip_bad": args.skip_bad,
+        "missing_bands": args.missing_bands,
         "rejects": args.rejects, "photometry": args.photometry, "n_folds": args.n_folds, "seed": args.seed,
         "chunk_size": args.chunk_size, "overwrite": args.overwrite,
         "hdu": (int(args.hdu) if args.hdu and args.hdu.isdigit() else args.hdu),

@@ -26,6 +26,9 @@ STANDARD_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
+MISSING_BAND_MODES = ("mask", "reject")
+
+
 def _help(text: str, default=None, **kw):
     if "default_factory" not in kw:
         kw["default"] = default
@@ -61,6 +64,9 @@ class IngestOptions:
     image_key: str = _help("array name inside an .npz file", "images")
     hdu: int | str | None = _help("FITS HDU holding a cutout or cube (default: the first with data)")
     reference_band: str | None = _help("frames: band whose pixel grid the other bands are resampled onto")
+    missing_bands: str = _help("a band with NaN/inf pixels or no signal at all (all zero): mask (keep the galaxy, "
+                               "the band flagged missing in the store's band mask, its pixels zero) or reject "
+                               "(the galaxy is bad)", "mask")
     skip_bad: bool = _help("skip bad galaxies and write a rejects list instead of stopping at the first", False)
     rejects: str | None = _help("rejects CSV path (default: <out>.rejects.csv)")
     photometry: bool = _help("measure flux_<band>/flux_err_<band> on the stamps with deepdip.photometry", True)
@@ -74,6 +80,9 @@ class IngestOptions:
 
         (``centre`` and ``pad`` are checked against the pipeline's own lists when it starts.)
         """
+        if self.missing_bands not in MISSING_BAND_MODES:
+            raise DeepdipError(f"--missing-bands (missing_bands): {self.missing_bands!r} is not one of "
+                               f"{', '.join(MISSING_BAND_MODES)}")
         # assign_folds stores folds as int8: 1..127.
         check_number("--folds (n_folds)", self.n_folds, minimum=1, maximum=127, integer=True, allow_none=False)
         check_number("--pixel-scale (pixel_scale)", self.pixel_scale, above=0)

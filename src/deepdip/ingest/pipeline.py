@@ -67,17 +67,33 @@ def _photometry(images: np.ndarray, bands, pixel_scale: float) -> dict:
     return measure_photometry(images, pixel_scale, bands)
 
 
-def _check(image: np.ndarray, bands) -> None:
+def _check(image: np.ndarray, bands, mode: str = "reject") -> tuple[np.ndarray, np.ndarray]:
+    """The stamp with its missing bands zeroed, and which bands it has (bool [B]); or :class:`BadGalaxy`.
+
+    A band is missing when it holds a NaN/inf pixel or no signal at all (every pixel zero: what
+    cutout services return where a band was not observed). ``mode`` "reject": any NaN/inf makes
+    the galaxy bad (an all-zero band is kept as it is); "mask": the band is flagged missing, and
+    only a galaxy without any band is bad."""
     bad = ~np.isfinite(image)
-    if bad.any():
-        per_band = ", ".join(f"{int(n)} in {b}" for b, n in zip(bands, bad.reshape(len(bands), -1).sum(1)) if n)
-        raise BadGalaxy(f"NaN/inf pixels ({per_band})")
+    nan_bands = bad.reshape(len(bands), -1).any(1)
+    if mode == "reject" or nan_bands.all():
+        if bad.any():
+            per_band = ", ".join(f"{int(n)} in {b}" for b, n in zip(bands, bad.reshape(len(bands), -1).sum(1)) if n)
+            raise BadGalaxy(f"NaN/inf pixels ({per_band})")
+        return image, np.ones(len(bands), bool)
+    blank = ~nan_bands & ~np.any(image != 0, axis=(1, 2))
+    present = ~nan_bands & ~blank
+    if not present.any():
+        raise BadGalaxy("no band has data (every band NaN/inf or all zero)")
+    if present.all():
+        return image, present
+    return np.where(present[:, None, None], image, 0.0), present
 
 
-def _stamp(source, catalog: Catalog, row: int, options: IngestOptions, bands, factors) -> np.ndarray:
-    """One galaxy's finished stamp (nanomaggies, centred, sized), or :class:`BadGalaxy`."""
+def _stamp(source, catalog: Catalog, row: int, options: IngestOptions, bands, factors) -> tuple[np.ndarray, np.ndarray]:
+    """One galaxy's finished stamp (nanomaggies, centred, sized) and the bands it has, or :class:`BadGalaxy`."""
     image, wcs = source.get(row)
-    _check(image, bands)
+    image, present = _check(image, bands, options.missing_bands)
     if not np.isfinite(catalog.columns["ebv"][row]):
         raise BadGalaxy("E(B-V) is missing")
     image = image * factors
@@ -100,7 +116,7 @@ def _stamp(source, catalog: Catalog, row: int, options: IngestOptions, bands, fa
     # Padding noise seeded by (seed, id): the same galaxy gets the same pixels in any run or order.
     rng = np.random.default_rng([options.seed, int(catalog.ids[row]) & 0x7FFFFFFFFFFFFFFF])
     try:
-        return fit_stamp(image, options.size, centre, options.pad, rng)
+        return fit_stamp(image, options.size, centre, options.pad, rng), present
     except DeepdipError as exc:
         raise BadGalaxy(str(exc)) from None
 
@@ -128,21 +144,26 @@ def run(source, catalog: Catalog, out, options: IngestOptions, *, bands, pixel_s
     source.bind(catalog)
     writer, shape = None, None
     stamps: list[np.ndarray] = []
+    masks: list[np.ndarray] = []
     rows: list[int] = []
 
     def flush():
         chunk = np.stack(stamps).astype(np.float32)
+        mask = np.stack(masks)
+        chunk[~mask] = 0.0  # padding noise of a missing band: the store holds it as zeros
         columns = {k: v[rows] for k, v in catalog.columns.items()}
         if options.photometry:
             columns.update(_photometry(chunk, bands, pixel_scale))
-        writer.append(chunk, columns)
+        # --missing-bands mask: every store gets its band mask (all ones where nothing is missing)
+        writer.append(chunk, columns, band_mask=mask if options.missing_bands == "mask" else None)
         stamps.clear()
+        masks.clear()
         rows.clear()
 
     try:
         for row in tqdm(range(len(catalog)), desc="ingest", unit="gal", disable=None):
             try:
-                stamp = _stamp(source, catalog, row, options, bands, factors)
+                stamp, present = _stamp(source, catalog, row, options, bands, factors)
                 if shape is not None and stamp.shape[1:] != shape:
                     raise BadGalaxy(f"stamp is {stamp.shape[1]}x{stamp.shape[2]} but earlier ones are "
                                     f"{shape[0]}x{shape[1]} (give --size to crop/pad them all)")
@@ -156,6 +177,7 @@ def run(source, catalog: Catalog, out, options: IngestOptions, *, bands, pixel_s
                                      seed=options.seed, attrs={**provenance, **catalog.extinction},
                                      overwrite=options.overwrite, inputs=inputs)
             stamps.append(stamp)
+            masks.append(present)
             rows.append(row)
             if len(stamps) >= options.chunk_size:
                 flush()

@@ -18,6 +18,14 @@ them to a small network lets its convolutions spend their capacity on morphology
 gradients), which matters when data and CPU time are limited (see docs/benchmarks.md).
 Because the statistics are buffers of :class:`Normalizer`, prediction applies exactly the same
 transform by loading the model's state dict.
+
+With ``band_mask`` (a network for any subset of bands, issue 14) the normaliser reads which bands
+each galaxy has from its pixels: a band whose stamp is all zero (or NaN) is missing, which is how
+deepdip stores write a band their mask says is absent (``deepdip.store``; ``validate`` checks the
+two agree) and how band dropout removes one in training. A missing band's standardised channel is
+set to 0 (the training mean: no signal either way), its aperture luptitudes and the colours that
+use it to 0, and the mask itself (1 present, 0 missing) joins the extras, so the dense layers know
+what the convolutions did not see.
 """
 
 from __future__ import annotations
@@ -27,6 +35,13 @@ import torch
 from torch import nn
 
 STRETCHES = ("asinh", "pasquet")
+
+
+def bands_present(images: torch.Tensor) -> torch.Tensor:
+    """``[N, B]`` float: 1 where a galaxy's band holds any non-zero, finite pixel (deepdip stores
+    zero a missing band's pixels), else 0."""
+    finite = torch.nan_to_num(images.float(), nan=0.0, posinf=0.0, neginf=0.0)
+    return (finite.abs().amax(dim=(2, 3)) > 0).float()
 
 
 class Normalizer(nn.Module):
@@ -39,20 +54,22 @@ class Normalizer(nn.Module):
     extra_mean: torch.Tensor
     extra_std: torch.Tensor
 
-    def __init__(self, n_bands: int, n_extra: int = 1, stretch: str = "asinh", apertures=()):
+    def __init__(self, n_bands: int, n_extra: int = 1, stretch: str = "asinh", apertures=(), band_mask: bool = False):
         super().__init__()
         if stretch not in STRETCHES:
             raise ValueError(f"unknown stretch {stretch!r}; use one of {STRETCHES}")
         self.stretch = stretch
         self.n_bands, self.n_extra_in = n_bands, n_extra
         self.apertures = tuple(float(r) for r in apertures or ())
+        self.band_mask = bool(band_mask)
         n_ap = len(self.apertures)
-        self.n_extra_out = n_extra + (n_bands + (n_bands - 1)) * n_ap   # E(B-V) + luptitudes + colours
+        n_standardised = n_extra + (n_bands + (n_bands - 1)) * n_ap   # E(B-V) + luptitudes + colours
+        self.n_extra_out = n_standardised + (n_bands if self.band_mask else 0)   # + the band mask
         self.register_buffer("scale", torch.ones(n_bands))      # s_b: sky noise per pixel, flux units
         self.register_buffer("mean", torch.zeros(n_bands))      # of stretched pixels
         self.register_buffer("std", torch.ones(n_bands))
-        self.register_buffer("extra_mean", torch.zeros(self.n_extra_out))
-        self.register_buffer("extra_std", torch.ones(self.n_extra_out))
+        self.register_buffer("extra_mean", torch.zeros(n_standardised))
+        self.register_buffer("extra_std", torch.ones(n_standardised))
         self._masks: dict[tuple[int, int, str], torch.Tensor] = {}
 
     def _stretch(self, x: torch.Tensor) -> torch.Tensor:
@@ -102,12 +119,31 @@ class Normalizer(nn.Module):
         x = self._stretch(images).mul_(inv_std).sub_(self.mean.view(1, -1, 1, 1) * inv_std)
         e = self._extras(images, extra)
         e = torch.nan_to_num((e - self.extra_mean) / self.extra_std, nan=0.0)
+        if self.band_mask:
+            present = bands_present(images)                                       # [N, B] 0/1
+            x = x * present[:, :, None, None]
+            e = torch.cat([e * self._extras_present(present), present], dim=1)
         return x, e
+
+    def _extras_present(self, present: torch.Tensor) -> torch.Tensor:
+        """``[N, n_standardised]`` 1 where an extra is measurable from the bands present: E(B-V)
+        always, a band's luptitudes with the band, a colour with both of its bands."""
+        n_ap = len(self.apertures)
+        parts = [present.new_ones(len(present), self.n_extra_in)]
+        if n_ap:
+            parts.append(present.repeat_interleave(n_ap, dim=1))                 # [N, B*R], band-major
+            parts.append((present[:, :-1] * present[:, 1:]).repeat_interleave(n_ap, dim=1))
+        return torch.cat(parts, dim=1)
 
     @torch.no_grad()
     def fit(self, images: np.ndarray, extra: np.ndarray | None = None) -> Normalizer:
-        """Set the statistics from a sample of training images ``[n, B, H, W]`` and extras ``[n, E]``."""
+        """Set the statistics from a sample of training images ``[n, B, H, W]`` and extras ``[n, E]``.
+
+        Galaxies missing a band (its stamp all zero) do not count in that band's statistics."""
         images = np.nan_to_num(np.asarray(images, dtype=np.float32))
+        present = bands_present(torch.from_numpy(images)).numpy().astype(bool)   # [n, B]
+        if not present.all():
+            return self._fit_with_missing_bands(images, extra, present)
         # Sky noise from the stamp border (4 px), where galaxy light is faint: robust MAD. It softens
         # the asinh stretch and the aperture luptitudes.
         border = np.concatenate([images[:, :, :4, :].reshape(*images.shape[:2], -1),
@@ -126,4 +162,31 @@ class Normalizer(nn.Module):
         if len(e) > 1:
             self.extra_mean.copy_(e.mean(dim=0))
             self.extra_std.copy_(e.std(dim=0).clamp_min(1e-3))  # E(B-V) ~ 0.01-0.1 mag
+        return self
+
+    def _fit_with_missing_bands(self, images: np.ndarray, extra, present: np.ndarray) -> Normalizer:
+        """:meth:`fit` where some galaxies lack some bands: each band's statistics from the galaxies
+        that have it, each extra's from those where it is measurable (defaults where none is)."""
+        for b in range(images.shape[1]):
+            sample = images[present[:, b], b]                                  # [m, H, W]
+            if not len(sample):
+                continue
+            border = np.concatenate([sample[:, :4, :].ravel(), sample[:, -4:, :].ravel()])
+            scale = 1.4826 * np.median(np.abs(border - np.median(border)))
+            fallback = 1e-2 * max(float(np.percentile(np.abs(sample), 99)), 1e-12)
+            self.scale[b] = float(scale) if scale > 0 else fallback
+        stretched = self._stretch(torch.from_numpy(images))
+        for b in range(images.shape[1]):
+            rows = torch.from_numpy(present[:, b])
+            if rows.any():
+                self.mean[b] = stretched[rows, b].mean()
+                self.std[b] = stretched[rows, b].std().clamp_min(1e-6) if rows.sum() > 1 else 1.0
+        extra_t = None if extra is None else torch.from_numpy(np.nan_to_num(np.asarray(extra, dtype=np.float32)))
+        e = self._extras(torch.from_numpy(images), extra_t)
+        ok = self._extras_present(torch.from_numpy(present.astype(np.float32))).bool()
+        for j in range(e.shape[1]):
+            values = e[ok[:, j], j]
+            if len(values) > 1:
+                self.extra_mean[j] = values.mean()
+                self.extra_std[j] = values.std().clamp_min(1e-3)
         return self

@@ -144,6 +144,15 @@ class EnsemblePredictor:
         return predict_chunk(self._nets, images, extra, tta=self.tta, batch_size=self.batch_size, bf16=self.bf16)
 
 
+BANDS_USED = "bands_used"
+
+
+def bands_used(mask: np.ndarray, bands) -> np.ndarray:
+    """Strings [n] naming the bands of each row of ``mask`` [n, B] in the store's order ("griz")."""
+    names = np.array(list(bands))
+    return np.array(["".join(names[m]) for m in np.asarray(mask, dtype=bool)])
+
+
 def _read(store, rows):
     return store.images(rows), store.column("ebv", rows)[:, None].astype(np.float32)
 
@@ -197,8 +206,10 @@ class RunPredictor:
     def catalog_columns(self, store, rows: np.ndarray, pdf: np.ndarray) -> dict:
         """``CatalogWriter.write`` keyword arguments for ``rows`` of ``store``, given their PDFs."""
         cat = store.catalog(["id", "z_spec", "fold", *self.columns], rows=rows)
-        return {"ids": cat["id"], "pdf": pdf, "z_spec": cat["z_spec"], "fold": cat["fold"],
-                "extra": {c: cat[c] for c in self.columns}}
+        extra = {c: cat[c] for c in self.columns}
+        if store.has_band_mask:  # which bands each prediction used, e.g. "griz"
+            extra[BANDS_USED] = bands_used(store.band_mask(rows), store.bands)
+        return {"ids": cat["id"], "pdf": pdf, "z_spec": cat["z_spec"], "fold": cat["fold"], "extra": extra}
 
     def catalog_chunk(self, store, rows: np.ndarray, folds: np.ndarray | None = None, data=None) -> dict:
         """Read ``rows`` of ``store`` (unless ``data`` holds them already), predict, and gather the columns."""
@@ -240,9 +251,10 @@ def plan_prediction(run, store, rows="test", *, tta: bool = False, batch_size: i
     """
     check_number("--batch-size", batch_size, minimum=1, integer=True, allow_none=False)
     by_fold = find_model_files(run)
-    store.warn_if_bands_missing("the CNN")
     members = {k: load_members(paths, store) for k, paths in by_fold.items()}
     every = [m for ms in members.values() for m in ms]
+    if not all(m.config["net"].get("band_mask") for m in every):
+        store.warn_if_bands_missing("a CNN trained without band dropout (deepdip train --band-dropout)")
     zgrid = every[0].zgrid
     if any(m.zgrid != zgrid for m in every):
         raise DeepdipError(f"models in {run} use different redshift bins")

@@ -203,14 +203,14 @@ class CutoutStore:
         return self._gather(IMAGES, rows)
 
     def warn_if_bands_missing(self, who: str) -> None:
-        """Warn that ``who`` (e.g. "the CNN") sees missing bands as zero pixels: it does not read the mask yet."""
+        """Warn that ``who`` sees missing bands as zero pixels: it does not read the band mask."""
         if self.has_band_mask and not self.band_mask().all():
             import warnings
 
             frac = 1 - self.band_mask().mean(axis=0)
             which = ", ".join(f"{b} {f:.1%}" for b, f in zip(self.bands, frac) if f > 0)
             warnings.warn(f"{self.path}: bands are missing for some galaxies ({which}); {who} does not read the "
-                          "band mask yet and sees them as zero pixels", UserWarning, stacklevel=3)
+                          "band mask and sees them as blank sky", UserWarning, stacklevel=3)
 
     def band_mask(self, rows=None) -> np.ndarray:
         """bool ``[n, B]``: which bands each galaxy of ``rows`` has (all, for a store without a mask)."""

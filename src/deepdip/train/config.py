@@ -97,6 +97,10 @@ class TrainConfig:
                                   "'2,4,8' [auto for compact, none for pasquet19]", group=OPTIMISATION, parse=str,
                             identity=True)
     augment: bool = option(True, "random rotations and flips of the training images", group=OPTIMISATION, identity=True)
+    band_dropout: float = option(0.0, "probability that a training galaxy loses a random subset of its bands "
+                                      "(at least one kept): one network for any subset of bands, which reads "
+                                      "which bands a galaxy has from its pixels", group=OPTIMISATION, minimum=0,
+                                 maximum=0.95, identity=True)
     model_kwargs: dict | None = option(None, 'JSON keyword arguments of the model, e.g. \'{"widths": [16,32,48,64]}\'',
                                        group=OPTIMISATION, parse=parse_json_object, check=_check_model_kwargs,
                                        identity=True)

@@ -66,7 +66,8 @@ def train_member(store, fold: int, member: int, member_dir: Path, cfg: TrainConf
                           weight_decay=hp["weight_decay"], schedule=hp["schedule"], max_epochs=hp["epochs"],
                           augment=config["augment"], seed=seed, channels_last=cfg.channels_last,
                           ema=float(hp.get("ema") or 0.0), lr_floor=float(hp.get("lr_floor", 0.01)),
-                          freeze=init.freeze if init else "none", freeze_bn=bool(init and init.freeze_bn))
+                          freeze=init.freeze if init else "none", freeze_bn=bool(init and init.freeze_bn),
+                          band_dropout=float(config.get("band_dropout", 0.0)))
     if init:
         # Weights and normaliser of the initial model (a resumed member then loads its checkpoint over them).
         load_initial_weights(module.net, init.path_for(member))

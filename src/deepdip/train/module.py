@@ -26,6 +26,7 @@ from torch.optim.swa_utils import AveragedModel
 from deepdip.models.base import PhotozBackbone
 from deepdip.models.dihedral import random_dihedral
 from deepdip.models.net import PhotozNet
+from deepdip.models.normalize import bands_present
 
 
 class PhotozModule(L.LightningModule):
@@ -66,7 +67,8 @@ class PhotozModule(L.LightningModule):
     def __init__(self, *, net: dict, zcentres: list, optimizer: str = "adamw", lr: float = 1e-3,
                  weight_decay: float = 1e-4, schedule: str = "cosine", warmup: float = 0.03,
                  max_epochs: int = 10, augment: bool = True, seed: int = 0, channels_last: bool = False,
-                 ema: float = 0.0, lr_floor: float = 0.01, freeze: str = "none", freeze_bn: bool = False):
+                 ema: float = 0.0, lr_floor: float = 0.01, freeze: str = "none", freeze_bn: bool = False,
+                 band_dropout: float = 0.0):
         super().__init__()
         self.save_hyperparameters()
         self.net = PhotozNet(**net)
@@ -133,6 +135,8 @@ class PhotozModule(L.LightningModule):
         torch.manual_seed(step_seed + 1)
         if self.hparams.augment:
             images = random_dihedral(images, torch.Generator().manual_seed(step_seed))
+        if self.hparams.get("band_dropout", 0.0) > 0:
+            images = drop_bands(images, self.hparams.band_dropout, torch.Generator().manual_seed(step_seed + 2))
         if self.hparams.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         logits = self(images, extra)
@@ -209,6 +213,25 @@ class PhotozModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint):
         self.planned_epochs = int(checkpoint.get("planned_epochs", self.planned_epochs))
+
+
+def drop_bands(images: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    """Band dropout: each galaxy, with probability ``p``, loses a random subset of the bands it has
+    (the number lost uniform in 1 .. bands it has - 1, which ones uniform), by zeroing their pixels:
+    the way a store holds a missing band, and what the band-mask network reads (see
+    :func:`deepdip.models.normalize.bands_present`). A galaxy with one band keeps it."""
+    n, nb = images.shape[:2]
+    present = bands_present(images).bool()                                          # [N, B]
+    have = present.sum(1)
+    hit = (torch.rand(n, generator=generator) < p) & (have > 1)
+    # how many to drop: uniform in 1 .. have-1; which: the ones with the smallest random keys
+    n_drop = (torch.rand(n, generator=generator) * (have - 1).clamp_min(1)).floor().long() + 1
+    keys = torch.rand(n, nb, generator=generator).masked_fill(~present, 2.0)      # absent bands never "drop"
+    rank = keys.argsort(dim=1).argsort(dim=1)                                       # 0 = smallest key
+    drop = hit[:, None] & present & (rank < n_drop[:, None])
+    if not drop.any():
+        return images
+    return images * (~drop).to(images.dtype)[:, :, None, None]
 
 
 def _ema_update(decay: float):

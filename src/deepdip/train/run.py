@@ -133,9 +133,15 @@ def network_kwargs(store, config: dict, init=None) -> dict:
     fine-tuning, else built from run.json's ``config`` and the store's bands and stamp size."""
     if init is not None:
         return dict(init.net_kwargs)
-    return dict(model=config["model"], in_chans=store.n_bands, num_bins=ZGrid(**config["zgrid"]).nbins,
-                img_size=store.image_shape[0], n_extra=1, stretch=config["stretch"], apertures=config["apertures"],
-                model_kwargs=config["model_kwargs"])
+    kwargs = dict(model=config["model"], in_chans=store.n_bands, num_bins=ZGrid(**config["zgrid"]).nbins,
+                  img_size=store.image_shape[0], n_extra=1, stretch=config["stretch"], apertures=config["apertures"],
+                  model_kwargs=config["model_kwargs"])
+    # A network that reads the band mask: trained with band dropout, or on a store where some galaxies lack
+    # bands (a network blind to the mask would take a missing band for a blank one). Only then, so that
+    # model files of full-band runs keep their architecture.
+    if config.get("band_dropout", 0.0) > 0 or not store.band_mask().all():
+        kwargs["band_mask"] = True
+    return kwargs
 
 
 def _check_buildable(store, zgrid: ZGrid, config: dict) -> None:
@@ -203,7 +209,6 @@ def train(store, config: TrainConfig | None = None, *, out="runs/cnn", zgrid: ZG
     cfg = (config or TrainConfig()).replace(**settings).check()
     # Options first, then the store, and only then the run directory: a bad value never leaves a run.json.
     store = store if isinstance(store, CutoutStore) else CutoutStore(store)
-    store.warn_if_bands_missing("the CNN")
     init = None
     if cfg.init_model:
         wanted = zgrid if zgrid is not None or not cfg.survey else resolve_zgrid(store, cfg.survey)
