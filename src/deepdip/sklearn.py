@@ -30,7 +30,7 @@ bins over ``[zmin, zmax)``, by default the ``survey`` preset's). ``score`` is **
 
 **Bands.** ``bands=None`` takes the ``survey`` preset's bands (and filters) when X has that many,
 else names them ``b0, b1, ...`` with no filter curves: enough for kNN, random forest and boosted
-trees without E(B-V), not for BPZ or dereddening (give ``bands`` and ``filters``, speclite names).
+trees without E(B-V), not for BPZ or dereddening (give ``bands`` and ``filters``: speclite names or ``rail:<curve>``).
 
 **The CNN** writes X into a temporary cutout store (in ``tempfile``'s folder, removed after the
 fit), trains with :func:`deepdip.train.train` on every row (a tenth held out for validation, as in
@@ -189,7 +189,7 @@ class _BaselinePhotoz(_PhotozRegressor):
         if np.any(ebv > 0):
             if not self._real_filters:
                 raise DeepdipValueError("dereddening with ebv needs the bands' filters: give bands= and filters= "
-                                        "(speclite names) or a survey preset with this many bands")
+                                        "(speclite names or rail:<curve>) or a survey preset with this many bands")
             from deepdip.extinction import extinction_coefficients
 
             a_b = ebv[:, None] * extinction_coefficients(tuple(self.filters_))[None, :]
@@ -205,7 +205,7 @@ class _BaselinePhotoz(_PhotozRegressor):
         est = baseline_class(self.method)(zgrid, **{k: getattr(self, k) for k in self._PARAMS})
         if self.method == "bpz" and not self._real_filters:
             raise DeepdipValueError("template fitting needs the bands' filters: give bands= and filters= "
-                                    "(speclite names) or a survey preset with this many bands")
+                                    "(speclite names or rail:<curve>) or a survey preset with this many bands")
         if len(phot) < est.min_train:
             raise ValueError(f"n_samples = {len(phot)}: the {self.method} baseline needs at least {est.min_train}")
         est.fit_photometry(phot, y)

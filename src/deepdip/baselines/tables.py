@@ -438,8 +438,8 @@ def check_table_fit(estimator, table: PhotometryTable) -> None:
         raise DeepdipValueError("a table has no survey grid of its own: give the baseline a zgrid "
                                 "(--survey, or --zmax/--nbins)")
     if estimator.name == "bpz" and not table.has_filters:
-        raise DeepdipValueError("template fitting needs the bands' filter curves: --filters (speclite names, one "
-                                "per band) or --survey")
+        raise DeepdipValueError("template fitting needs the bands' filter curves: --filters (speclite names or "
+                                "rail:<curve>, one per band) or --survey")
     estimator._check_bands(table)  # ref_band/prior_band must name one of the table's bands
 
 

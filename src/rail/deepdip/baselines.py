@@ -45,8 +45,8 @@ def _table_options() -> dict:
     options: dict[str, Any] = {name: SharedParams.copy_param(name) for name in _TABLE_OPTIONS}
     options.update(
         filters=Param(list, [], required=False,
-                      msg="speclite filter names, one per band (BPZ and ebv_col need them); default: the survey "
-                          "preset's"),
+                      msg="filter names (speclite, or rail:<curve> for RAIL's curves), one per band (BPZ and "
+                          "ebv_col need them); default: the survey preset's"),
         survey=Param(str, "", required=False, msg="a deepdip survey preset (sdss, legacy, cfhtls-wide...) whose "
                                                   "filters are used when 'filters' is empty"),
         ebv_col=Param(str, "", required=False, msg="column of Galactic E(B-V) to deredden with (Fitzpatrick 99); "
@@ -219,7 +219,7 @@ class DeepdipBoostEstimator(_BaselineEstimator, CatEstimator):
 class DeepdipBPZInformer(_BaselineInformer, CatInformer):
     """deepdip's BPZ template fitting (desc-bpz CWW+SB templates, trained prior, zero-point offsets): fit.
 
-    Needs the bands' filter curves: ``filters`` (speclite names) or ``survey``.
+    Needs the bands' filter curves: ``filters`` (speclite names or ``rail:<curve>``) or ``survey``.
     """
 
     name = "DeepdipBPZInformer"

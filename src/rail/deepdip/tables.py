@@ -66,7 +66,7 @@ def resolve_filters(config) -> tuple:
         filters = list(load_survey(config["survey"]).filters)
         if len(filters) != len(bands):
             raise DeepdipValueError(f"survey {config['survey']!r} has {len(filters)} filters for {len(bands)} bands; "
-                                    "give filters=[...] (speclite names, one per band)")
+                                    "give filters=[...] (speclite names or rail:<curve>, one per band)")
     if filters and len(filters) != len(bands):
         raise DeepdipValueError(f"filters has {len(filters)} names for {len(bands)} bands")
     return tuple(filters) if filters else ()
@@ -111,8 +111,8 @@ def table_photometry(table, config, *, need_filters: bool = False) -> Photometry
     ebv_col = _opt(config, "ebv_col") or ""
     if (need_filters or ebv_col) and not filters:
         why = "template fitting" if need_filters else f"dereddening with {ebv_col!r}"
-        raise DeepdipValueError(f"{why} needs the bands' filter curves: give filters=[speclite names, one per band] "
-                                "or survey=<deepdip preset>")
+        raise DeepdipValueError(f"{why} needs the bands' filter curves: give filters=[speclite names or "
+                                "rail:<curve>, one per band] or survey=<deepdip preset>")
     names = filters or tuple(bands)
     extra_names = tuple(_opt(config, "extra_columns") or ())
     extra = None
