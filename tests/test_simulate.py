@@ -455,3 +455,35 @@ def test_preset_missing_bands_masks_galaxies_and_leaves_the_rest_unchanged(small
     with pytest.raises(DeepdipError, match="missing_bands must map its bands"):
         simulate_store(str(bad), 10, seed=1, out=tmp_path / "bad.h5", progress=False)
     assert not (tmp_path / "bad.h5").exists()
+
+
+def test_calibration_through_the_measurement_removes_the_mocks_measurement_bias():
+    """A mock whose measurement reddens g-r by 0.05 mag (and brightens r by 0.03): the population fitted
+    through that measurement has its g-r 0.05 bluer and its r 0.03 fainter than one fitted on the real
+    features as they are."""
+    from deepdip.simulate.calibrate import FEATURES, MeasurementBias, fit_population
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    true = np.column_stack([rng.uniform(0.02, 0.2, n), rng.uniform(14, 17.7, n), rng.normal(1.5, 0.3, n),
+                            rng.normal(0.7, 0.1, n), rng.normal(0.35, 0.05, n), rng.normal(0.3, 0.05, n)])
+    shift = np.zeros(6)
+    shift[FEATURES.index("g-r")], shift[FEATURES.index("r")] = 0.05, -0.03
+    measured = true + shift + rng.normal(0, 0.01, true.shape) * [0, 1, 1, 1, 1, 1]
+    bias = MeasurementBias(true, measured, k=100)
+    assert np.allclose(bias.predict(true[:50]), shift, atol=0.004)
+    assert bias.summary["median_measured_minus_true"]["g-r"] == pytest.approx(0.05, abs=0.002)
+    # "real" galaxies: fluxes whose features are the measured ones of another draw
+    z, r, ug, gr, ri, iz = (true[:, j] for j in range(6))
+    mag = np.column_stack([r + gr + ug, r + gr, r, r - ri, r - ri - iz]) + shift[1]
+    mag[:, :2] += shift[3]  # g-r redder: u and g fainter together
+    flux = 10 ** (-0.4 * (mag - 22.5))
+    ref = {"z": z, "flux": flux, "flux_err": 1e-3 * flux}
+    rows = np.arange(n)
+    plain = fit_population(ref, rows, max_components=4)
+    through = fit_population(ref, rows, max_components=4, measurement=bias)
+    mean = lambda p: np.average(np.asarray(p["means"]), axis=0, weights=p["weights"])  # noqa: E731
+    delta = mean(through) - mean(plain)
+    assert delta[FEATURES.index("g-r")] == pytest.approx(-0.05, abs=0.005)
+    assert delta[FEATURES.index("r")] == pytest.approx(0.03, abs=0.005)
+    assert "measurement" in through and "measurement" not in plain
