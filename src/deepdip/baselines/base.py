@@ -5,6 +5,10 @@ A baseline has two faces. The store face (:meth:`fit`, :meth:`predict_pdf`, the 
 follows. The array face (:meth:`fit_photometry`, :meth:`predict_pdf_photometry`) takes
 :class:`~deepdip.photometry.Photometry` and spec-z arrays, so real catalogues without
 images (the real-SDSS check) use the very same code. Subclasses implement ``_fit`` and ``_predict``.
+
+The machine-learning baselines (knn, rf, boost) derive from :class:`ColourBaseline`, which turns
+photometry into colour features and decides what a galaxy lacking bands becomes
+(``missing_bands``); they implement ``_fit_features`` and ``_predict_features`` on the feature matrix.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from deepdip.baselines import pdf as pdftools
+from deepdip.baselines.features import ColourFeatures
 from deepdip.baselines.params import SHARED_PARAMS, Param, resolve
 from deepdip.errors import DeepdipError, DeepdipValueError
 from deepdip.estimators import PhotozEstimator
@@ -26,6 +32,7 @@ from deepdip.zgrid import ZGrid
 #: measured on the images by :mod:`deepdip.photometry`.
 MEASURED_SIZE_COLUMNS = ("hlr_meas",)
 PREDICT_CHUNK = 20000  # rows per internal prediction chunk: bounds memory of [chunk, k] vote arrays
+IMPUTE_K = 10  # training galaxies whose mean fills a missing luptitude (missing_bands="impute")
 
 
 class CatalogueBaseline(PhotozEstimator):
@@ -53,7 +60,7 @@ class CatalogueBaseline(PhotozEstimator):
     min_train = 1  # fewest training galaxies the method can fit on
 
     def __init__(self, zgrid: ZGrid | None = None, **params: Any):
-        resolve(self.PARAMS, params)  # refuse a misspelt name or a bad value before any fitting
+        self._check_settings(resolve(self.PARAMS, params))  # refuse a misspelt name or a bad value before any fitting
         self.zgrid = zgrid
         for name, p in self.PARAMS.items():
             setattr(self, name, params.get(name, p.default))
@@ -77,9 +84,12 @@ class CatalogueBaseline(PhotozEstimator):
 
     def set_params(self, **params) -> CatalogueBaseline:
         """scikit-learn's ``set_params``, refusing a bad value before it is stored."""
-        resolve(self.PARAMS, {**{name: getattr(self, name) for name in self.PARAMS},
-                              **{k: v for k, v in params.items() if k != "zgrid"}})
+        self._check_settings(resolve(self.PARAMS, {**{name: getattr(self, name) for name in self.PARAMS},
+                                                   **{k: v for k, v in params.items() if k != "zgrid"}}))
         return super().set_params(**params)
+
+    def _check_settings(self, settings: dict) -> None:
+        """Refuse a combination of valid values the method cannot use (:class:`DeepdipValueError`)."""
 
     def config(self) -> dict:
         """Everything needed to redo the fit, plus what the fit learnt (written into catalogues)."""
@@ -283,3 +293,189 @@ def _plain(value):
 
 
 CatalogueBaseline.__init__.__signature__ = _signature(SHARED_PARAMS)  # type: ignore[attr-defined]
+
+
+class ColourBaseline(CatalogueBaseline):
+    """Base of the ML baselines (knn, rf, boost): colour features, and what a missing band becomes.
+
+    The features are :class:`~deepdip.baselines.features.ColourFeatures` (reference luptitude,
+    colours of adjacent bands, extras). The models are trained on galaxies with all their bands, so
+    the ``missing_bands`` parameter says how a galaxy lacking some (NaN flux, or the store's band
+    mask) is predicted:
+
+    - ``pattern``: for each availability pattern met at prediction, a model of the same method and
+      parameters trained on the training galaxies that have those bands, with those bands only
+      (colours of consecutive *available* bands; the reference band, or the nearest available band
+      when it is missing, redder on a tie). It is exactly the model one would train on the reduced
+      band set; models are fitted when their pattern is first met and cached. A saved model keeps
+      the training photometry and refits them at load (deterministic: the same PDFs).
+    - ``impute``: each missing luptitude is the mean over the :data:`IMPUTE_K` nearest training
+      galaxies in the present bands' luptitudes (scikit-learn's ``KNNImputer``, NaN-Euclidean
+      distance); the training luptitudes are saved and the imputer refitted at load.
+    - ``nan`` (boost only): every feature touching a missing band is NaN and LightGBM's missing-value
+      handling routes it; a training set without missing bands is augmented with one copy of each
+      galaxy lacking 1 to B - 2 random bands (seeded; :func:`band_dropout`), each copy in its
+      original's inner fold so the out-of-fold residuals stay honest.
+    - ``zero``: the luptitude of zero flux, as before the parameter existed: a missing band reads
+      as a dropout, far outside the training colours.
+
+    A galaxy with no band at all gets the training redshift distribution (all modes but ``zero``).
+    Galaxies with all bands are predicted the same way by every mode except ``nan``, whose trees are
+    also trained on the dropout copies.
+    """
+
+    native_nan = False  # LightGBM routes NaN features itself: boost sets it
+
+    def _check_settings(self, settings):
+        if settings.get("missing_bands") == "nan" and not self.native_nan:
+            raise DeepdipValueError(f"--missing-bands nan is LightGBM's missing-value handling (--method boost); "
+                                    f"{self.name} takes pattern, impute or zero")
+
+    def _fit(self, phot, z_spec):
+        mode = self.settings["missing_bands"]
+        self.nz_ = pdftools.histogram(self.zgrid_, z_spec[None, :])[0]
+        groups = np.arange(len(phot))
+        if mode == "pattern":
+            self._pattern_models = {}
+            self.train_phot_, self.train_z_ = phot, z_spec
+            full = phot.observed.all(axis=1)
+            if not full.all():  # the full pattern's model, like every other, sees only galaxies with its bands
+                phot, z_spec, groups = phot.subset(full), z_spec[full], groups[: full.sum()]
+                self._check_pattern_train(len(phot), phot.bands)
+        self.features_ = ColourFeatures(self.ref_band_).fit(phot)
+        if mode == "nan" and phot.observed.all():
+            phot, z_spec, groups = band_dropout(phot, z_spec, self.settings["seed"])
+        if mode == "impute":
+            self._fit_imputer(self.features_.magnitudes(phot, "nan"))
+        self._fit_features(self._features(phot), z_spec, groups)
+
+    def _fit_imputer(self, mags: np.ndarray) -> None:
+        from sklearn.impute import KNNImputer
+
+        self.impute_mags_ = mags  # the imputer's whole state: saved, and refitted at load
+        self.imputer_ = KNNImputer(n_neighbors=min(IMPUTE_K, len(mags)), keep_empty_features=True).fit(mags)
+
+    def _features(self, phot: Photometry) -> np.ndarray:
+        mode = self.settings["missing_bands"]
+        if mode in ("zero", "pattern"):  # pattern: only galaxies with every band reach here
+            return self.features_.transform(phot)
+        self.features_._check(phot)
+        mag = self.features_.magnitudes(phot, "nan")
+        if mode == "impute":
+            bad = np.isnan(mag).any(axis=1)
+            if bad.any():
+                mag[bad] = self.imputer_.transform(mag[bad])
+        return self.features_.from_magnitudes(mag, phot.extra)
+
+    def _predict(self, phot):
+        mode = self.settings["missing_bands"]
+        observed = phot.observed
+        if mode != "pattern":
+            out = self._predict_features(self._features(phot))
+            if mode != "zero":
+                out[~observed.any(axis=1)] = self.nz_
+            return out
+        out = np.empty((len(phot), self.zgrid_.nbins))
+        patterns, inverse = np.unique(observed, axis=0, return_inverse=True)
+        for k, pattern in enumerate(patterns):
+            rows = np.flatnonzero(inverse.ravel() == k)
+            sub = phot.subset(rows)
+            if pattern.all():
+                out[rows] = self._predict_features(self._features(sub))
+            elif not pattern.any():
+                out[rows] = self.nz_
+            else:
+                out[rows] = self.pattern_model(pattern).predict_pdf_photometry(select_bands(sub, pattern))
+        return out
+
+    def pattern_model(self, pattern) -> ColourBaseline:
+        """The fitted model of the bands where ``pattern`` (bool per band) is true (``missing_bands="pattern"``)."""
+        key = tuple(bool(b) for b in pattern)
+        models = self.__dict__.setdefault("_pattern_models", {})
+        if key not in models:
+            bands = [b for b, keep in zip(self.features_.bands_, key) if keep]
+            train = self.train_phot_
+            have = train.observed[:, np.array(key)].all(axis=1)
+            self._check_pattern_train(int(have.sum()), bands)
+            sub = type(self)(self.zgrid_, **{**self.settings, "missing_bands": "zero",
+                                             "ref_band": nearest_band(self.ref_band_, self.features_.bands_, key)})
+            models[key] = sub._fit_photometry(select_bands(train.subset(have), key), self.train_z_[have], self.zgrid_)
+        return models[key]
+
+    def _check_pattern_train(self, n: int, bands) -> None:
+        if n < self.min_train:
+            raise DeepdipError(f"--missing-bands pattern: {n} training galaxies have all of the bands "
+                               f"{','.join(bands)}; the {self.name} baseline needs {self.min_train}")
+
+    def _state(self):
+        state = {**super()._state(), "nz_": self.nz_}
+        if hasattr(self, "impute_mags_"):
+            state["impute.mags"] = self.impute_mags_
+        if hasattr(self, "train_phot_"):
+            t = self.train_phot_
+            state.update({"train.flux": t.flux, "train.flux_err": t.flux_err, "train.extinction": t.extinction,
+                          "train.bands": list(t.bands), "train.filters": list(t.filters),
+                          "train.extra_names": list(t.extra_names), "train.z": self.train_z_})
+            if t.extra is not None:
+                state["train.extra"] = t.extra
+        return state
+
+    def _set_state(self, state):
+        super()._set_state(state)
+        self.nz_ = np.asarray(state["nz_"], dtype=np.float64)
+        if "impute.mags" in state:
+            self._fit_imputer(np.asarray(state["impute.mags"], dtype=np.float64))
+        if "train.flux" in state:
+            extra = state.get("train.extra")
+            self.train_phot_ = Photometry(
+                state["train.flux"], state["train.flux_err"], state["train.extinction"],
+                tuple(str(b) for b in state["train.bands"]), tuple(str(f) for f in state["train.filters"]),
+                None if extra is None else np.asarray(extra, dtype=np.float64),
+                tuple(str(c) for c in state["train.extra_names"]))
+            self.train_z_ = np.asarray(state["train.z"], dtype=np.float64)
+            if self.train_z_.shape != (len(self.train_phot_),):
+                raise ValueError("the saved training photometry and redshifts do not match")
+        if self.settings["missing_bands"] in ("pattern", "impute") and not (
+                hasattr(self, "train_phot_") or hasattr(self, "imputer_")):
+            raise ValueError(f"missing_bands={self.settings['missing_bands']!r} but the file lacks its training data")
+
+    def _fit_features(self, x: np.ndarray, z_spec: np.ndarray, groups: np.ndarray) -> None:
+        """Fit the model on features ``x``; ``groups`` numbers the original galaxy of each row."""
+        raise NotImplementedError
+
+    def _predict_features(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+def select_bands(phot: Photometry, keep) -> Photometry:
+    """``phot`` with only the bands where ``keep`` (bool per band) is true."""
+    cols = np.flatnonzero(np.asarray(keep, dtype=bool))
+    return Photometry(phot.flux[:, cols], phot.flux_err[:, cols], phot.extinction[:, cols],
+                      tuple(phot.bands[j] for j in cols), tuple(phot.filters[j] for j in cols),
+                      phot.extra, phot.extra_names)
+
+
+def nearest_band(band: str, bands, keep) -> str:
+    """``band`` if kept, else the kept band nearest in band order (the redder one on a tie)."""
+    j = list(bands).index(band)
+    kept = np.flatnonzero(np.asarray(keep, dtype=bool))
+    return bands[int(kept[np.lexsort((-kept, np.abs(kept - j)))[0]])]
+
+
+def band_dropout(phot: Photometry, z_spec: np.ndarray, seed: int) -> tuple[Photometry, np.ndarray, np.ndarray]:
+    """The galaxies plus one copy of each lacking 1 to B - 2 random bands (1 when B <= 3); also the
+    number of each row's original galaxy. Seeded: the same copies for the same ``seed``."""
+    n, n_bands = phot.flux.shape
+    groups = np.arange(n)
+    if n_bands < 2:
+        return phot, z_spec, groups
+    rng = np.random.default_rng([seed, 0x6d62])  # its own stream: the models' seed use is unchanged
+    n_drop = rng.integers(1, max(1, n_bands - 2) + 1, size=n)
+    drop = np.argsort(rng.random((n, n_bands)), axis=1).argsort(axis=1) < n_drop[:, None]
+    flux, err = phot.flux.copy(), phot.flux_err.copy()
+    flux[drop], err[drop] = np.nan, np.nan
+    extra = None if phot.extra is None else np.concatenate([phot.extra, phot.extra])
+    both = Photometry(np.concatenate([phot.flux, flux]), np.concatenate([phot.flux_err, err]),
+                      np.concatenate([phot.extinction, phot.extinction]), phot.bands, phot.filters,
+                      extra, phot.extra_names)
+    return both, np.concatenate([z_spec, z_spec]), np.concatenate([groups, groups])

@@ -6,6 +6,10 @@ r = (z - z_hat) / (1 + z_hat); (2) a second booster learns their typical size s(
 features (log |r| regression); (3) the PDF of a galaxy is z_hat + (1 + z_hat) s(x) t, with t drawn
 from the empirical distribution of the standardised residuals r / s(x). This is calibrated by
 construction on the training population, outliers included, and sharp where the colours are.
+
+Galaxies lacking bands: ``missing_bands`` (:class:`~deepdip.baselines.base.ColourBaseline`):
+``pattern`` (default; boosters on the colours of the available bands), ``impute``, ``nan``
+(LightGBM's own missing-value handling, learnt from band-dropout copies) or ``zero``.
 """
 
 from __future__ import annotations
@@ -13,19 +17,20 @@ from __future__ import annotations
 import numpy as np
 
 from deepdip.baselines import pdf as pdftools
-from deepdip.baselines.base import CatalogueBaseline
+from deepdip.baselines.base import ColourBaseline
 from deepdip.baselines.features import ColourFeatures
-from deepdip.baselines.params import SHARED_PARAMS, Param
+from deepdip.baselines.params import MISSING_BANDS, SHARED_PARAMS, Param
 from deepdip.errors import DeepdipError
 
 N_QUANTILES = 200  # points of the standardised-residual distribution placed in each PDF
 INNER_FOLDS = 4  # out-of-fold splits of the training set for the residuals
 
 
-class BoostedTreesBaseline(CatalogueBaseline):
+class BoostedTreesBaseline(ColourBaseline):
     """LightGBM regression on [ref mag, colours] with an out-of-fold residual model for PDFs."""
 
     name = "boost"
+    native_nan = True  # missing_bands="nan": LightGBM's own missing-value handling
     min_train = INNER_FOLDS  # every out-of-fold split needs a galaxy
     PARAMS = {
         **SHARED_PARAMS,
@@ -35,6 +40,7 @@ class BoostedTreesBaseline(CatalogueBaseline):
         "min_child_samples": Param(int, 20, "minimum training galaxies per leaf", minimum=0),
         "smooth_bins": Param(float, 1.0, "Gaussian smoothing of the PDF in bins, against the histogram's "
                              "graininess only (the residual model sets the width)", minimum=0.0),
+        "missing_bands": MISSING_BANDS,
     }
 
     def booster(self, **overrides):
@@ -54,11 +60,10 @@ class BoostedTreesBaseline(CatalogueBaseline):
         # A smaller model: it only has to learn how the typical error varies across colour space.
         return self.booster(n_estimators=200, learning_rate=0.05, min_child_samples=50)
 
-    def _fit(self, phot, z_spec):
-        self.features_ = ColourFeatures(self.ref_band_).fit(phot)
-        x = self.features_.transform(phot)
+    def _fit_features(self, x, z_spec, groups):
         rng = np.random.default_rng(self.settings["seed"])
-        fold = rng.permutation(len(x)) % INNER_FOLDS
+        # Rows of one galaxy (band-dropout copies) share an inner fold: no copy predicts its twin.
+        fold = rng.permutation(int(groups.max()) + 1)[groups] % INNER_FOLDS
         z_oof = np.empty(len(x))
         for k in range(INNER_FOLDS):
             test = fold == k
@@ -78,8 +83,7 @@ class BoostedTreesBaseline(CatalogueBaseline):
         self.t_quantiles_ = np.quantile(t, (np.arange(N_QUANTILES) + 0.5) / N_QUANTILES)
         self.smooth_bins_ = float(self.settings["smooth_bins"])
 
-    def _predict(self, phot):
-        x = self.features_.transform(phot)
+    def _predict_features(self, x):
         z_hat = self.regressor_.predict(x)
         scale = np.exp(self.scale_model_.predict(x))
         votes = z_hat[:, None] + ((1.0 + z_hat) * scale)[:, None] * self.t_quantiles_[None, :]

@@ -3,9 +3,12 @@
 Features are extinction-corrected asinh magnitudes ("luptitudes", Lupton, Gunn & Szalay 1999, as
 in the SDSS catalogue): they equal ordinary magnitudes for bright galaxies and stay finite and
 ordered for faint, zero or negative fluxes, so non-detections need no special value. Unobserved
-bands (NaN flux) get the luptitude of zero flux, the natural "nothing seen" value. The feature
-vector is the reference-band magnitude, the colours of adjacent bands (Beck et al. 2016 use colours
-+ r), then any extra measured columns.
+bands (NaN flux) get the luptitude of zero flux by default (``missing="zero"``), which reads as a
+dropout; ``missing="nan"`` leaves them NaN instead, so that every feature touching a missing band is
+NaN (what LightGBM's missing-value handling and an imputer want; see
+:mod:`deepdip.baselines.base`'s ``missing_bands``). The feature vector is the reference-band
+magnitude, the colours of adjacent bands (Beck et al. 2016 use colours + r), then any extra
+measured columns.
 """
 
 from __future__ import annotations
@@ -63,19 +66,29 @@ class ColourFeatures:
             raise DeepdipValueError("the saved colour features do not match their bands")
         return features
 
-    def magnitudes(self, phot: Photometry) -> np.ndarray:
+    def magnitudes(self, phot: Photometry, missing: str = "zero") -> np.ndarray:
+        """Luptitudes [n, B]; an unobserved band is the luptitude of zero flux, or NaN (``missing="nan"``)."""
         flux, _ = phot.dereddened()
+        if missing == "nan":
+            return luptitude(flux, self.softening_)
         return luptitude(np.nan_to_num(flux, nan=0.0), self.softening_)
 
-    def transform(self, phot: Photometry) -> np.ndarray:
-        if tuple(phot.bands) != self.bands_ or tuple(phot.extra_names) != self.extra_names_:
-            raise ValueError("photometry bands/extra columns differ from those the features were fitted on")
-        mag = self.magnitudes(phot)
+    def transform(self, phot: Photometry, missing: str = "zero") -> np.ndarray:
+        """Features [n, 1 + (B - 1) + E]; with ``missing="nan"`` those touching an unobserved band are NaN."""
+        self._check(phot)
+        return self.from_magnitudes(self.magnitudes(phot, missing), phot.extra)
+
+    def from_magnitudes(self, mag: np.ndarray, extra: np.ndarray | None = None) -> np.ndarray:
+        """Features from luptitudes [n, B] (e.g. with imputed bands) and the extra columns."""
         ref = mag[:, [self.bands_.index(self.ref_band)]]
         parts = [ref, mag[:, :-1] - mag[:, 1:]]
-        if phot.extra is not None:
-            parts.append(np.nan_to_num(phot.extra, nan=0.0))
+        if extra is not None:
+            parts.append(np.nan_to_num(extra, nan=0.0))
         return np.concatenate(parts, axis=1)
+
+    def _check(self, phot: Photometry) -> None:
+        if tuple(phot.bands) != self.bands_ or tuple(phot.extra_names) != self.extra_names_:
+            raise ValueError("photometry bands/extra columns differ from those the features were fitted on")
 
     @property
     def names(self) -> list[str]:

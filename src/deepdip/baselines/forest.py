@@ -4,6 +4,9 @@ Each tree votes one redshift; the histogram of the votes is the raw PDF. Trees a
 they should (they share most of their data), so the votes are convolved with a Gaussian whose
 width makes the out-of-bag PIT uniform: a training galaxy is scored only with the trees
 that never saw it, which is an honest held-out score at no extra fitting cost.
+
+Galaxies lacking bands: ``missing_bands`` (:class:`~deepdip.baselines.base.ColourBaseline`):
+``pattern`` (default; a forest on the colours of the available bands), ``impute`` or ``zero``.
 """
 
 from __future__ import annotations
@@ -12,15 +15,15 @@ import numpy as np
 from sklearn.ensemble import RandomForestRegressor
 
 from deepdip.baselines import pdf as pdftools
-from deepdip.baselines.base import CatalogueBaseline
+from deepdip.baselines.base import ColourBaseline
 from deepdip.baselines.features import ColourFeatures
-from deepdip.baselines.params import KERNEL_BINS, SHARED_PARAMS, Param
+from deepdip.baselines.params import KERNEL_BINS, MISSING_BANDS, SHARED_PARAMS, Param
 from deepdip.errors import DeepdipError
 
 TUNE_MAX = 5000  # training galaxies scored out-of-bag to choose the kernel width
 
 
-class RandomForestBaseline(CatalogueBaseline):
+class RandomForestBaseline(ColourBaseline):
     """Random forest regression on [ref mag, colours]: tree-vote histogram PDFs."""
 
     name = "rf"
@@ -31,11 +34,10 @@ class RandomForestBaseline(CatalogueBaseline):
         "max_features": Param(float, 1.0, "fraction of features tried at each split (1.0 = bagged trees)",
                               above=0.0, maximum=1.0),
         "kernel_bins": KERNEL_BINS,
+        "missing_bands": MISSING_BANDS,
     }
 
-    def _fit(self, phot, z_spec):
-        self.features_ = ColourFeatures(self.ref_band_).fit(phot)
-        x = self.features_.transform(phot)
+    def _fit_features(self, x, z_spec, groups):
         s = self.settings
         self.forest_ = RandomForestRegressor(
             n_estimators=s["n_trees"], min_samples_leaf=s["min_samples_leaf"], max_features=s["max_features"],
@@ -60,8 +62,8 @@ class RandomForestBaseline(CatalogueBaseline):
         raw = pdftools.histogram(self.zgrid_, votes[usable], oob[usable].astype(np.float64))
         return pdftools.choose_bandwidth(raw, self.zgrid_, z_spec[sel][usable])
 
-    def _predict(self, phot):
-        raw = pdftools.histogram(self.zgrid_, self._votes(self.features_.transform(phot)))
+    def _predict_features(self, x):
+        raw = pdftools.histogram(self.zgrid_, self._votes(x))
         return pdftools.smooth(raw, self.kernel_bins_)
 
     def _state(self):

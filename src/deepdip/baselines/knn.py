@@ -3,6 +3,9 @@
 The PDF of a galaxy is the distance-weighted histogram of its neighbours' spec-z, smoothed by a
 Gaussian whose width makes the leave-one-out PIT of the training set uniform: each
 training galaxy is scored against its own neighbours (itself excluded), so no data is held back.
+
+Galaxies lacking bands: ``missing_bands`` (:class:`~deepdip.baselines.base.ColourBaseline`):
+``pattern`` (default; neighbours in the colours of the available bands), ``impute`` or ``zero``.
 """
 
 from __future__ import annotations
@@ -12,14 +15,14 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 
 from deepdip.baselines import pdf as pdftools
-from deepdip.baselines.base import CatalogueBaseline
+from deepdip.baselines.base import ColourBaseline
 from deepdip.baselines.features import ColourFeatures
-from deepdip.baselines.params import KERNEL_BINS, SHARED_PARAMS, Param
+from deepdip.baselines.params import KERNEL_BINS, MISSING_BANDS, SHARED_PARAMS, Param
 
 TUNE_MAX = 5000  # training galaxies used to choose the kernel width (plenty for one scalar)
 
 
-class KNNBaseline(CatalogueBaseline):
+class KNNBaseline(ColourBaseline):
     """kNN on standardised [ref mag, colours]: neighbour-redshift histogram PDFs."""
 
     name = "knn"
@@ -30,13 +33,13 @@ class KNNBaseline(CatalogueBaseline):
         "weights": Param(str, "distance", "neighbour weights: 'distance' (1/d, Beck et al.) or 'uniform'",
                          choices=("distance", "uniform")),
         "kernel_bins": KERNEL_BINS,
+        "missing_bands": MISSING_BANDS,
     }
 
-    def _fit(self, phot, z_spec):
-        self.features_ = ColourFeatures(self.ref_band_).fit(phot)
+    def _fit_features(self, x, z_spec, groups):
         # Standardising gives the magnitude and each colour equal say in the distance.
-        self.scaler_ = StandardScaler().fit(self.features_.transform(phot))
-        x = self.scaler_.transform(self.features_.transform(phot))
+        self.scaler_ = StandardScaler().fit(x)
+        x = self.scaler_.transform(x)
         self.k_ = min(self.settings["k"], len(x) - 1)  # >= 1: min_train
         self.x_train_ = x  # shared with nn_: kept by name so a saved model refits nn_ on it
         self.nn_ = NearestNeighbors(n_neighbors=self.k_, n_jobs=self.settings["n_jobs"]).fit(x)
@@ -59,8 +62,8 @@ class KNNBaseline(CatalogueBaseline):
             return None
         return 1.0 / np.maximum(dist, 1e-6)
 
-    def _predict(self, phot):
-        x = self.scaler_.transform(self.features_.transform(phot))
+    def _predict_features(self, x):
+        x = self.scaler_.transform(x)
         dist, idx = self.nn_.kneighbors(x)
         raw = pdftools.histogram(self.zgrid_, self.z_train_[idx], self._weights(dist))
         return pdftools.smooth(raw, self.kernel_bins_)

@@ -7,7 +7,10 @@ The archive (numpy's zip of ``.npy`` arrays, read with ``allow_pickle=False``) h
   constructor's grid or null) and ``zgrid_`` (the grid of the PDFs), the JSON part of the learnt
   state, which ``blobs`` are bytes, and the library versions that wrote it;
 - one array per learnt array (kNN's scaled training features and spec-z, BPZ's template fluxes
-  and prior, boosted trees' residual quantiles, the colour softening...);
+  and prior, boosted trees' residual quantiles, the colour softening...); with
+  ``missing_bands="pattern"`` the training photometry and spec-z (``train.*``: the per-pattern
+  models are refitted from them when first needed), with ``"impute"`` the training luptitudes the
+  kNN imputer is refitted on (``impute.mags``);
 - bytes as ``uint8`` arrays: LightGBM models in LightGBM's own text format, the random forest in
   ``skops.io``'s format loaded with an explicit list of trusted types
   (:func:`deepdip.baselines.forest.load_forest`).

@@ -84,6 +84,19 @@ KERNEL_BINS = Param(
 )
 
 
+#: How the ML baselines (knn, rf, boost) predict a galaxy lacking bands; ``nan`` is LightGBM's own
+#: missing-value handling, so boost alone accepts it (:mod:`deepdip.baselines.base`, ``ColourBaseline``).
+MISSING_BANDS_HELP = (
+    "galaxies lacking bands (NaN flux or the store's band mask): 'pattern' = per availability pattern, a "
+    "model trained on the training galaxies with just those bands (colours of consecutive available bands), "
+    "fitted when the pattern is first met; 'impute' = the missing luptitudes filled by the mean of the 10 "
+    "nearest training galaxies in the present bands; 'nan' (boost only) = features touching a missing band "
+    "are NaN, LightGBM learns where they go from band-dropout copies of the training galaxies; 'zero' = "
+    "the luptitude of zero flux, as before this option (a missing band reads as a dropout)"
+)
+MISSING_BANDS = Param(str, "pattern", MISSING_BANDS_HELP, choices=("pattern", "impute", "nan", "zero"))
+
+
 def resolve(declared: dict[str, Param], given: dict[str, Any]) -> dict[str, Any]:
     """Defaults overlaid with ``given`` (``None`` means default), after rejecting unknown names and
     invalid values (:meth:`Param.check`)."""
