@@ -123,3 +123,15 @@ def test_a_bad_mode_is_a_one_line_error(tmp_path, capsys):
                "--out", str(tmp_path / "c.parquet")])
     err = capsys.readouterr().err.strip()
     assert rc != 0 and "--missing-bands must be one of" in err and len(err.splitlines()) == 1
+
+
+def test_bpz_prior_takes_the_nearest_observed_band_when_the_prior_band_is_missing():
+    """A galaxy without i (the sdss prior band) gets the prior of its z (the redder neighbour on the
+    tie with r), another without r, i, z that of g: not the prior of a galaxy at magnitude 32."""
+    from deepdip.baselines.bpz import _prior_magnitudes
+
+    flux = np.tile(10 ** (-0.4 * np.array([20.0, 19.2, 18.8, 18.5, 18.3])), (3, 1))  # maggies
+    observed = np.ones((3, 5), bool)
+    observed[1, 3] = False
+    observed[2, 2:] = False
+    assert np.allclose(_prior_magnitudes(flux, observed, 3), [18.5, 18.3, 19.2])

@@ -154,7 +154,7 @@ class BPZBaseline(CatalogueBaseline):
         from desc_bpz.prior_from_dict import prior_function
 
         flux, err = self._fluxes(phot)
-        mag = _mag(flux[:, phot.bands.index(self.prior_band_)])
+        mag = _prior_magnitudes(flux, phot.observed, phot.bands.index(self.prior_band_))
         z = self.zgrid_.centres
         prior = self.prior_params_
         n_base = sum(self.broad_types_)
@@ -195,6 +195,18 @@ class BPZBaseline(CatalogueBaseline):
         from deepdip.baselines.pdf import normalise_or_uniform
 
         return normalise_or_uniform(super().predict_pdf_photometry(phot)).astype(np.float32)
+
+
+def _prior_magnitudes(flux_maggies, observed, band: int) -> np.ndarray:
+    """The prior band's magnitude of each galaxy; where that band was not observed, the magnitude in
+    the observed band nearest to it in band order (the redder on a tie): a neighbour's magnitude is
+    off by a colour (a few tenths), where 99 would give the prior of a galaxy far below the sample."""
+    observed = np.asarray(observed, dtype=bool)
+    distance = np.abs(np.arange(observed.shape[1]) - band) - 1e-3 * np.arange(observed.shape[1])  # redder wins ties
+    order = np.argsort(distance)
+    nearest = order[np.argmax(observed[:, order], axis=1)]  # first observed band in that order (the band itself first)
+    nearest = np.where(observed.any(axis=1), nearest, band)
+    return _mag(flux_maggies[np.arange(len(flux_maggies)), nearest])
 
 
 def _mag(flux_maggies):
