@@ -127,6 +127,8 @@ def sdss_section(args):
     res["c2st_single"] = {f: c2st(x_mock[:, [j]], x_real[:, [j]]) for j, f in enumerate(FEATURES)}
     res["c2st_without"] = {f: c2st(np.delete(x_mock, j, 1), np.delete(x_real, j, 1)) for j, f in enumerate(FEATURES)}
     res["rf_sigma_mad"] = rf_scores(x_mock, x_real)
+    splits = [res["rf_sigma_mad"]] + [rf_scores(x_mock, x_real, seed=s) for s in range(1, 5)]
+    res["rf_ratio_splits"] = [round(r["mock"] / r["real"], 4) for r in splits]
     q = [5, 25, 50, 75, 95]
     res["z_quantiles"] = {"mock": np.percentile(x_mock[:, 5], q).round(4).tolist(),
                           "real": np.percentile(x_real[:, 5], q).round(4).tolist()}
@@ -169,6 +171,9 @@ def sdss_section(args):
     res["c2st_optimal_emulated"] = c2st(x_emul, x_real)
     res["rf_sigma_mad_optimal_emulated"] = rf_scores(x_emul, x_real)
     res["flux_error"]["mock_optimal"] = flux_error_relation(emulated, err_opt * dered, edges)
+    from deepdip.simulate.calibrate import POPULATION_FILE
+
+    res["population_measurement"] = json.loads(POPULATION_FILE.read_text()).get("measurement")
     res["k_selection"] = k_selection(ref, val)
     plot_stamps(store_path, ROOT / "docs" / "realism_stamps.png")
     _plot_sdss(x_mock, x_real, flux[ok_mock], ferr[ok_mock], rf, re, ROOT / "docs" / "realism_sdss.png")
