@@ -88,8 +88,8 @@ def test_band_dropout_cnn_predicts_galaxies_without_some_bands(tmp_path):
     mask[rng.random(n) < 0.15, 1] = False
     mask[rng.random(n) < 0.15, 4] = False
     columns = {"id": np.arange(n), "z_spec": z, "ebv": np.zeros(n, np.float32)}
-    path = create_store(tmp_path / "masked.h5", images, columns, band_mask=mask, bands=list("ugriz"), image_shape=(8, 8), survey="sdss", pixel_scale=0.396,
-                        flux_unit="nanomaggy", n_folds=5, seed=0)
+    path = create_store(tmp_path / "masked.h5", images, columns, band_mask=mask, bands=list("ugriz"), image_shape=(8, 8),
+                        survey="sdss", pixel_scale=0.396, flux_unit="nanomaggy", n_folds=5, seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # a mask-reading network gives no "does not read" warning
         warnings.filterwarnings("ignore", message=".*(does not have many workers|num_workers|GPU available).*")
@@ -107,3 +107,21 @@ def test_band_dropout_cnn_predicts_galaxies_without_some_bands(tmp_path):
     assert lacking.sum() >= 20
     prior = np.full(lacking.sum(), np.median(store.column("z_spec", store.split_rows("train", fold=0))))
     assert sigma_mad(zp[lacking], zs[lacking]) < 0.5 * sigma_mad(prior, zs[lacking])
+
+
+def test_band_dropout_on_a_full_band_store_builds_the_mask_reading_network(tmp_path):
+    """--band-dropout alone (every galaxy has every band) gives the mask-reading network and is recorded
+    in run.json; a run without it keeps the plain network and a run.json without the key."""
+    from deepdip.models.modelfile import ModelFile
+    from deepdip.train import train
+    from deepdip.train.toydata import make_toy_store
+
+    store = make_toy_store(tmp_path / "toy.h5", n=120, size=8, seed=0)
+    kw = dict(fold=0, epochs=1, batch_size=32, seed=1, model_kwargs=dict(TINY_MODEL), threads=1, progress=False,
+              num_workers=0, tensorboard=False)
+    for name, p in (("plain", 0.0), ("dropout", 0.5)):
+        run = train(store, out=tmp_path / name, band_dropout=p, **kw)
+        net = ModelFile(run / "fold0" / "member0" / "model.pt").config["net"]
+        recorded = json.loads((run / "run.json").read_text())
+        assert bool(net.get("band_mask")) == (p > 0)
+        assert recorded.get("band_dropout") == (p if p > 0 else None)

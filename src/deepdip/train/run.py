@@ -132,6 +132,9 @@ def network_kwargs(store, config: dict, init=None) -> dict:
     """The :class:`~deepdip.models.net.PhotozNet` keywords of a run: the initial model's when
     fine-tuning, else built from run.json's ``config`` and the store's bands and stamp size."""
     if init is not None:
+        if config.get("band_dropout", 0.0) > 0 and not init.net_kwargs.get("band_mask"):
+            raise DeepdipValueError("--band-dropout needs a network that reads the band mask; the initial model was "
+                                    "trained without (train it with --band-dropout, or fine-tune without)")
         return dict(init.net_kwargs)
     kwargs = dict(model=config["model"], in_chans=store.n_bands, num_bins=ZGrid(**config["zgrid"]).nbins,
                   img_size=store.image_shape[0], n_extra=1, stretch=config["stretch"], apertures=config["apertures"],
@@ -248,6 +251,8 @@ def train(store, config: TrainConfig | None = None, *, out="runs/cnn", zgrid: ZG
         **(init.network if init else dict(
             model_kwargs={**model_defaults(model), **(cfg.model_kwargs or {})}, stretch=cfg.stretch,
             apertures=resolve_apertures(hp["apertures"], store.image_shape[0]))))
+    if cfg.band_dropout > 0:  # recorded only when used: runs without it keep their run.json (and can resume)
+        config_json["band_dropout"] = float(cfg.band_dropout)
     if init:
         config_json["finetune"] = init.record()
     if not init:
