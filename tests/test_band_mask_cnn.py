@@ -88,8 +88,8 @@ def test_band_dropout_cnn_predicts_galaxies_without_some_bands(tmp_path):
     mask[rng.random(n) < 0.15, 1] = False
     mask[rng.random(n) < 0.15, 4] = False
     columns = {"id": np.arange(n), "z_spec": z, "ebv": np.zeros(n, np.float32)}
-    path = create_store(tmp_path / "masked.h5", images, columns, band_mask=mask, bands=list("ugriz"), image_shape=(8, 8),
-                        survey="sdss", pixel_scale=0.396, flux_unit="nanomaggy", n_folds=5, seed=0)
+    path = create_store(tmp_path / "masked.h5", images, columns, band_mask=mask, bands=list("ugriz"),
+                        image_shape=(8, 8), survey="sdss", pixel_scale=0.396, flux_unit="nanomaggy", n_folds=5, seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # a mask-reading network gives no "does not read" warning
         warnings.filterwarnings("ignore", message=".*(does not have many workers|num_workers|GPU available).*")
