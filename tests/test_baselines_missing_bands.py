@@ -135,3 +135,27 @@ def test_bpz_prior_takes_the_nearest_observed_band_when_the_prior_band_is_missin
     observed[1, 3] = False
     observed[2, 2:] = False
     assert np.allclose(_prior_magnitudes(flux, observed, 3), [18.5, 18.3, 19.2])
+
+
+@pytest.mark.parametrize("method", ["knn", "rf"])
+def test_pattern_trains_when_a_band_is_missing_for_every_training_galaxy(method, data):
+    """A survey without u (no training galaxy has it): pattern fits on the bands the training set has; its
+    galaxies with griz are predicted by that model, those lacking z too by the model of gri."""
+    train, z, test = data
+    f, e = train.flux.copy(), train.flux_err.copy()
+    f[:, 0], e[:, 0] = np.nan, np.nan
+    no_u = Photometry(f, e, train.extinction, train.bands, train.filters)
+    est = make_baseline(method, ZGRID, **FAST[method]).fit_photometry(no_u, z)
+    pdf = est.predict_pdf_photometry(test)
+    assert np.isfinite(pdf).all() and np.allclose(pdf.sum(axis=1), 1.0, atol=1e-5)
+    lacking_uz = test.subset(slice(30, 60))
+    gri = [b in "gri" for b in BANDS]
+    alone = make_baseline(method, ZGRID, **FAST[method]).fit_photometry(select_bands(no_u, gri), z)
+    assert np.array_equal(est.predict_pdf_photometry(lacking_uz),
+                          alone.predict_pdf_photometry(select_bands(lacking_uz, gri)))
+    # a galaxy with u gets what it gets without it: u was never seen in training
+    full = test.subset(slice(65, None))
+    f, e = full.flux.copy(), full.flux_err.copy()
+    f[:, 0], e[:, 0] = np.nan, np.nan
+    assert np.array_equal(est.predict_pdf_photometry(full),
+                          est.predict_pdf_photometry(Photometry(f, e, full.extinction, full.bands, full.filters)))

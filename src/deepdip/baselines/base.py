@@ -13,6 +13,7 @@ photometry into colour features and decides what a galaxy lacking bands becomes
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import time
 from typing import Any
@@ -338,7 +339,9 @@ class ColourBaseline(CatalogueBaseline):
         if mode == "pattern":
             self._pattern_models = {}
             self.train_phot_, self.train_z_ = phot, z_spec
-            full = phot.observed.all(axis=1)
+            # A band no training galaxy has (a survey without u, a dead detector) is no pattern's: every model
+            # sees it as never observed, so the full pattern is that of the bands the training set has.
+            full = phot.observed[:, phot.observed.any(axis=0)].all(axis=1)
             if not full.all():  # the full pattern's model, like every other, sees only galaxies with its bands
                 phot, z_spec, groups = phot.subset(full), z_spec[full], groups[: full.sum()]
                 self._check_pattern_train(len(phot), phot.bands)
@@ -376,11 +379,16 @@ class ColourBaseline(CatalogueBaseline):
                 out[~observed.any(axis=1)] = self.nz_
             return out
         out = np.empty((len(phot), self.zgrid_.nbins))
-        patterns, inverse = np.unique(observed, axis=0, return_inverse=True)
+        trained = self.train_phot_.observed.any(axis=0)   # bands some training galaxy has (see _fit)
+        if not trained.all():  # seen as never observed, as in training
+            flux, err = phot.flux.copy(), phot.flux_err.copy()
+            flux[:, ~trained], err[:, ~trained] = np.nan, np.nan
+            phot = dataclasses.replace(phot, flux=flux, flux_err=err)
+        patterns, inverse = np.unique(observed & trained, axis=0, return_inverse=True)
         for k, pattern in enumerate(patterns):
             rows = np.flatnonzero(inverse.ravel() == k)
             sub = phot.subset(rows)
-            if pattern.all():
+            if (pattern | ~trained).all():
                 out[rows] = self._predict_features(self._features(sub))
             elif not pattern.any():
                 out[rows] = self.nz_
