@@ -34,10 +34,7 @@ CONDITIONS = {"all": (), "-u": ("u",), "-g": ("g",), "-r": ("r",), "-i": ("i",),
 
 def without(phot: Photometry, bands) -> Photometry:
     """``phot`` with ``bands`` unobserved for every galaxy (NaN flux and error)."""
-    flux, err = phot.flux.copy(), phot.flux_err.copy()
-    cols = [phot.bands.index(b) for b in bands]
-    flux[:, cols], err[:, cols] = np.nan, np.nan
-    return Photometry(flux, err, phot.extinction, phot.bands, phot.filters, phot.extra, phot.extra_names)
+    return phot.without([b in bands for b in phot.bands])
 
 
 def score(est, phot, z_spec) -> dict:

@@ -105,12 +105,17 @@ def sdss_section(s, command) -> list[str]:
     hi = s["colours_vs_z"]
     offsets = [np.array(m["median"]) - np.array(r["median"]) for r, m in zip(hi["real"], hi["mock"])]
     lines += ["", f"The single feature that separates most is **{worst}** (AUC {single[worst]:.3f})."]
-    if model_fit and "measured_minus_true_colour" in s and s.get("population_measurement"):
-        mmt, cal = s["measured_minus_true_colour"], s["population_measurement"]
+    mmt = s.get("measured_minus_true_colour") or {}
+    model_bias = (", ".join(f"{k} {v['all']:+.3f}" for k, v in mmt.items()) + " (median; late types "
+                  + ", ".join(f"{v['late']:+.3f}" for v in mmt.values()))
+    redshift_structure = ("Other known differences: redshift structure (the real sample has spikes in n(z) from "
+                          "groups and walls along its sight lines, e.g. at z ≈ 0.075) that a smooth density does "
+                          "not reproduce.")
+    if model_fit and mmt and s.get("population_measurement"):
+        cal = s["population_measurement"]
         lines[-1] += (
             " On the mock the model colours are redder than the galaxies' true total colours by "
-            + ", ".join(f"{k} {v['all']:+.3f}" for k, v in mmt.items())
-            + " (median; late types " + ", ".join(f"{v['late']:+.3f}" for v in mmt.values())
+            + model_bias
             + "): the r-band profile applied to every band weighs each galaxy's centre, where the red bulge sits. "
             "The population is therefore **calibrated through the measurement**: its mixture is fitted to the real "
             "calibration-half features minus the mock's measurement bias (`deepdip.simulate.calibrate."
@@ -122,25 +127,20 @@ def sdss_section(s, command) -> list[str]:
             + ", ".join(f"{o[0]:+.3f}" for o in offsets) + ", g-r " + ", ".join(f"{o[1]:+.3f}" for o in offsets)
             + " in the redshift bins below. The true-magnitude AUC above is higher for the same reason: the "
             "population's true colours are now bluer than the real measured ones, by the measurement's bias. "
-            "Other known differences: redshift structure (the real sample has spikes in n(z) from groups and "
-            "walls along its sight lines, e.g. at z ≈ 0.075) that a smooth density does not reproduce.")
-    elif model_fit and "measured_minus_true_colour" in s:
-        mmt = s["measured_minus_true_colour"]
+            + redshift_structure)
+    elif model_fit and mmt:
         lines[-1] += (
             " With model-fit photometry the measured colours are *redder* than the real ones at fixed redshift: "
             "mock − real median u-g " + ", ".join(f"{o[0]:+.2f}" for o in offsets) + ", g-r "
             + ", ".join(f"{o[1]:+.2f}" for o in offsets) + " in the redshift bins below. The cause is measured, "
             "not guessed: on the mock, the model colours are redder than the galaxies' true total colours by "
-            + ", ".join(f"{k} {v['all']:+.3f}" for k, v in mmt.items())
-            + " (median; late types " + ", ".join(f"{v['late']:+.3f}" for v in mmt.values())
+            + model_bias
             + ") — the r-band profile applied to every band weighs each galaxy's centre, where the red bulge sits "
             "(the colour structure above). The population (`deepdip.simulate.calibrate`) was fitted so that its "
             "*true* colours match the real *model* colours (only the noise was deconvolved), so measured through "
             "model fits the mock comes out redder by that offset. The fix is a calibration through the "
             "measurement (fit the population so that its model-fit colours, not its true ones, match the real "
-            "model colours); not done yet. Other known differences: redshift structure (the real sample has "
-            "spikes in n(z) from groups and walls along its sight lines, e.g. at z ≈ 0.075) that a smooth "
-            "density does not reproduce.")
+            "model colours); not done yet. " + redshift_structure)
     else:
         ug = [(r["nmad"][0], m["nmad"][0]) for r, m in zip(hi["real"], hi["mock"])]
         lines[-1] += (

@@ -13,7 +13,6 @@ photometry into colour features and decides what a galaxy lacking bands becomes
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import time
 from typing import Any
@@ -381,9 +380,7 @@ class ColourBaseline(CatalogueBaseline):
         out = np.empty((len(phot), self.zgrid_.nbins))
         trained = self.train_phot_.observed.any(axis=0)   # bands some training galaxy has (see _fit)
         if not trained.all():  # seen as never observed, as in training
-            flux, err = phot.flux.copy(), phot.flux_err.copy()
-            flux[:, ~trained], err[:, ~trained] = np.nan, np.nan
-            phot = dataclasses.replace(phot, flux=flux, flux_err=err)
+            phot = phot.without(~trained)
         patterns, inverse = np.unique(observed & trained, axis=0, return_inverse=True)
         for k, pattern in enumerate(patterns):
             rows = np.flatnonzero(inverse.ravel() == k)
@@ -456,11 +453,8 @@ class ColourBaseline(CatalogueBaseline):
 
 
 def select_bands(phot: Photometry, keep) -> Photometry:
-    """``phot`` with only the bands where ``keep`` (bool per band) is true."""
-    cols = np.flatnonzero(np.asarray(keep, dtype=bool))
-    return Photometry(phot.flux[:, cols], phot.flux_err[:, cols], phot.extinction[:, cols],
-                      tuple(phot.bands[j] for j in cols), tuple(phot.filters[j] for j in cols),
-                      phot.extra, phot.extra_names)
+    """``phot`` with only the bands where ``keep`` (bool per band) is true (:meth:`Photometry.select_bands`)."""
+    return phot.select_bands(keep)
 
 
 def nearest_band(band: str, bands, keep) -> str:
@@ -480,10 +474,9 @@ def band_dropout(phot: Photometry, z_spec: np.ndarray, seed: int) -> tuple[Photo
     rng = np.random.default_rng([seed, 0x6d62])  # its own stream: the models' seed use is unchanged
     n_drop = rng.integers(1, max(1, n_bands - 2) + 1, size=n)
     drop = np.argsort(rng.random((n, n_bands)), axis=1).argsort(axis=1) < n_drop[:, None]
-    flux, err = phot.flux.copy(), phot.flux_err.copy()
-    flux[drop], err[drop] = np.nan, np.nan
+    copies = phot.without(drop)
     extra = None if phot.extra is None else np.concatenate([phot.extra, phot.extra])
-    both = Photometry(np.concatenate([phot.flux, flux]), np.concatenate([phot.flux_err, err]),
+    both = Photometry(np.concatenate([phot.flux, copies.flux]), np.concatenate([phot.flux_err, copies.flux_err]),
                       np.concatenate([phot.extinction, phot.extinction]), phot.bands, phot.filters,
                       extra, phot.extra_names)
     return both, np.concatenate([z_spec, z_spec]), np.concatenate([groups, groups])

@@ -8,6 +8,7 @@ with the coefficients the store records (:func:`deepdip.extinction.store_extinct
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 
@@ -72,6 +73,21 @@ class Photometry:
         return Photometry(self.flux[rows], self.flux_err[rows], self.extinction[rows], self.bands,
                           self.filters, None if self.extra is None else self.extra[rows], self.extra_names)
 
+    def without(self, missing) -> Photometry:
+        """The same galaxies with the bands ``missing`` (bool [n, B], or [B] for every galaxy) unobserved:
+        NaN flux and error, the one way a band is marked not observed."""
+        missing = np.broadcast_to(np.asarray(missing, dtype=bool), self.flux.shape)
+        flux, err = self.flux.copy(), self.flux_err.copy()
+        flux[missing], err[missing] = np.nan, np.nan
+        return dataclasses.replace(self, flux=flux, flux_err=err)
+
+    def select_bands(self, keep) -> Photometry:
+        """Only the bands where ``keep`` (bool per band) is true."""
+        cols = np.flatnonzero(np.asarray(keep, dtype=bool))
+        return Photometry(self.flux[:, cols], self.flux_err[:, cols], self.extinction[:, cols],
+                          tuple(self.bands[j] for j in cols), tuple(self.filters[j] for j in cols),
+                          self.extra, self.extra_names)
+
     @classmethod
     def from_ebv(cls, flux, flux_err, ebv, bands, filters, extra=None, extra_names=()) -> Photometry:
         """Build from E(B-V) per galaxy, converted with :func:`extinction_coefficients`."""
@@ -97,15 +113,15 @@ class Photometry:
         cat = store.catalog(needed, rows=rows)
         flux = np.stack([cat[f"flux_{b}"] for b in bands], axis=1).astype(np.float64)
         err = np.stack([cat[f"flux_err_{b}"] for b in bands], axis=1).astype(np.float64)
-        if getattr(store, "has_band_mask", False):  # a band the store says is missing is never a measurement
-            missing = ~store.band_mask(rows)
-            flux[missing], err[missing] = np.nan, np.nan
         extra = None
         if extra_columns:
             extra = np.stack([_feature_scale(np.asarray(cat[c], dtype=np.float64)) for c in extra_columns], axis=1)
         coeffs = store_extinction_coefficients(store, filters)
         a_b = np.asarray(cat["ebv"], dtype=np.float64)[:, None] * coeffs[None, :]
-        return cls(flux, err, a_b, bands, filters, extra, extra_columns)
+        phot = cls(flux, err, a_b, bands, filters, extra, extra_columns)
+        if getattr(store, "has_band_mask", False):  # a band the store says is missing is never a measurement
+            phot = phot.without(~store.band_mask(rows))
+        return phot
 
 
 def _feature_scale(values: np.ndarray) -> np.ndarray:
