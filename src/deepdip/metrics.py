@@ -426,3 +426,29 @@ def binned_metrics(z_phot, z_spec, by, bins, pdf=None, zgrid: ZGrid | None = Non
         row.update(compute_metrics(z_phot[sel], z_spec[sel], sub_pdf, zgrid, outlier_threshold))
         table.append(row)
     return table
+
+
+# --------------------------------------------------------------------------- physical parameters
+#: |predicted - true| beyond which a physical-parameter estimate is an outlier (dex: a factor 2).
+PROPERTY_OUTLIER_DEX = 0.3
+
+
+def property_metrics(true, mean, std, outlier_dex: float = PROPERTY_OUTLIER_DEX) -> dict:
+    """Scores of Gaussian estimates ``N(mean, std)`` of a physical parameter in dex (issue 14).
+
+    Over the rows where all three are finite: ``bias`` (median of mean - true), ``nmad``
+    (1.4826 x the median absolute deviation of mean - true about its median: the scatter),
+    ``rms``, ``outlier_frac`` (|mean - true| > ``outlier_dex``), ``pit_ks`` (of the Gaussian CDF at
+    the truth: calibration of ``std``), ``coverage_68`` (truth within mean +- std), ``n``.
+    """
+    true, mean, std = (np.asarray(a, dtype=np.float64) for a in (true, mean, std))
+    ok = np.isfinite(true) & np.isfinite(mean) & np.isfinite(std) & (std > 0)
+    d = mean[ok] - true[ok]
+    if not d.size:
+        return {k: float("nan") for k in ("bias", "nmad", "rms", "outlier_frac", "pit_ks", "coverage_68")} | {"n": 0}
+    pit = stats.norm.cdf(true[ok], loc=mean[ok], scale=std[ok])
+    med = np.median(d)
+    return {"bias": float(med), "nmad": float(1.4826 * np.median(np.abs(d - med))),
+            "rms": float(np.sqrt(np.mean(d ** 2))),
+            "outlier_frac": float(np.mean(np.abs(d) > outlier_dex)), "pit_ks": pit_ks(pit),
+            "coverage_68": float(np.mean(np.abs(d) <= std[ok])), "n": int(d.size)}

@@ -56,46 +56,87 @@ def load_members(paths, store=None) -> list[ModelFile]:
 
 
 @torch.no_grad()
-def ensemble_pdf(nets, x_all: torch.Tensor, e_all: torch.Tensor, *, tta: bool = False, batch_size: int = 512,
-                 bf16: bool = False, channels_last: bool = True) -> torch.Tensor:
-    """Average PDF of ``nets`` (and of the 8 orientations with ``tta``): tensors in, tensor out.
+def ensemble_outputs(nets, x_all: torch.Tensor, e_all: torch.Tensor, *, tta: bool = False, batch_size: int = 512,
+                     bf16: bool = False, channels_last: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Average PDF of ``nets`` (and of the 8 orientations with ``tta``), and the physical parameters.
 
     The one inference core, on whatever device ``x_all`` and the networks are: :func:`predict_chunk`
     (numpy, CPU), :class:`RunPredictor` and the Lightning path
     (:mod:`deepdip.predict.lightning_adapter`, GPUs) all go through it.
+
+    Returns the PDFs ``[n, K]`` and, when the networks predict physical parameters
+    (``PhotozNet.properties``), ``[n, P, 2]``: the mean and standard deviation of the equal-weight
+    mixture of the members' (and orientations') Gaussians (mean of the means; variance = mean of
+    the variances + variance of the means); else None.
     """
     syms = allowed_symmetries(*x_all.shape[-2:]) if tta else (0,)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     nets = [net.to(memory_format=fmt) for net in nets]  # in place for modules; cheap when already so
+    names = [list(getattr(net, "properties", []) or []) for net in nets]
+    if any(n != names[0] for n in names):
+        raise DeepdipError("the members predict different physical parameters: "
+                           + "; ".join(",".join(n) or "none" for n in names))
+    with_props = bool(nets and names[0])
     out: list[torch.Tensor] = []
+    props_out: list[torch.Tensor] = []
+    n_draws = len(nets) * len(syms)
     for start in range(0, len(x_all), batch_size):
         x, e = x_all[start:start + batch_size], e_all[start:start + batch_size]
         acc: torch.Tensor | None = None
+        m1 = m2 = None
         for net in nets:
             for k in syms:
                 with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-                    p = net(dihedral(x, k).contiguous(memory_format=fmt), e).float().softmax(dim=1)  # [b, K]
+                    logits, raw = net.forward_outputs(dihedral(x, k).contiguous(memory_format=fmt), e) \
+                        if with_props else (net(dihedral(x, k).contiguous(memory_format=fmt), e), None)
+                p = logits.float().softmax(dim=1)                                       # [b, K]
                 acc = p if acc is None else acc + p
+                if raw is not None:
+                    mean, std = net.property_mean_std(raw.float())                      # [b, P]
+                    m1 = mean if m1 is None else m1 + mean
+                    m2 = (std ** 2 + mean ** 2) if m2 is None else m2 + std ** 2 + mean ** 2
         if acc is None:
             raise DeepdipError("predict_chunk needs at least one network")
-        out.append(acc / (len(nets) * len(syms)))
+        out.append(acc / n_draws)
+        if m1 is not None and m2 is not None:
+            mean = m1 / n_draws
+            props_out.append(torch.stack([mean, (m2 / n_draws - mean ** 2).clamp_min(0).sqrt()], dim=-1))
     if not out:
-        return torch.zeros((0, 0), dtype=torch.float32, device=x_all.device)
-    return torch.cat(out)
+        empty = torch.zeros((0, 0), dtype=torch.float32, device=x_all.device)
+        return empty, (torch.zeros((0, len(names[0]), 2), device=x_all.device) if with_props else None)
+    return torch.cat(out), (torch.cat(props_out) if with_props else None)
+
+
+def ensemble_pdf(nets, x_all: torch.Tensor, e_all: torch.Tensor, **kw) -> torch.Tensor:
+    """The PDFs of :func:`ensemble_outputs` alone."""
+    return ensemble_outputs(nets, x_all, e_all, **kw)[0]
+
+
+def fold_outputs(nets_by_fold: dict, x: torch.Tensor, e: torch.Tensor, folds: torch.Tensor | None, **kw
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """PDFs (and physical parameters) of one chunk: each row by its own fold's ensemble
+    (``folds``), or by every member (None); see :func:`ensemble_outputs`."""
+    if folds is None:
+        return ensemble_outputs([n for ns in nets_by_fold.values() for n in ns], x, e, **kw)
+    pdf = props = None
+    for k in torch.unique(folds).tolist():
+        m = folds == k
+        p, q = ensemble_outputs(nets_by_fold[int(k)], x[m], e[m], **kw)
+        if pdf is None:
+            pdf = torch.empty((len(folds), p.shape[1]), dtype=torch.float32, device=x.device)
+            if q is not None:
+                props = torch.empty((len(folds), *q.shape[1:]), dtype=torch.float32, device=x.device)
+        pdf[m] = p
+        if props is not None and q is not None:
+            props[m] = q
+    if pdf is None:
+        return torch.zeros((0, 0), dtype=torch.float32, device=x.device), None
+    return pdf, props
 
 
 def fold_pdf(nets_by_fold: dict, x: torch.Tensor, e: torch.Tensor, folds: torch.Tensor | None, **kw) -> torch.Tensor:
     """PDFs of one chunk: each row by its own fold's ensemble (``folds``), or by every member (None)."""
-    if folds is None:
-        return ensemble_pdf([n for ns in nets_by_fold.values() for n in ns], x, e, **kw)
-    pdf = None
-    for k in torch.unique(folds).tolist():
-        m = folds == k
-        p = ensemble_pdf(nets_by_fold[int(k)], x[m], e[m], **kw)
-        if pdf is None:
-            pdf = torch.empty((len(folds), p.shape[1]), dtype=torch.float32, device=x.device)
-        pdf[m] = p
-    return pdf if pdf is not None else torch.zeros((0, 0), dtype=torch.float32, device=x.device)
+    return fold_outputs(nets_by_fold, x, e, folds, **kw)[0]
 
 
 def predict_chunk(nets, images: np.ndarray, extra: np.ndarray, *, tta: bool = False, batch_size: int = 512,
@@ -196,25 +237,43 @@ class RunPredictor:
                 self._nets = {k: [m.net for m in load_members(paths)] for k, paths in self.by_fold.items()}
             return self._nets
 
-    def pdf(self, images: np.ndarray, extra: np.ndarray, folds: np.ndarray | None = None) -> np.ndarray:
-        """PDFs of one chunk: by each row's fold ensemble (``folds``) or by all members (None)."""
+    def outputs(self, images: np.ndarray, extra: np.ndarray, folds: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray | None]:
+        """PDFs of one chunk (by each row's fold ensemble with ``folds``, else by all members) and
+        the physical parameters ``[n, P, 2]`` (mean, std) when the models predict them."""
         kw: dict[str, Any] = {"tta": self.tta, "batch_size": self.batch_size, "bf16": self.bf16}
         x = torch.as_tensor(np.ascontiguousarray(images, dtype=np.float32))
         e = torch.as_tensor(np.ascontiguousarray(extra, dtype=np.float32))
-        return fold_pdf(self.nets(), x, e, None if folds is None else torch.as_tensor(folds), **kw).numpy()
+        pdf, props = fold_outputs(self.nets(), x, e, None if folds is None else torch.as_tensor(folds), **kw)
+        return pdf.numpy(), None if props is None else props.numpy()
 
-    def catalog_columns(self, store, rows: np.ndarray, pdf: np.ndarray) -> dict:
-        """``CatalogWriter.write`` keyword arguments for ``rows`` of ``store``, given their PDFs."""
+    def pdf(self, images: np.ndarray, extra: np.ndarray, folds: np.ndarray | None = None) -> np.ndarray:
+        """PDFs of one chunk: by each row's fold ensemble (``folds``) or by all members (None)."""
+        return self.outputs(images, extra, folds)[0]
+
+    @property
+    def properties(self) -> list[str]:
+        """The physical parameters the models predict (``deepdip.properties``), [] if none."""
+        first = next(iter(self.nets().values()))[0]
+        return list(getattr(first, "properties", []) or [])
+
+    def catalog_columns(self, store, rows: np.ndarray, pdf: np.ndarray, props: np.ndarray | None = None) -> dict:
+        """``CatalogWriter.write`` keyword arguments for ``rows`` of ``store``, given their PDFs
+        (and physical parameters ``[n, P, 2]``, written as ``<name>_mean`` / ``<name>_std``)."""
         cat = store.catalog(["id", "z_spec", "fold", *self.columns], rows=rows)
         extra = {c: cat[c] for c in self.columns}
         if store.has_band_mask:  # which bands each prediction used, e.g. "griz"
             extra[BANDS_USED] = bands_used(store.band_mask(rows), store.bands)
+        if props is not None:
+            for j, name in enumerate(self.properties):
+                extra[f"{name}_mean"] = props[:, j, 0].astype(np.float32)
+                extra[f"{name}_std"] = props[:, j, 1].astype(np.float32)
         return {"ids": cat["id"], "pdf": pdf, "z_spec": cat["z_spec"], "fold": cat["fold"], "extra": extra}
 
     def catalog_chunk(self, store, rows: np.ndarray, folds: np.ndarray | None = None, data=None) -> dict:
         """Read ``rows`` of ``store`` (unless ``data`` holds them already), predict, and gather the columns."""
         images, extra = _read(store, rows) if data is None else data
-        return self.catalog_columns(store, rows, self.pdf(images, extra, folds))
+        return self.catalog_columns(store, rows, *self.outputs(images, extra, folds))
 
 
 def resolve_precision(precision: str, net, store, rows: np.ndarray, batch_size: int) -> tuple[bool, dict | None]:

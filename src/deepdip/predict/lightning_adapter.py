@@ -5,7 +5,7 @@ of the in-process :func:`deepdip.predict.predict_store` (same rows in the same o
 and metadata; PDFs equal to float rounding, which differs between a GPU and a CPU). It shares
 everything else with it: :func:`~deepdip.predict.core.plan_prediction` checks the run against the
 store and chooses the rows, each chunk of rows is one predict batch whose PDFs come from the same
-core (:func:`~deepdip.predict.core.fold_pdf`, each row by its own fold's ensemble), and
+core (:func:`~deepdip.predict.core.fold_outputs`, each row by its own fold's ensemble), and
 :meth:`~deepdip.predict.core.RunPredictor.catalog_columns` gathers the catalogue columns.
 
 Chunk i goes to process ``i % world_size``; each process saves its chunks' PDFs (``.npy``) in a
@@ -27,7 +27,7 @@ from torch import nn
 
 from deepdip._lightning import quiet_lightning
 from deepdip.atomic import check_output
-from deepdip.predict.core import _read, fold_pdf, plan_prediction
+from deepdip.predict.core import _read, fold_outputs, plan_prediction
 
 TEMP_PREFIX = ".deepdip-predict-"
 
@@ -80,13 +80,16 @@ class EnsemblePredictModule(L.LightningModule):
     def predict_step(self, batch, batch_idx):
         folds = None if self.row_folds is None else batch["folds"]
         nets = {int(k): list(ns) for k, ns in self.nets.items()}
-        pdf = fold_pdf(nets, batch["images"], batch["extra"], folds, tta=self.predictor.tta,
-                       batch_size=self.predictor.batch_size, bf16=False)  # autocast: the Trainer's precision
+        pdf, props = fold_outputs(nets, batch["images"], batch["extra"], folds, tta=self.predictor.tta,
+                                  batch_size=self.predictor.batch_size, bf16=False)  # autocast: the Trainer's
         assert self.parts is not None
-        final = self.parts / f"chunk{int(batch['chunk']):08d}.npy"
-        tmp = final.with_suffix(f".{self.global_rank}.tmp.npy")
-        np.save(tmp, pdf.float().cpu().numpy())
-        tmp.replace(final)
+        for name, values in (("chunk", pdf), ("props", props)):
+            if values is None:
+                continue
+            final = self.parts / f"{name}{int(batch['chunk']):08d}.npy"
+            tmp = final.with_suffix(f".{self.global_rank}.tmp.npy")
+            np.save(tmp, values.float().cpu().numpy())
+            tmp.replace(final)
         return None
 
     def on_predict_end(self):
@@ -109,7 +112,9 @@ class EnsemblePredictModule(L.LightningModule):
             for i, start in enumerate(range(0, len(self.sel), self.chunk_size)):
                 rows = self.sel[start:start + self.chunk_size]
                 pdf = np.load(self.parts / f"chunk{i:08d}.npy")
-                writer.write(**self.predictor.catalog_columns(self.store, rows, pdf))
+                props_path = self.parts / f"props{i:08d}.npy"
+                props = np.load(props_path) if props_path.exists() else None
+                writer.write(**self.predictor.catalog_columns(self.store, rows, pdf, props))
 
 
 def predict_store_lightning(run, store, out, rows="test", *, accelerator="auto", devices="auto", num_nodes: int = 1,

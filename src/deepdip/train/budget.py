@@ -152,7 +152,7 @@ def measure_step_seconds(net: torch.nn.Module, dataset, batch_size: int, channel
     probe times the optimiser and the trainable parameters (all, or the head only when fine-tuning
     with a frozen backbone) that training will step; default AdamW over every parameter.
     """
-    images, extra, zbin, _ = dataset.__getitems__(list(range(min(batch_size, len(dataset)))))
+    images, extra, zbin = dataset.__getitems__(list(range(min(batch_size, len(dataset)))))[:3]
     net = copy.deepcopy(net).to(device).train()
     opt = make_optimizer(net) if make_optimizer is not None else torch.optim.AdamW(net.parameters(), lr=1e-6)
     images, extra, zbin = images.to(device), extra.to(device), zbin.to(device)

@@ -44,6 +44,15 @@ MODEL_DEFAULTS: dict[str, dict] = {
 #: epochs undo what it learnt (the usual tenth, as in Zoobot's and timm's fine-tuning recipes).
 FINETUNE_LR_FACTOR = 0.1
 FREEZE_CHOICES = ("none", "backbone")
+HEAD_CHOICES = ("binned", "mdn")
+
+
+def _check_properties(flag: str, value) -> None:
+    from deepdip.properties import parse_properties
+
+    if value is not None and not isinstance(value, (str, list, tuple)):
+        raise DeepdipValueError(f"{flag} must be a comma list of names, got {value!r}")
+    parse_properties(value)
 
 
 def _check_precision(flag: str, value) -> None:
@@ -101,6 +110,15 @@ class TrainConfig:
                                       "(at least one kept): one network for any subset of bands, which reads "
                                       "which bands a galaxy has from its pixels", group=OPTIMISATION, minimum=0,
                                  maximum=0.95, identity=True)
+    head: str = option("binned", "redshift head: binned (a softmax over the bins) or mdn (a mixture of Gaussians "
+                                 "read out on the bins)", group=OPTIMISATION, choices=HEAD_CHOICES, identity=True)
+    mdn_components: int = option(5, "Gaussians of the mdn head", group=OPTIMISATION, minimum=1, integer=True,
+                                 identity=True)
+    properties: Any = option(None, "physical parameters predicted beside the redshift, each a Gaussian (mean, sigma) "
+                                   "in the catalogue's <name>_mean/_std: a comma list of logmstar, logsfr, logssfr "
+                                   "(derived from a mock's stellar_mass, sfr) or catalogue columns",
+                             group=OPTIMISATION, parse=str, check=_check_properties, identity=True,
+                             metavar="NAME,...")
     model_kwargs: dict | None = option(None, 'JSON keyword arguments of the model, e.g. \'{"widths": [16,32,48,64]}\'',
                                        group=OPTIMISATION, parse=parse_json_object, check=_check_model_kwargs,
                                        identity=True)

@@ -16,7 +16,7 @@ import torch
 from deepdip._lightning import quiet_lightning
 from deepdip.train.config import TrainConfig
 from deepdip.train.finetune import InitModels
-from deepdip.train.run import fit_normalizer, member_seed, network_kwargs, split_train_val
+from deepdip.train.run import fit_normalizer, fit_property_scaler, member_seed, network_kwargs, split_train_val
 from deepdip.zgrid import ZGrid
 
 log = logging.getLogger(__name__)
@@ -73,8 +73,10 @@ def train_member(store, fold: int, member: int, member_dir: Path, cfg: TrainConf
         load_initial_weights(module.net, init.path_for(member))
     else:
         fit_normalizer(module.net.normalizer, store, train_rows, seed)
+        fit_property_scaler(module.net, store, train_rows)
     data = make_datamodule(store, train_rows, val_rows, zgrid, batch_size=hp["batch_size"],
-                           num_workers=num_workers, seed=seed, pin_memory=not on_cpu)
+                           num_workers=num_workers, seed=seed, pin_memory=not on_cpu,
+                           properties=net_kwargs.get("properties", ()))
 
     ckpt_dir = member_dir / "checkpoints"
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min",

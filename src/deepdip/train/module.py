@@ -127,7 +127,7 @@ class PhotozModule(L.LightningModule):
 
     # -- steps -----------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
-        images, extra, zbin, _ = batch
+        images, extra, zbin, _, labels = batch
         # Every random draw of a step is a function of (seed, step, rank) only, so a run resumed
         # from a checkpoint continues exactly as an unbroken one: the global RNG (dropout) is
         # reseeded here, and augmentation has its own generator.
@@ -139,8 +139,14 @@ class PhotozModule(L.LightningModule):
             images = drop_bands(images, self.hparams.band_dropout, torch.Generator().manual_seed(step_seed + 2))
         if self.hparams.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        logits = self(images, extra)
+        logits, props = self.net.forward_outputs(images, extra)
         loss = F.cross_entropy(logits.float(), zbin)
+        if props is not None:
+            # Joint training: the redshift's cross-entropy plus the physical parameters' Gaussian
+            # negative log-likelihoods (standardised units, one weight each: both are ~1 nat in size).
+            prop_nll = self.net.property_head.nll(props, labels)
+            self.log("train_prop_nll", prop_nll, on_step=False, on_epoch=True, batch_size=len(zbin))
+            loss = loss + prop_nll
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(zbin))
         self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
         return loss
@@ -150,11 +156,16 @@ class PhotozModule(L.LightningModule):
             self.ema.update_parameters(self.net)
 
     def validation_step(self, batch, batch_idx):
-        images, extra, zbin, z = batch
+        images, extra, zbin, z, labels = batch
         if self.hparams.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        logits = self.eval_net(images, extra).float()
+        logits, props = self.eval_net.forward_outputs(images, extra)
+        logits = logits.float()
+        # val_loss (which picks the best checkpoint) is the redshift's alone, with or without properties.
         loss = F.cross_entropy(logits, zbin)
+        if props is not None:
+            self.log("val_prop_nll", self.eval_net.property_head.nll(props, labels), sync_dist=True,
+                     batch_size=len(zbin))
         zphot = (logits.softmax(dim=1) * self.zcentres).sum(dim=1)
         self.log("val_loss", loss, prog_bar=True, sync_dist=True, batch_size=len(zbin))
         self._val_dz.append(((zphot - z) / (1 + z)).detach().cpu())

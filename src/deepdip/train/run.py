@@ -29,6 +29,7 @@ from deepdip._lightning import is_launcher
 from deepdip.atomic import OutputError, check_output, exclusive_lock, write_json_atomic
 from deepdip.errors import DeepdipError, DeepdipValueError
 from deepdip.models import model_defaults
+from deepdip.properties import check_properties, parse_properties
 from deepdip.train.config import FINETUNE_LR_FACTOR, IDENTITY_KEYS, MODEL_DEFAULTS, TrainConfig
 from deepdip.zgrid import ZGrid
 
@@ -144,7 +145,28 @@ def network_kwargs(store, config: dict, init=None) -> dict:
     # model files of full-band runs keep their architecture.
     if config.get("band_dropout", 0.0) > 0 or not store.band_mask().all():
         kwargs["band_mask"] = True
+    if config.get("head", "binned") != "binned":
+        grid = config["zgrid"]
+        kwargs["head"] = config["head"]
+        kwargs["head_kwargs"] = {"zmin": grid["zmin"], "zmax": grid["zmax"],
+                                 "n_components": int(config.get("mdn_components", 5))}
+    if config.get("properties"):
+        kwargs["properties"] = list(config["properties"])
     return kwargs
+
+
+def fit_property_scaler(net, store, rows) -> None:
+    """Standardise the physical-parameter head on the training labels (their mean and standard
+    deviation), refusing a property no training galaxy has a label for."""
+    from deepdip.properties import property_labels
+
+    if not getattr(net, "properties", None):
+        return
+    labels = property_labels(store, net.properties, rows)
+    empty = [n for n, col in zip(net.properties, labels.T, strict=True) if not np.isfinite(col).sum() >= 2]
+    if empty:
+        raise DeepdipValueError(f"--properties {','.join(empty)}: fewer than 2 training galaxies have a finite label")
+    net.property_head.set_standardisation(np.nanmean(labels, axis=0), np.nanstd(labels, axis=0))
 
 
 def _check_buildable(store, zgrid: ZGrid, config: dict) -> None:
@@ -253,6 +275,16 @@ def train(store, config: TrainConfig | None = None, *, out="runs/cnn", zgrid: ZG
             apertures=resolve_apertures(hp["apertures"], store.image_shape[0]))))
     if cfg.band_dropout > 0:  # recorded only when used: runs without it keep their run.json (and can resume)
         config_json["band_dropout"] = float(cfg.band_dropout)
+    if cfg.head != "binned":   # likewise the redshift head's kind and the physical parameters
+        config_json["head"] = cfg.head
+        config_json["mdn_components"] = int(cfg.mdn_components)
+    properties = parse_properties(cfg.properties)
+    if properties:
+        check_properties(store, properties)
+        config_json["properties"] = properties
+    if init and (cfg.head != "binned" or properties):
+        raise DeepdipValueError("--head and --properties build a new network: they cannot be combined with "
+                                "--init-model (the network is the initial model's)")
     if init:
         config_json["finetune"] = init.record()
     if not init:

@@ -31,8 +31,12 @@ def toy_images(z: np.ndarray, ebv: np.ndarray, n_bands: int = 5, size: int = 16,
 
 
 def make_toy_store(path, n: int = 300, size: int = 16, n_bands: int = 5, seed: int = 0, n_folds: int = 5,
-                   survey: str = "sdss", bands=None):
-    """Write a toy store of ``n`` galaxies at ``path``; z uniform in [0.01, 0.39] (SDSS bins)."""
+                   survey: str = "sdss", bands=None, properties: bool = False):
+    """Write a toy store of ``n`` galaxies at ``path``; z uniform in [0.01, 0.39] (SDSS bins).
+
+    ``properties``: also ``stellar_mass`` (log10 = 9 + 6 z: what the images show of z, they show
+    of it) and ``sfr`` (NaN for every fifth galaxy: a label unknown), the mock's physical columns.
+    """
     from deepdip.store import create_store
 
     rng = np.random.default_rng(seed)
@@ -40,6 +44,12 @@ def make_toy_store(path, n: int = 300, size: int = 16, n_bands: int = 5, seed: i
     ebv = rng.uniform(0.0, 0.1, n).astype(np.float32)
     images = toy_images(z, ebv, n_bands=n_bands, size=size, seed=seed + 1)
     bands = tuple(bands or "ugrizy"[:n_bands])
-    return create_store(path, images, {"id": np.arange(n, dtype=np.int64) + 1000, "z_spec": z, "ebv": ebv},
+    columns = {"id": np.arange(n, dtype=np.int64) + 1000, "z_spec": z, "ebv": ebv}
+    if properties:
+        columns["stellar_mass"] = 10 ** (9.0 + 6.0 * z.astype(np.float64))
+        sfr = 10 ** (1.0 - 4.0 * z.astype(np.float64))
+        sfr[::5] = np.nan
+        columns["sfr"] = sfr
+    return create_store(path, images, columns,
                         bands=bands, image_shape=(size, size), survey=survey, pixel_scale=0.396,
                         flux_unit="nanomaggy", n_folds=n_folds, seed=seed)
