@@ -13,8 +13,9 @@ from torch import nn
 
 from deepdip.models import create_head, create_model
 from deepdip.models.base import PhotozBackbone
+from deepdip.models.calibration import PitCalibration
 from deepdip.models.heads import GaussianHead
-from deepdip.models.normalize import Normalizer
+from deepdip.models.normalize import Normalizer, bands_present
 
 #: The name of the physical-parameter head among the backbone's extra heads.
 PROPERTY_HEAD = "properties"
@@ -33,11 +34,14 @@ class PhotozNet(nn.Module):
     backbone's head and ``head_kwargs``, e.g. ``zmin``, ``zmax``, ``n_components``).
     ``properties``: names of physical parameters (``deepdip.properties``) predicted beside the
     redshift by a Gaussian head reading the same features (:meth:`forward_outputs`).
+    ``pit_calibration``: the network carries PIT recalibration maps, one per band-availability
+    pattern (:mod:`deepdip.models.calibration`), that prediction applies to its PDFs
+    (:meth:`calibrate`); fitted after training (``deepdip train --recalibrate pit``).
     """
 
     def __init__(self, model: str, in_chans: int, num_bins: int, img_size: int, n_extra: int = 1,
                  stretch: str = "asinh", apertures=(), model_kwargs: dict | None = None, band_mask: bool = False,
-                 head: str = "binned", head_kwargs: dict | None = None, properties=()):
+                 head: str = "binned", head_kwargs: dict | None = None, properties=(), pit_calibration: bool = False):
         super().__init__()
         self.normalizer = Normalizer(in_chans, n_extra, stretch, apertures, band_mask=band_mask)
         self.backbone = create_model(model, in_chans=in_chans, num_bins=num_bins, img_size=img_size,
@@ -50,6 +54,12 @@ class PhotozNet(nn.Module):
         if self.properties:
             backbone.add_head(PROPERTY_HEAD, create_head("gaussian", backbone.num_features + backbone.n_extra,
                                                          len(self.properties)))
+        self.calibration = PitCalibration(in_chans) if pit_calibration else None
+
+    def calibrate(self, pdf: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """PDFs ``[N, K]`` of ``images`` -> recalibrated by their band pattern's map (unchanged
+        without ``pit_calibration``)."""
+        return pdf if self.calibration is None else self.calibration(pdf, bands_present(images))
 
     def _inputs(self, images: torch.Tensor, extra: torch.Tensor | None):
         x, extra = self.normalizer(images, extra)

@@ -90,6 +90,8 @@ def ensemble_outputs(nets, x_all: torch.Tensor, e_all: torch.Tensor, *, tta: boo
                     logits, raw = net.forward_outputs(dihedral(x, k).contiguous(memory_format=fmt), e) \
                         if with_props else (net(dihedral(x, k).contiguous(memory_format=fmt), e), None)
                 p = logits.float().softmax(dim=1)                                       # [b, K]
+                if getattr(net, "calibration", None) is not None:                       # PIT maps
+                    p = net.calibrate(p, x)
                 acc = p if acc is None else acc + p
                 if raw is not None:
                     mean, std = net.property_mean_std(raw.float())                      # [b, P]

@@ -119,6 +119,9 @@ class TrainConfig:
                                    "(derived from a mock's stellar_mass, sfr) or catalogue columns",
                              group=OPTIMISATION, parse=str, check=_check_properties, identity=True,
                              metavar="NAME,...")
+    recalibrate: str = option("none", "after training, map the PDFs through the empirical CDF of their PIT on the "
+                                      "validation galaxies, one map per band-availability pattern (Bordoloi et al. "
+                                      "2010): none or pit", group=OPTIMISATION, choices=("none", "pit"), identity=True)
     model_kwargs: dict | None = option(None, 'JSON keyword arguments of the model, e.g. \'{"widths": [16,32,48,64]}\'',
                                        group=OPTIMISATION, parse=parse_json_object, check=_check_model_kwargs,
                                        identity=True)

@@ -68,7 +68,10 @@ def resolve_init_models(cfg, store, zgrid: ZGrid | None = None) -> InitModels:
         raise DeepdipValueError(f"the models in {cfg.init_model} are different networks; give one model file")
     if zgrid is not None and zgrid != members[0].zgrid:
         raise DeepdipValueError("a fine-tuned model keeps the redshift bins of --init-model; drop --survey/zgrid")
-    return InitModels(paths=[Path(p) for p in paths], net_kwargs=dict(kwargs[0]), zgrid=members[0].zgrid,
+    # The initial model's PIT maps describe its PDFs, not those of the fine-tuned network: not carried over
+    # (--recalibrate pit fits new ones).
+    net_kwargs = {k: v for k, v in kwargs[0].items() if k != "pit_calibration"}
+    return InitModels(paths=[Path(p) for p in paths], net_kwargs=net_kwargs, zgrid=members[0].zgrid,
                       freeze=cfg.freeze, freeze_bn=bool(cfg.freeze_bn))
 
 
@@ -76,4 +79,5 @@ def load_initial_weights(net, path: Path) -> None:
     """Copy the initial model's weights and normaliser statistics into ``net`` (same architecture)."""
     from deepdip.models.modelfile import ModelFile
 
-    net.load_state_dict(ModelFile(path).net.state_dict())
+    state = {k: v for k, v in ModelFile(path).net.state_dict().items() if not k.startswith("calibration.")}
+    net.load_state_dict(state)

@@ -120,6 +120,12 @@ def train_member(store, fold: int, member: int, member_dir: Path, cfg: TrainConf
             module.load_state_dict(state)
         net = PhotozNet(**net_kwargs)
         net.load_state_dict(module.eval_net.state_dict())   # the weight average when there is one
+        calibration_report = None
+        if config.get("recalibrate") == "pit":
+            from deepdip.train.calibrate import fit_pit_calibration
+
+            calibration_report = fit_pit_calibration(net, store, val_rows, zgrid, seed=seed)
+            net_kwargs = {**net_kwargs, "pit_calibration": True}
         file_config = net_config(net_kwargs, bands=store.bands, image_shape=store.image_shape,
                                  flux_unit=store.flux_unit, survey=store.survey, zgrid=zgrid)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.as_tensor(v).numel() == 1}
@@ -129,6 +135,8 @@ def train_member(store, fold: int, member: int, member_dir: Path, cfg: TrainConf
                     metrics=metrics, run=dict(config),
                     recipe={k: hp.get(k) for k in ("epochs", "patience", "ema", "lr_floor")},
                     threads=int(torch.get_num_threads()), precision=str(cfg.precision))
+        if calibration_report is not None:
+            info["pit_calibration"] = calibration_report
         save_model_file(model_path, net, file_config, info)
     trainer.strategy.barrier()
     return model_path

@@ -278,6 +278,8 @@ def train(store, config: TrainConfig | None = None, *, out="runs/cnn", zgrid: ZG
     if cfg.head != "binned":   # likewise the redshift head's kind and the physical parameters
         config_json["head"] = cfg.head
         config_json["mdn_components"] = int(cfg.mdn_components)
+    if cfg.recalibrate != "none":
+        config_json["recalibrate"] = cfg.recalibrate
     properties = parse_properties(cfg.properties)
     if properties:
         check_properties(store, properties)
