@@ -44,9 +44,27 @@ def train_arm(store: Path, out: Path, seed: int, args, settings: dict) -> Path:
     return out
 
 
+def property_scores(truth: np.ndarray, mean: np.ndarray, std: np.ndarray) -> dict:
+    """Scores of ``PROPERTIES`` (columns of the arrays): ``property_metrics`` of each, and for logsfr also
+    on the star-forming galaxies alone (true SFR above the floor) and how often the predicted mean falls
+    on the right side of log SFR = -2 (quiescent: true SFR at the floor of 1e-3 Msun/yr)."""
+    from deepdip.metrics import property_metrics
+    from deepdip.properties import SFR_FLOOR
+
+    out = {name: property_metrics(truth[:, j], mean[:, j], std[:, j]) for j, name in enumerate(PROPERTIES)}
+    j = PROPERTIES.index("logsfr")
+    quiescent = truth[:, j] <= np.log10(SFR_FLOOR) + 1e-6
+    forming = np.isfinite(truth[:, j]) & ~quiescent
+    out["logsfr|star-forming"] = property_metrics(truth[forming, j], mean[forming, j], std[forming, j])
+    out["logsfr|quiescent"] = {"fraction": float(quiescent.mean()),
+                               "quiescent_recall": float(np.mean(mean[quiescent, j] < -2.0)),
+                               "star_forming_recall": float(np.mean(mean[forming, j] >= -2.0))}
+    return out
+
+
 def cnn_scores(run: Path, store_path: Path, out: Path) -> dict:
     from deepdip.catalog import read_catalog
-    from deepdip.metrics import compute_metrics, property_metrics
+    from deepdip.metrics import compute_metrics
     from deepdip.predict import predict_store
     from deepdip.properties import property_labels
     from deepdip.store import CutoutStore
@@ -60,10 +78,10 @@ def cnn_scores(run: Path, store_path: Path, out: Path) -> dict:
                  "n": int(len(t))}}
     if f"{PROPERTIES[0]}_mean" in t.columns:
         store = CutoutStore(store_path)
-        rows = _rows_of_ids(store, t["id"].to_numpy())
-        truth = property_labels(store, PROPERTIES, rows)
-        for j, name in enumerate(PROPERTIES):
-            res[name] = property_metrics(truth[:, j], t[f"{name}_mean"].to_numpy(), t[f"{name}_std"].to_numpy())
+        truth = property_labels(store, PROPERTIES, _rows_of_ids(store, t["id"].to_numpy()))
+        mean = np.column_stack([t[f"{n}_mean"].to_numpy() for n in PROPERTIES])
+        std = np.column_stack([t[f"{n}_std"].to_numpy() for n in PROPERTIES])
+        res.update(property_scores(truth, mean, std))
     return res
 
 
@@ -73,40 +91,47 @@ def _rows_of_ids(store, ids: np.ndarray) -> np.ndarray:
     return order[np.searchsorted(all_ids, ids, sorter=order)]
 
 
-def boost_scores(store_path: Path, seed: int, args) -> dict:
-    """LightGBM quantile regressions of each property on the colour features, without and with z_spec."""
+def boost_scores(store_path: Path, seed: int, args, cache: Path) -> dict:
+    """LightGBM quantile regressions of each property on the colour features, without and with z_spec
+    (predictions cached in ``cache``, an .npz)."""
     import lightgbm
 
     from deepdip.baselines.features import ColourFeatures
-    from deepdip.metrics import property_metrics
     from deepdip.photometry import Photometry
     from deepdip.properties import property_labels
     from deepdip.store import CutoutStore
     from deepdip.train.run import split_train_val
 
     store = CutoutStore(store_path)
-    train_rows, val_rows = split_train_val(store, 0, seed, 0.1, 5000, args.max_train)
-    train_rows = np.sort(np.concatenate([train_rows, val_rows]))   # trees need no validation set
     test_rows = np.flatnonzero(store.column("fold") == 0)
-    phot_tr, phot_te = Photometry.from_store(store, train_rows), Photometry.from_store(store, test_rows)
-    feats = ColourFeatures("r").fit(phot_tr)
-    x_tr, x_te = feats.transform(phot_tr), feats.transform(phot_te)
-    y_tr, y_te = property_labels(store, PROPERTIES, train_rows), property_labels(store, PROPERTIES, test_rows)
-    z_tr, z_te = store.column("z_spec", train_rows), store.column("z_spec", test_rows)
+    y_te = property_labels(store, PROPERTIES, test_rows)
+    if not cache.exists():
+        train_rows, val_rows = split_train_val(store, 0, seed, 0.1, 5000, args.max_train)
+        train_rows = np.sort(np.concatenate([train_rows, val_rows]))   # trees need no validation set
+        phot_tr, phot_te = Photometry.from_store(store, train_rows), Photometry.from_store(store, test_rows)
+        feats = ColourFeatures("r").fit(phot_tr)
+        x_tr, x_te = feats.transform(phot_tr), feats.transform(phot_te)
+        y_tr = property_labels(store, PROPERTIES, train_rows)
+        z_tr, z_te = store.column("z_spec", train_rows), store.column("z_spec", test_rows)
+        arrays = {}
+        for label, (a, b) in {"photometry": (x_tr, x_te),
+                              "photometry+z_spec": (np.column_stack([x_tr, z_tr]),
+                                                    np.column_stack([x_te, z_te]))}.items():
+            for j, name in enumerate(PROPERTIES):
+                ok = np.isfinite(y_tr[:, j])
+                for alpha in (0.16, 0.5, 0.84):
+                    model = lightgbm.LGBMRegressor(objective="quantile", alpha=alpha, n_estimators=600,
+                                                   learning_rate=0.03, num_leaves=31, subsample=0.8, subsample_freq=1,
+                                                   random_state=seed, n_jobs=2, deterministic=True,
+                                                   force_row_wise=True, verbose=-1)
+                    arrays[f"{label}/{name}/{alpha}"] = model.fit(a[ok], y_tr[ok, j]).predict(b)
+        np.savez(cache, **arrays)
+    arrays = dict(np.load(cache))
     out = {}
-    for label, (a, b) in {"photometry": (x_tr, x_te),
-                          "photometry+z_spec": (np.column_stack([x_tr, z_tr]), np.column_stack([x_te, z_te]))}.items():
-        out[label] = {}
-        for j, name in enumerate(PROPERTIES):
-            ok = np.isfinite(y_tr[:, j])
-            q = {}
-            for alpha in (0.16, 0.5, 0.84):
-                model = lightgbm.LGBMRegressor(objective="quantile", alpha=alpha, n_estimators=600, learning_rate=0.03,
-                                               num_leaves=31, subsample=0.8, subsample_freq=1, random_state=seed,
-                                               n_jobs=2, deterministic=True, force_row_wise=True, verbose=-1)
-                q[alpha] = model.fit(a[ok], y_tr[ok, j]).predict(b)
-            lo, hi = np.minimum(q[0.16], q[0.84]), np.maximum(q[0.16], q[0.84])
-            out[label][name] = property_metrics(y_te[:, j], q[0.5], np.maximum(0.5 * (hi - lo), 1e-3))
+    for label in ("photometry", "photometry+z_spec"):
+        q = {a: np.column_stack([arrays[f"{label}/{n}/{a}"] for n in PROPERTIES]) for a in (0.16, 0.5, 0.84)}
+        sigma = np.maximum(0.5 * np.abs(q[0.84] - q[0.16]), 1e-3)
+        out[label] = property_scores(y_te, q[0.5], sigma)
     return out
 
 
@@ -127,7 +152,7 @@ def main():
     results: dict = {"args": {**vars(args), "reuse_binned": {k: str(v) for k, v in reuse.items()}}, "seeds": {}}
     for seed in args.seeds:
         res = results["seeds"].setdefault(str(seed), {})
-        res["boost"] = boost_scores(store, seed, args)
+        res["boost"] = boost_scores(store, seed, args, out / f"boost_s{seed}.npz")
         for arm in args.arms:
             run = reuse[seed] if arm == "binned" and seed in reuse else out / f"s{seed}" / arm.replace("+", "_")
             train_arm(store, run, seed, args, ARMS[arm])

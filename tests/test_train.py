@@ -107,13 +107,13 @@ def test_batches_keep_each_image_with_its_own_label(toy):
     rows = np.sort(np.random.default_rng(1).choice(len(store), 250, replace=False))
     ds = StoreDataset(store, rows, grid, cache_blocks=2)
     for idx in (np.random.default_rng(2).permutation(len(rows))[:100], np.arange(len(rows))[::-1][:70]):
-        images, extra, zbin, z, _ = ds.__getitems__(idx.tolist())
+        images, extra, zbin, z, _, _ = ds.__getitems__(idx.tolist())
         np.testing.assert_array_equal(images.numpy(), store.images(rows[idx]))
         np.testing.assert_array_equal(extra.numpy()[:, 0], store.column("ebv", rows[idx]))
         np.testing.assert_array_equal(z.numpy(), store.column("z_spec", rows[idx]))
         zb = zbin.numpy()
         assert np.all((grid.edges[zb] <= z.numpy()) & (z.numpy() < grid.edges[zb + 1]))
-    image, _, _, z0, _ = ds[5]
+    image, _, _, z0, _, _ = ds[5]
     np.testing.assert_array_equal(image.numpy(), store.images(rows[5:6])[0])
     assert float(z0) == store.column("z_spec", rows[5:6])[0]
 

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("deepdip.ingest.cli", "turn real cutouts or survey frames plus a catalogue into a store"),
     "validate": ("deepdip.store.cli", "check a cutout store and report every problem found"),
     "models": ("deepdip.models.cli", "list the CNN models with their parameters and FLOPs"),
+    "select": ("deepdip.selection_cli", "mark which galaxies have a spec-z under a spectroscopic selection rule"),
     "train": ("deepdip.train.cli", "train the CNN (folds x ensemble) on a store"),
     "predict": ("deepdip.predict.cli", "predict redshift PDFs for a store into a photo-z catalogue"),
     "baseline": ("deepdip.baselines.cli", "fit a catalogue baseline (kNN, RF, boosted trees, BPZ)"),

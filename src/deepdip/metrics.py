@@ -452,3 +452,32 @@ def property_metrics(true, mean, std, outlier_dex: float = PROPERTY_OUTLIER_DEX)
             "rms": float(np.sqrt(np.mean(d ** 2))),
             "outlier_frac": float(np.mean(np.abs(d) > outlier_dex)), "pit_ks": pit_ks(pit),
             "coverage_68": float(np.mean(np.abs(d) <= std[ok])), "n": int(d.size)}
+
+
+# --------------------------------------------------------------------------- tomography
+#: LSST DESC SRD (Y10) requirement on the mean redshift of a tomographic bin: |Δ<z>| <= 0.002 (1 + z).
+TOMO_MEAN_Z_REQUIREMENT = 0.002
+
+
+def tomographic_mean_bias(z_phot, z_spec, pdf, zgrid: ZGrid, edges) -> list[dict]:
+    """Error of each tomographic bin's mean redshift (issue 13).
+
+    Galaxies are binned by ``z_phot`` on ``edges``; in each bin the estimated n(z) is the stack of
+    their PDFs and its mean is compared with the mean true redshift of the same galaxies:
+    ``dz_mean`` = <z>_stack - <z_spec>, and ``requirement`` = 0.002 (1 + <z_spec>) (LSST DESC SRD Y10).
+    """
+    z_phot, z_spec = np.asarray(z_phot, dtype=np.float64), np.asarray(z_spec, dtype=np.float64)
+    pdf = normalise(pdf)
+    out = []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        sel = (z_phot >= lo) & (z_phot < hi) & np.isfinite(z_spec)
+        if not sel.any():
+            out.append({"lo": float(lo), "hi": float(hi), "n": 0})
+            continue
+        stack = pdf[sel].sum(axis=0)
+        mean_est = float(stack @ zgrid.centres / stack.sum())
+        mean_true = float(z_spec[sel].mean())
+        out.append({"lo": float(lo), "hi": float(hi), "n": int(sel.sum()), "mean_true": mean_true,
+                    "mean_stack": mean_est, "dz_mean": mean_est - mean_true,
+                    "requirement": TOMO_MEAN_Z_REQUIREMENT * (1 + mean_true)})
+    return out

@@ -142,15 +142,28 @@ class CatalogueBaseline(PhotozEstimator):
         if self.settings["ref_band"] is None:
             self._store_ref_band = _survey_ref_band(store)
         rows = store.split_rows("train", fold=fold)
+        target_rows = rows                       # the photometric sample of the training folds
         z = store.column("z_spec", rows=rows).astype(np.float64)
         rows, z = rows[np.isfinite(z)], z[np.isfinite(z)]
+        if self.settings.get("labelled"):
+            from deepdip.selection import read_selection
+
+            keep = read_selection(self.settings["labelled"], store)[rows]
+            rows, z = rows[keep], z[keep]
         if self.uses_training_redshifts and len(rows) == 0:
             raise DeepdipError(f"no training galaxy with a known z_spec outside fold {fold}")
+        weights = None
+        if self.settings.get("reweight", "none") != "none":
+            if not self.uses_training_redshifts:
+                raise DeepdipValueError(f"--reweight: the {self.name} baseline fits no training set")
+            from deepdip.selection import training_weights
+
+            weights = training_weights(self.settings["reweight"], store, rows, target_rows, z, zgrid)
         # NaN or negative E(B-V) would deredden to NaN fluxes, silently read as unobserved bands.
         check_rows(store, rows, pixels=False, what="the training rows")
         self.fold_ = int(fold)
         phot = Photometry.from_store(store, rows, extra_columns=self._extra_columns(store))
-        self._fit_photometry(phot, z, zgrid)
+        self._fit_photometry(phot, z, zgrid, weights=weights)
         self.extra_columns_ = tuple(phot.extra_names)
         return self
 
@@ -186,15 +199,23 @@ class CatalogueBaseline(PhotozEstimator):
             raise DeepdipValueError("give a zgrid to the constructor to fit on arrays")
         return self._fit_photometry(phot, z_spec, self.zgrid)
 
-    def _fit_photometry(self, phot: Photometry, z_spec, zgrid: ZGrid) -> CatalogueBaseline:
+    def _fit_photometry(self, phot: Photometry, z_spec, zgrid: ZGrid, weights=None) -> CatalogueBaseline:
+        """Fit on ``phot`` and ``z_spec``; ``weights`` (positive, one per galaxy, or None) weight the
+        training galaxies (``--reweight``): kept as ``train_weights_`` for the model's own fit."""
         z_spec = np.asarray(z_spec, dtype=np.float64)
         if len(z_spec) != len(phot):
             raise DeepdipValueError("one z_spec per galaxy is needed")
+        if weights is not None:
+            weights = np.asarray(weights, dtype=np.float64)
+            if weights.shape != z_spec.shape or not (np.isfinite(weights).all() and (weights > 0).all()):
+                raise DeepdipValueError("training weights must be finite, positive and one per galaxy")
         self.zgrid_ = zgrid
         n_max = self.settings["max_train"]
         if n_max and len(phot) > n_max:
             keep = np.sort(np.random.default_rng(self.settings["seed"]).choice(len(phot), n_max, replace=False))
             phot, z_spec = phot.subset(keep), z_spec[keep]
+            weights = None if weights is None else weights[keep]
+        self.train_weights_ = weights
         if len(phot) < self.min_train:
             raise DeepdipValueError(f"the {self.name} baseline needs at least {self.min_train} training galaxies, "
                                     f"got {len(phot)}" + (" (--max-train)" if n_max and n_max < self.min_train else ""))
@@ -335,6 +356,7 @@ class ColourBaseline(CatalogueBaseline):
         mode = self.settings["missing_bands"]
         self.nz_ = pdftools.histogram(self.zgrid_, z_spec[None, :])[0]
         groups = np.arange(len(phot))
+        w = getattr(self, "train_weights_", None)
         if mode == "pattern":
             self._pattern_models = {}
             self.train_phot_, self.train_z_ = phot, z_spec
@@ -343,12 +365,15 @@ class ColourBaseline(CatalogueBaseline):
             full = phot.observed[:, phot.observed.any(axis=0)].all(axis=1)
             if not full.all():  # the full pattern's model, like every other, sees only galaxies with its bands
                 phot, z_spec, groups = phot.subset(full), z_spec[full], groups[: full.sum()]
+                w = None if w is None else w[full]
                 self._check_pattern_train(len(phot), phot.bands)
         self.features_ = ColourFeatures(self.ref_band_).fit(phot)
         if mode == "nan" and phot.observed.all():
             phot, z_spec, groups = band_dropout(phot, z_spec, self.settings["seed"])
+            w = None if w is None else w[groups]
         if mode == "impute":
             self._fit_imputer(self.features_.magnitudes(phot, "nan"))
+        self.fit_weights_ = w          # one per row of the features: read by each model's _fit_features
         self._fit_features(self._features(phot), z_spec, groups)
 
     def _fit_imputer(self, mags: np.ndarray) -> None:
@@ -404,7 +429,9 @@ class ColourBaseline(CatalogueBaseline):
             self._check_pattern_train(int(have.sum()), bands)
             sub = type(self)(self.zgrid_, **{**self.settings, "missing_bands": "zero",
                                              "ref_band": nearest_band(self.ref_band_, self.features_.bands_, key)})
-            models[key] = sub._fit_photometry(select_bands(train.subset(have), key), self.train_z_[have], self.zgrid_)
+            w = getattr(self, "train_weights_", None)
+            models[key] = sub._fit_photometry(select_bands(train.subset(have), key), self.train_z_[have], self.zgrid_,
+                                              weights=None if w is None else w[have])
         return models[key]
 
     def _check_pattern_train(self, n: int, bands) -> None:
@@ -423,6 +450,8 @@ class ColourBaseline(CatalogueBaseline):
                           "train.extra_names": list(t.extra_names), "train.z": self.train_z_})
             if t.extra is not None:
                 state["train.extra"] = t.extra
+            if getattr(self, "train_weights_", None) is not None:
+                state["train.weights"] = self.train_weights_
         return state
 
     def _set_state(self, state):
@@ -440,6 +469,10 @@ class ColourBaseline(CatalogueBaseline):
             self.train_z_ = np.asarray(state["train.z"], dtype=np.float64)
             if self.train_z_.shape != (len(self.train_phot_),):
                 raise ValueError("the saved training photometry and redshifts do not match")
+            if "train.weights" in state:
+                self.train_weights_ = np.asarray(state["train.weights"], dtype=np.float64)
+                if self.train_weights_.shape != self.train_z_.shape:
+                    raise ValueError("the saved training weights and redshifts do not match")
         if self.settings["missing_bands"] in ("pattern", "impute") and not (
                 hasattr(self, "train_phot_") or hasattr(self, "imputer_")):
             raise ValueError(f"missing_bands={self.settings['missing_bands']!r} but the file lacks its training data")

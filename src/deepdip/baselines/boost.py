@@ -64,11 +64,13 @@ class BoostedTreesBaseline(ColourBaseline):
         rng = np.random.default_rng(self.settings["seed"])
         # Rows of one galaxy (band-dropout copies) share an inner fold: no copy predicts its twin.
         fold = rng.permutation(int(groups.max()) + 1)[groups] % INNER_FOLDS
+        w = getattr(self, "fit_weights_", None)
+        w = np.ones(len(x)) if w is None else w
         z_oof = np.empty(len(x))
         for k in range(INNER_FOLDS):
             test = fold == k
-            z_oof[test] = self.booster().fit(x[~test], z_spec[~test]).predict(x[test])
-        self.regressor_ = self.booster().fit(x, z_spec)
+            z_oof[test] = self.booster().fit(x[~test], z_spec[~test], sample_weight=w[~test]).predict(x[test])
+        self.regressor_ = self.booster().fit(x, z_spec, sample_weight=w)
         resid = (z_spec - z_oof) / (1.0 + z_oof)
         # The error model predicts log|r|: its exponent is a typical |r| (a scale), robust to outliers.
         log_abs = np.log(np.abs(resid) + 1e-5)
@@ -77,10 +79,10 @@ class BoostedTreesBaseline(ColourBaseline):
         log_s = np.empty(len(x))
         for k in range(INNER_FOLDS):
             test = fold == k
-            log_s[test] = self._scale_booster().fit(x[~test], log_abs[~test]).predict(x[test])
-        self.scale_model_ = self._scale_booster().fit(x, log_abs)
+            log_s[test] = self._scale_booster().fit(x[~test], log_abs[~test], sample_weight=w[~test]).predict(x[test])
+        self.scale_model_ = self._scale_booster().fit(x, log_abs, sample_weight=w)
         t = resid / np.exp(log_s)
-        self.t_quantiles_ = np.quantile(t, (np.arange(N_QUANTILES) + 0.5) / N_QUANTILES)
+        self.t_quantiles_ = weighted_quantile(t, (np.arange(N_QUANTILES) + 0.5) / N_QUANTILES, w)
         self.smooth_bins_ = float(self.settings["smooth_bins"])
 
     def _predict_features(self, x):
@@ -118,3 +120,13 @@ class BoostedTreesBaseline(ColourBaseline):
 def _booster(model):
     """The LightGBM Booster of a fitted regressor, or of a loaded model (already a Booster)."""
     return getattr(model, "booster_", model)
+
+
+def weighted_quantile(values: np.ndarray, q: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Quantiles ``q`` of ``values`` with ``weights`` (equal weights: ``np.quantile``'s "hazen" points)."""
+    order = np.argsort(values)
+    v, w = values[order], weights[order]
+    if np.allclose(w, w[0]):
+        return np.quantile(values, q)
+    cum = (np.cumsum(w) - 0.5 * w) / w.sum()
+    return np.interp(q, cum, v)

@@ -42,7 +42,7 @@ class RandomForestBaseline(ColourBaseline):
         self.forest_ = RandomForestRegressor(
             n_estimators=s["n_trees"], min_samples_leaf=s["min_samples_leaf"], max_features=s["max_features"],
             n_jobs=s["n_jobs"], random_state=s["seed"],
-        ).fit(x, z_spec)
+        ).fit(x, z_spec, sample_weight=getattr(self, "fit_weights_", None))
         self.kernel_bins_ = float(s["kernel_bins"]) or self._tune_kernel(x, z_spec)
 
     def _votes(self, x) -> np.ndarray:

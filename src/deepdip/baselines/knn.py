@@ -44,6 +44,8 @@ class KNNBaseline(ColourBaseline):
         self.x_train_ = x  # shared with nn_: kept by name so a saved model refits nn_ on it
         self.nn_ = NearestNeighbors(n_neighbors=self.k_, n_jobs=self.settings["n_jobs"]).fit(x)
         self.z_train_ = z_spec
+        w = getattr(self, "fit_weights_", None)
+        self.w_train_ = None if w is None else np.asarray(w, dtype=np.float64)   # --reweight: votes weighted
         self.kernel_bins_ = float(self.settings["kernel_bins"]) or self._tune_kernel(x, z_spec)
 
     def _tune_kernel(self, x, z_spec) -> float:
@@ -54,18 +56,22 @@ class KNNBaseline(ColourBaseline):
         not_self = idx != sel[:, None]
         order = np.argsort(~not_self, axis=1, kind="stable")[:, : self.k_]
         dist, idx = np.take_along_axis(dist, order, 1), np.take_along_axis(idx, order, 1)
-        raw = pdftools.histogram(self.zgrid_, self.z_train_[idx], self._weights(dist))
+        raw = pdftools.histogram(self.zgrid_, self.z_train_[idx], self._weights(dist, idx))
         return pdftools.choose_bandwidth(raw, self.zgrid_, z_spec[sel])
 
-    def _weights(self, dist):
-        if self.settings["weights"] == "uniform":
-            return None
-        return 1.0 / np.maximum(dist, 1e-6)
+    def _weights(self, dist, idx):
+        """Vote weights of neighbours ``idx`` at distances ``dist``: 1/distance with ``weights=distance``,
+        times each neighbour's training weight (``--reweight``)."""
+        w = None if self.settings["weights"] == "uniform" else 1.0 / np.maximum(dist, 1e-6)
+        train_w = getattr(self, "w_train_", None)
+        if train_w is not None:
+            w = train_w[idx] if w is None else w * train_w[idx]
+        return w
 
     def _predict_features(self, x):
         x = self.scaler_.transform(x)
         dist, idx = self.nn_.kneighbors(x)
-        raw = pdftools.histogram(self.zgrid_, self.z_train_[idx], self._weights(dist))
+        raw = pdftools.histogram(self.zgrid_, self.z_train_[idx], self._weights(dist, idx))
         return pdftools.smooth(raw, self.kernel_bins_)
 
     def _state(self):
@@ -74,7 +80,8 @@ class KNNBaseline(ColourBaseline):
         return {**super()._state(), **self.features_.state(), "scaler.mean": self.scaler_.mean_,
                 "scaler.scale": self.scaler_.scale_, "scaler.var": self.scaler_.var_,
                 "scaler.n_samples_seen": int(self.scaler_.n_samples_seen_), "x_train_": self.x_train_,
-                "z_train_": self.z_train_, "k_": self.k_, "kernel_bins_": self.kernel_bins_}
+                "z_train_": self.z_train_, "k_": self.k_, "kernel_bins_": self.kernel_bins_,
+                **({} if getattr(self, "w_train_", None) is None else {"w_train_": self.w_train_})}
 
     def _set_state(self, state):
         super()._set_state(state)
@@ -90,5 +97,6 @@ class KNNBaseline(ColourBaseline):
         self.scaler_.n_samples_seen_ = int(state["scaler.n_samples_seen"])
         self.scaler_.n_features_in_ = x.shape[1]
         self.k_, self.x_train_, self.z_train_ = k, x, z
+        self.w_train_ = np.asarray(state["w_train_"], dtype=np.float64) if "w_train_" in state else None
         self.nn_ = NearestNeighbors(n_neighbors=k, n_jobs=self.settings["n_jobs"]).fit(x)
         self.kernel_bins_ = float(state["kernel_bins_"])

@@ -73,6 +73,12 @@ SHARED_PARAMS: dict[str, Param] = {
     "seed": Param(int, 0, "seed of every random choice of the estimator (subsets, trees, validation splits)",
                   minimum=0, maximum=2**32 - 1),
     "n_jobs": Param(int, 1, "CPU threads for fitting and prediction", minimum=1),
+    "labelled": Param(str, "", "selection file (deepdip select): train only on the galaxies it labels "
+                               "('' = every training galaxy with a z_spec)"),
+    "reweight": Param(str, "none", "weights of the training galaxies: 'lima' = the density ratio of the photometric "
+                                   "sample (every training-fold galaxy, labelled or not) to the labelled ones in "
+                                   "colour-magnitude space (Lima et al. 2008); 'zbalance' = 1/n(z) of the labelled "
+                                   "ones; 'none'", choices=("none", "lima", "zbalance")),
 }
 
 

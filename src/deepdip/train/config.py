@@ -119,6 +119,12 @@ class TrainConfig:
                                    "(derived from a mock's stellar_mass, sfr) or catalogue columns",
                              group=OPTIMISATION, parse=str, check=_check_properties, identity=True,
                              metavar="NAME,...")
+    labelled: str | None = option(None, "a selection file (deepdip select): train only on the galaxies it labels "
+                                        "(a spectroscopic selection)", metavar="SEL.parquet", identity=True)
+    reweight: str = option("none", "weights of the training galaxies in the loss: lima (density ratio of the "
+                                   "photometric sample, every training-fold galaxy, to the labelled ones in "
+                                   "colour-magnitude space; Lima et al. 2008), zbalance (1/n(z) of the labelled) "
+                                   "or none", group=OPTIMISATION, choices=("none", "lima", "zbalance"), identity=True)
     recalibrate: str = option("none", "after training, map the PDFs through the empirical CDF of their PIT on the "
                                       "validation galaxies, one map per band-availability pattern (Bordoloi et al. "
                                       "2010): none or pit", group=OPTIMISATION, choices=("none", "pit"), identity=True)
@@ -169,4 +175,4 @@ class TrainConfig:
 
 #: Settings that define what a run *is*, as recorded in ``run.json``: the identity fields and what
 #: the store decides (bands, stamp size, redshift bins).
-IDENTITY_KEYS = (*identity_fields(TrainConfig), "bands", "image_shape", "zgrid", "finetune")
+IDENTITY_KEYS = (*identity_fields(TrainConfig), "bands", "image_shape", "zgrid", "finetune", "labelled_n")

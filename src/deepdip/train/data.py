@@ -37,18 +37,19 @@ WINDOW_BLOCKS = 16     # blocks pooled and shuffled together: 1024 rows, 8 batch
 
 
 class StoreDataset(Dataset):
-    """Rows of a :class:`~deepdip.store.CutoutStore` as ``(images, extra, zbin, z, labels)`` batches.
+    """Rows of a :class:`~deepdip.store.CutoutStore` as ``(images, extra, zbin, z, labels, weight)`` batches.
 
     ``images`` float32 ``[n, B, H, W]`` raw fluxes; ``extra`` float32 ``[n, E]`` (E(B-V));
     ``zbin`` int64 ``[n]`` target bin of z_spec on ``zgrid``; ``z`` float32 ``[n]`` z_spec;
     ``labels`` float32 ``[n, P]`` the physical parameters named by ``properties`` (NaN where
-    unknown; ``[n, 0]`` without).
+    unknown; ``[n, 0]`` without); ``weight`` float32 ``[n]`` each galaxy's weight in the loss
+    (``weights``, e.g. ``--reweight``; ones without).
     The catalogue columns (a few floats per galaxy) are read once; images stay on disk and are
     read block by block (``BLOCK_ROWS`` consecutive dataset positions) through a small cache.
     """
 
     def __init__(self, store, rows: np.ndarray, zgrid: ZGrid, extra_columns=("ebv",),
-                 cache_blocks: int = 2 * WINDOW_BLOCKS, properties=()):
+                 cache_blocks: int = 2 * WINDOW_BLOCKS, properties=(), weights=None):
         self.store = store
         self.rows = np.asarray(rows, dtype=np.int64)
         if np.any(np.diff(self.rows) <= 0):
@@ -62,6 +63,8 @@ class StoreDataset(Dataset):
             self.labels = property_labels(store, list(properties), self.rows)
         else:
             self.labels = np.zeros((len(self.rows), 0), np.float32)
+        self.weight = (np.ones(len(self.rows), np.float32) if weights is None
+                       else np.asarray(weights, dtype=np.float32).reshape(len(self.rows)))
         self.cache_blocks = cache_blocks
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
 
@@ -93,7 +96,8 @@ class StoreDataset(Dataset):
             sel = np.flatnonzero(blocks == b)
             images[sel] = self._block(int(b))[idx[sel] - b * BLOCK_ROWS]
         return (torch.from_numpy(images), torch.from_numpy(self.extra[idx]),
-                torch.from_numpy(self.zbin[idx]), torch.from_numpy(self.z[idx]), torch.from_numpy(self.labels[idx]))
+                torch.from_numpy(self.zbin[idx]), torch.from_numpy(self.z[idx]), torch.from_numpy(self.labels[idx]),
+                torch.from_numpy(self.weight[idx]))
 
     def __getitem__(self, i):
         return tuple(t[0] for t in self.__getitems__([i]))
@@ -222,7 +226,7 @@ def make_loader(dataset: StoreDataset, *, batch_size: int, shuffle: bool, seed: 
 
 
 def make_datamodule(store, train_rows, val_rows, zgrid: ZGrid, *, batch_size: int, num_workers: int, seed: int,
-                    pin_memory: bool = False, properties=()):
+                    pin_memory: bool = False, properties=(), weights=None):
     """A ``LightningDataModule`` over ``train_rows`` (block-shuffled per epoch) and ``val_rows``."""
     import lightning as L
 
@@ -236,8 +240,9 @@ def make_datamodule(store, train_rows, val_rows, zgrid: ZGrid, *, batch_size: in
             _, world = self._rank()
             check_batches_per_rank(len(train_rows), world, 2, "training")   # batch norm needs 2 rows
             check_batches_per_rank(len(val_rows), world, 1, "validation")
-            self.train_set = StoreDataset(store, train_rows, zgrid, properties=properties)
-            self.val_set = StoreDataset(store, val_rows, zgrid, properties=properties)
+            w_train, w_val = weights if weights is not None else (None, None)
+            self.train_set = StoreDataset(store, train_rows, zgrid, properties=properties, weights=w_train)
+            self.val_set = StoreDataset(store, val_rows, zgrid, properties=properties, weights=w_val)
 
         def _rank(self):
             t = self.trainer

@@ -11,6 +11,7 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from deepdip._lightning import quiet_lightning
@@ -58,7 +59,17 @@ def train_member(store, fold: int, member: int, member_dir: Path, cfg: TrainConf
         # slower; flushing them to zero changes nothing measurable in the result.
         torch.set_flush_denormal(True)
     train_rows, val_rows = split_train_val(store, fold, config["seed"], config["val_fraction"], config["max_val"],
-                                           config.get("max_train"))
+                                           config.get("max_train"), config.get("labelled"))
+    weights = None
+    if config.get("reweight", "none") != "none":
+        # One estimate over training and validation galaxies together (the validation loss, which picks the
+        # best checkpoint, is weighted the same way), against every galaxy of the training folds.
+        from deepdip.selection import training_weights
+
+        both = np.concatenate([train_rows, val_rows])
+        w = training_weights(config["reweight"], store, both, store.split_rows("train", fold=fold),
+                             store.column("z_spec", both), zgrid)
+        weights = (w[:len(train_rows)], w[len(train_rows):])
 
     L.seed_everything(seed, workers=True, verbose=False)
     net_kwargs = network_kwargs(store, config, init)
@@ -67,7 +78,8 @@ def train_member(store, fold: int, member: int, member_dir: Path, cfg: TrainConf
                           augment=config["augment"], seed=seed, channels_last=cfg.channels_last,
                           ema=float(hp.get("ema") or 0.0), lr_floor=float(hp.get("lr_floor", 0.01)),
                           freeze=init.freeze if init else "none", freeze_bn=bool(init and init.freeze_bn),
-                          band_dropout=float(config.get("band_dropout", 0.0)))
+                          band_dropout=float(config.get("band_dropout", 0.0)),
+                          weighted=config.get("reweight", "none") != "none")
     if init:
         # Weights and normaliser of the initial model (a resumed member then loads its checkpoint over them).
         load_initial_weights(module.net, init.path_for(member))
@@ -76,7 +88,7 @@ def train_member(store, fold: int, member: int, member_dir: Path, cfg: TrainConf
         fit_property_scaler(module.net, store, train_rows)
     data = make_datamodule(store, train_rows, val_rows, zgrid, batch_size=hp["batch_size"],
                            num_workers=num_workers, seed=seed, pin_memory=not on_cpu,
-                           properties=net_kwargs.get("properties", ()))
+                           properties=net_kwargs.get("properties", ()), weights=weights)
 
     ckpt_dir = member_dir / "checkpoints"
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min",

@@ -68,7 +68,7 @@ class PhotozModule(L.LightningModule):
                  weight_decay: float = 1e-4, schedule: str = "cosine", warmup: float = 0.03,
                  max_epochs: int = 10, augment: bool = True, seed: int = 0, channels_last: bool = False,
                  ema: float = 0.0, lr_floor: float = 0.01, freeze: str = "none", freeze_bn: bool = False,
-                 band_dropout: float = 0.0):
+                 band_dropout: float = 0.0, weighted: bool = False):
         super().__init__()
         self.save_hyperparameters()
         self.net = PhotozNet(**net)
@@ -127,7 +127,7 @@ class PhotozModule(L.LightningModule):
 
     # -- steps -----------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
-        images, extra, zbin, _, labels = batch
+        images, extra, zbin, _, labels, weight = batch
         # Every random draw of a step is a function of (seed, step, rank) only, so a run resumed
         # from a checkpoint continues exactly as an unbroken one: the global RNG (dropout) is
         # reseeded here, and augmentation has its own generator.
@@ -140,7 +140,7 @@ class PhotozModule(L.LightningModule):
         if self.hparams.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         logits, props = self.net.forward_outputs(images, extra)
-        loss = F.cross_entropy(logits.float(), zbin)
+        loss = self._redshift_loss(logits.float(), zbin, weight)
         if props is not None:
             # Joint training: the redshift's cross-entropy plus the physical parameters' Gaussian
             # negative log-likelihoods (standardised units, one weight each: both are ~1 nat in size).
@@ -151,18 +151,27 @@ class PhotozModule(L.LightningModule):
         self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
         return loss
 
+    def _redshift_loss(self, logits: torch.Tensor, zbin: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy against the bin of z_spec; weighted by each galaxy's weight with ``weighted``
+        (``--reweight``: the weighted mean, so the loss keeps its scale)."""
+        if not self.hparams.get("weighted"):
+            return F.cross_entropy(logits, zbin)
+        per = F.cross_entropy(logits, zbin, reduction="none")
+        w = weight.to(per.dtype)
+        return (per * w).sum() / w.sum().clamp_min(1e-12)
+
     def on_train_batch_end(self, outputs, batch, batch_idx):
         if self.ema is not None:   # after the optimiser step of this batch
             self.ema.update_parameters(self.net)
 
     def validation_step(self, batch, batch_idx):
-        images, extra, zbin, z, labels = batch
+        images, extra, zbin, z, labels, weight = batch
         if self.hparams.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         logits, props = self.eval_net.forward_outputs(images, extra)
         logits = logits.float()
         # val_loss (which picks the best checkpoint) is the redshift's alone, with or without properties.
-        loss = F.cross_entropy(logits, zbin)
+        loss = self._redshift_loss(logits, zbin, weight)
         if props is not None:
             self.log("val_prop_nll", self.eval_net.property_head.nll(props, labels), sync_dist=True,
                      batch_size=len(zbin))

@@ -62,13 +62,21 @@ def member_seed(seed: int, fold: int, member: int) -> int:
 
 
 def split_train_val(store, fold: int, seed: int, val_fraction: float = 0.1, max_val: int = 5000,
-                    max_train: int | None = None):
+                    max_train: int | None = None, labelled=None):
     """Training and validation rows for ``fold``: both from the training folds (``fold != K``),
     labelled rows only; the test fold is never touched. Deterministic in (seed, fold).
-    ``max_train`` keeps a random subset of that many training rows (learning curves)."""
+    ``max_train`` keeps a random subset of that many training rows (learning curves);
+    ``labelled`` (a selection file of ``deepdip select``, or a bool mask over the store's rows)
+    keeps only the galaxies it labels."""
     rows = store.split_rows("train", fold=fold)
     z = store.column("z_spec", rows)
-    rows = rows[np.isfinite(z)]
+    keep = np.isfinite(z)
+    if labelled is not None:
+        from deepdip.selection import read_selection
+
+        mask = read_selection(labelled, store) if isinstance(labelled, (str, Path)) else np.asarray(labelled, bool)
+        keep &= mask[rows]
+    rows = rows[keep]
     if len(rows) < 10:
         raise DeepdipError(f"fold {fold}: only {len(rows)} training galaxies with a z_spec; need at least 10")
     rng = np.random.default_rng([int(seed), int(fold), 7])
@@ -186,12 +194,14 @@ def _check_buildable(store, zgrid: ZGrid, config: dict) -> None:
                                 ) from None
 
 
-def check_training_rows(store, folds, seed: int, val_fraction: float, max_val: int, max_train) -> None:
+def check_training_rows(store, folds, seed: int, val_fraction: float, max_val: int, max_train,
+                        labelled=None) -> None:
     """Refuse a store whose rows used for training hold NaN/inf pixels, NaN or negative E(B-V),
     or whose folds lie outside ``0..n_folds-1`` (:func:`deepdip.store.checks.check_rows`)."""
     from deepdip.store.checks import check_rows
 
-    used = [np.concatenate(split_train_val(store, k, seed, val_fraction, max_val, max_train)) for k in folds]
+    used = [np.concatenate(split_train_val(store, k, seed, val_fraction, max_val, max_train, labelled))
+            for k in folds]
     check_rows(store, np.unique(np.concatenate(used)), what="the training rows")
 
 
@@ -280,6 +290,13 @@ def train(store, config: TrainConfig | None = None, *, out="runs/cnn", zgrid: ZG
         config_json["mdn_components"] = int(cfg.mdn_components)
     if cfg.recalibrate != "none":
         config_json["recalibrate"] = cfg.recalibrate
+    if cfg.labelled:   # the selection file, and how many it labels (a changed file is another experiment)
+        from deepdip.selection import read_selection
+
+        config_json["labelled"] = str(Path(cfg.labelled).absolute())
+        config_json["labelled_n"] = int(read_selection(cfg.labelled, store).sum())
+    if cfg.reweight != "none":
+        config_json["reweight"] = cfg.reweight
     properties = parse_properties(cfg.properties)
     if properties:
         check_properties(store, properties)
@@ -292,7 +309,7 @@ def train(store, config: TrainConfig | None = None, *, out="runs/cnn", zgrid: ZG
     if not init:
         _check_buildable(store, zgrid, config_json)
     check_training_rows(store, folds, config_json["seed"], config_json["val_fraction"], config_json["max_val"],
-                        config_json["max_train"])
+                        config_json["max_train"], config_json.get("labelled"))
     check_run_dir(run_dir, inputs=(store.path,))
     cfg = cfg.replace(precision=_resolve_precision(cfg, store, folds, config_json, run_dir, init))
     # The launching process holds the run directory's lock for the whole call: a second `train`
@@ -328,7 +345,7 @@ def _resolve_precision(cfg: TrainConfig, store, folds, config_json: dict, run_di
     from deepdip.models.net import PhotozNet
 
     rows = split_train_val(store, folds[0], config_json["seed"], config_json["val_fraction"], config_json["max_val"],
-                           config_json["max_train"])[0][:config_json["batch_size"]]
+                           config_json["max_train"], config_json.get("labelled"))[0][:config_json["batch_size"]]
     cuda = cfg.accelerator in ("gpu", "cuda") or (cfg.accelerator == "auto" and torch.cuda.is_available())
     device = torch.device("cuda" if cuda else "cpu")
     images = torch.as_tensor(store.images(rows)).to(device)

@@ -1,0 +1,124 @@
+"""Issue 13's study, catalogue baselines: spectroscopic selections of the training set, and remedies.
+
+On a mock store (``deepdip demo``'s: every galaxy's redshift is known), for each selection rule
+(``deepdip select``: applied to every galaxy; training uses the labelled ones of the training folds)
+and each remedy (``--reweight none|lima|zbalance``), fit a baseline (``deepdip baseline``,
+``--labelled``) and evaluate it on the whole test fold: the photometric sample the selection is not.
+Metrics (``deepdip.metrics``): σ_MAD, η (|Δz|/(1+z) > 0.05), bias, PIT KS; the mean redshift of 4
+tomographic bins in z_phot (edges: the target's z_spec quartiles, the same for every estimator),
+|Δ<z>| of the stacked PDFs against the LSST DESC Y10 requirement 0.002 (1+z); and, for each
+selection, the same inside and outside the region it leaves out (test galaxies the rule would not
+label, e.g. the non-LRGs of ``colour:lrg``, the galaxies fainter than r = 17 of ``mag:r<17.0``).
+
+Usage: python benchmarks/training_sets.py STORE --out DIR [--seeds 1 2] [--methods boost rf]
+Selections and catalogues in DIR are reused (rerun to tabulate); results in DIR/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+SELECTIONS = {
+    "all": None,                                  # every training galaxy: the representative upper bound
+    "random-matched": "random:MATCH",             # random, as many as mag:r<17.0 labels: representative
+    "mag:r<17.0": "mag:r<17.0",
+    "colour:lrg": "colour:lrg",
+    "success:r50=17.2": "success:r50=17.2,width=0.25",
+    "small:random:1000": "random:1000",
+    "small:mag:r<17.0&max:3000": "mag:r<17.0&max:3000",
+}
+REMEDIES = ("none", "lima", "zbalance")
+
+
+def make_selection(store_path: Path, name: str, rule: str, seed: int, out: Path) -> Path:
+    from deepdip.selection import select, write_selection
+    from deepdip.store import CutoutStore
+
+    if not out.exists():
+        store = CutoutStore(store_path)
+        if "MATCH" in rule:
+            rule = rule.replace("MATCH", str(int(select(store, "mag:r<17.0", seed).sum())))
+        write_selection(store, select(store, rule, seed), out, rule=rule, seed=seed)
+    return out
+
+
+def fit(store: Path, method: str, selection: Path | None, remedy: str, seed: int, out: Path) -> Path:
+    if not out.exists():
+        cmd = [sys.executable, "-m", "deepdip", "baseline", str(store), "--method", method, "--fold", "0",
+               "--out", str(out), "--seed", str(seed), "--n-jobs", "1", "--reweight", remedy]
+        if selection is not None:
+            cmd += ["--labelled", str(selection)]
+        subprocess.run(cmd, check=True, capture_output=True)
+    return out
+
+
+def scores(cat_path: Path, left_out: np.ndarray | None, edges: np.ndarray) -> dict:
+    from deepdip.catalog import read_catalog
+    from deepdip.metrics import compute_metrics, tomographic_mean_bias
+
+    cat = read_catalog(cat_path)
+    zp, zs = cat.table["z_mean"].to_numpy(), cat.table["z_spec"].to_numpy()
+
+    def summary(sel):
+        m = compute_metrics(zp[sel], zs[sel], cat.pdf[sel], cat.zgrid)
+        return {"n": int(sel.sum()), "sigma_mad": float(m["sigma_mad"]), "eta": float(m["outlier_frac"]),
+                "bias": float(m["bias"]), "pit_ks": float(m["pit_ks"])}
+
+    everything = np.ones(len(zs), dtype=bool)
+    res = {"target": summary(everything)}
+    tomo = tomographic_mean_bias(zp, zs, cat.pdf, cat.zgrid, edges)
+    res["tomo"] = tomo
+    res["tomo_worst_over_requirement"] = max(abs(b["dz_mean"]) / b["requirement"] for b in tomo if b["n"])
+    if left_out is not None and 0 < left_out.sum() < len(zs):
+        res["left_out"], res["covered"] = summary(left_out), summary(~left_out)
+    return res
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("store")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--methods", nargs="+", default=["boost"])
+    args = p.parse_args()
+    from deepdip.selection import read_selection, select
+    from deepdip.store import CutoutStore
+
+    store_path, out = Path(args.store), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    store = CutoutStore(store_path)
+    test = np.flatnonzero(store.column("fold") == 0)
+    edges = np.quantile(store.column("z_spec", test), [0, 0.25, 0.5, 0.75, 1.0])
+    edges[0], edges[-1] = 0.0, edges[-1] + 1e-6
+    results: dict = {"edges": edges.tolist(), "runs": {}}
+    for seed in args.seeds:
+        for name, rule in SELECTIONS.items():
+            sel = None if rule is None else make_selection(store_path, name, rule, seed,
+                                                          out / f"sel_{name.replace(':', '_')}_s{seed}.parquet")
+            # the region a rule leaves out, on the test fold (without its random parts: the rule's cuts)
+            cut = None if rule is None or rule.startswith(("random", "success")) else rule.split("&max")[0]
+            left_out = None if cut is None else ~select(store, cut, seed)[test]
+            for method in args.methods:
+                for remedy in REMEDIES if sel is not None else ("none",):
+                    key = f"{method}|{name}|{remedy}|s{seed}"
+                    name_ = key.replace("|", "_").replace(":", "_")
+                    cat = fit(store_path, method, sel, remedy, seed, out / f"{name_}.parquet")
+                    results["runs"][key] = scores(cat, left_out, edges)
+                    if sel is not None:
+                        results["runs"][key]["n_labelled_train"] = int(read_selection(sel, store)[
+                            store.split_rows("train", fold=0)].sum())
+                    (out / "results.json").write_text(json.dumps(results, indent=1))
+                    r = results["runs"][key]
+                    print(key, f"σ {r['target']['sigma_mad']:.4f} η {100 * r['target']['eta']:.2f}% "
+                               f"PIT {r['target']['pit_ks']:.3f} tomo worst/req {r['tomo_worst_over_requirement']:.2f}",
+                          flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""Spectroscopic selections (deepdip select) and the training-set remedies of the baselines (issue 13)."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from deepdip.errors import DeepdipValueError
+from deepdip.selection import read_selection, select, training_weights, write_selection
+from deepdip.store import CutoutStore, create_store
+
+from .conftest import cli_env
+
+
+@pytest.fixture(scope="module")
+def phot_store(tmp_path_factory):
+    """3,000 galaxies whose redshift grows with magnitude and reddens g-r: brighter is nearer, as in a
+    flux-limited survey. Tiny blank stamps: the baselines read only the catalogue photometry."""
+    rng = np.random.default_rng(3)
+    n = 3000
+    r = rng.uniform(14.0, 18.0, n)
+    z = np.clip(0.02 + 0.06 * (r - 14.0) + rng.normal(0, 0.02, n), 0.005, 0.39)
+    colours = {"u": 1.2 + 3 * z, "g": 0.5 + 4 * z, "r": 0.0, "i": -0.3 - 2 * z, "z": -0.5 - 3 * z}
+    cat = {"id": np.arange(n, dtype=np.int64) + 1, "z_spec": z.astype(np.float32),
+           "ebv": np.full(n, 0.02, np.float32), "hlr_meas": rng.uniform(0.5, 3.0, n).astype(np.float32)}
+    for band, c in colours.items():
+        mag = r + c
+        cat[f"flux_{band}"] = (10 ** (-0.4 * (mag - 22.5)) * (1 + rng.normal(0, 0.02, n))).astype(np.float32)
+        cat[f"flux_err_{band}"] = (0.02 * 10 ** (-0.4 * (mag - 22.5))).astype(np.float32)
+    images = rng.normal(0, 0.01, (n, 5, 4, 4)).astype(np.float32)
+    return create_store(tmp_path_factory.mktemp("sel") / "phot.h5", images, cat, bands="ugriz", survey="sdss",
+                        pixel_scale=0.396, flux_unit="nanomaggy", seed=5)
+
+
+def _mag_r(store):
+    """Dereddened r (the extinction coefficient of the store's r filter, as every baseline uses it)."""
+    from deepdip.photometry import Photometry
+
+    flux, _ = Photometry.from_store(store).dereddened()
+    return 22.5 - 2.5 * np.log10(flux[:, 2])
+
+
+def test_rules_select_what_they_say_and_are_reproducible(phot_store):
+    store = CutoutStore(phot_store)
+    r = _mag_r(store)
+    bright = select(store, "mag:r<16.0")
+    assert bright.any() and (r[bright] < 16.0 + 1e-4).all() and (r[~bright] > 16.0 - 1e-4).all()
+    red = select(store, "colour:g-r>0.9")
+    gr = 2.5 * np.log10(store.column("flux_r") / store.column("flux_g"))
+    assert (gr[red] > 0.85).all() and red.sum() < len(store)
+    capped = select(store, "mag:r<17&max:500", seed=1)
+    assert capped.sum() == 500 and not (capped & ~select(store, "mag:r<17")).any()
+    assert np.array_equal(capped, select(store, "mag:r<17&max:500", seed=1))       # same seed, same set
+    assert not np.array_equal(capped, select(store, "mag:r<17&max:500", seed=2))
+    assert select(store, "random:1000", seed=0).sum() == 1000
+    frac = select(store, "random:0.25", seed=0).mean()
+    assert 0.22 < frac < 0.28
+    success = select(store, "success:r50=16,width=0.3", seed=0)
+    assert success[r < 15].mean() > 0.9 and success[r > 17].mean() < 0.05       # falls with magnitude
+    sb = select(store, "success:r50=30,width=0.3,sb50=19,sbwidth=0.3", seed=0)
+    hlr = store.column("hlr_meas")
+    mu = r + 2.5 * np.log10(2 * np.pi * hlr ** 2)
+    assert sb[mu < 18].mean() > 0.9 and sb[mu > 20.5].mean() < 0.05              # and with surface brightness
+
+
+@pytest.mark.parametrize("rule, message", [
+    ("", "a selection rule is needed"),
+    ("magic:3", "unknown selection clause"),
+    ("mag:q<3", "no band q"),
+    ("mag:r<<3", "expected mag:"),
+    ("colour:g-r<1.2.3", "not a number"),
+    ("colour:g-r<x", "expected colour:lrg"),
+    ("random:1.5", "a fraction in (0, 1)"),
+    ("max:0", "max:N needs"),
+    ("success:width=0.3", "expected success:"),
+    ("success:r50=17,width=-1", "width must be positive"),
+])
+def test_bad_rules_are_refused_naming_the_clause(phot_store, rule, message):
+    with pytest.raises(DeepdipValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        select(CutoutStore(phot_store), rule)
+
+
+def test_selection_file_round_trip_and_guards(phot_store, tmp_path):
+    store = CutoutStore(phot_store)
+    labelled = select(store, "mag:r<16.5")
+    path = write_selection(store, labelled, tmp_path / "sel.parquet", rule="mag:r<16.5", seed=0)
+    assert np.array_equal(read_selection(path, store), labelled)
+    with pytest.raises(Exception, match="exists"):
+        write_selection(store, labelled, path, rule="mag:r<16.5", seed=0)
+    other = create_store(tmp_path / "other.h5", np.zeros((3, 5, 4, 4), np.float32),
+                         {"id": np.array([7, 8, 9]), "z_spec": np.zeros(3, np.float32), "ebv": np.zeros(3, np.float32)},
+                         bands="ugriz", survey="sdss", pixel_scale=0.396, flux_unit="nanomaggy")
+    with pytest.raises(DeepdipValueError, match="another store"):
+        read_selection(path, CutoutStore(other))
+    (tmp_path / "junk.parquet").write_text("not parquet")
+    with pytest.raises(DeepdipValueError, match="not a readable selection file"):
+        read_selection(tmp_path / "junk.parquet", store)
+
+
+def test_cli_writes_a_selection_and_fails_in_one_line(phot_store, tmp_path):
+    out = tmp_path / "sel.parquet"
+    ok = subprocess.run([sys.executable, "-m", "deepdip", "select", str(phot_store), "--rule", "mag:r<16",
+                         "--out", str(out)], env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and "galaxies labelled" in ok.stdout and out.exists()
+    bad = subprocess.run([sys.executable, "-m", "deepdip", "select", str(phot_store), "--rule", "mag:q<16",
+                          "--out", str(tmp_path / "x.parquet")], env=cli_env(), capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "no band q" in bad.stderr
+    assert not (tmp_path / "x.parquet").exists()
+
+
+def test_weights_are_finite_positive_and_upweight_the_under_labelled(phot_store):
+    store = CutoutStore(phot_store)
+    rows = store.split_rows("train", fold=0)
+    labelled = rows[select(store, "success:r50=16,width=0.5", seed=0)[rows]]
+    w = training_weights("lima", store, labelled, rows)
+    assert w.shape == labelled.shape and np.isfinite(w).all() and (w > 0).all() and abs(w.mean() - 1) < 1e-9
+    r = _mag_r(store)[labelled]
+    assert np.median(w[r > 16.5]) > 3 * np.median(w[r < 15.5])   # faint galaxies are rarer among the labelled
+    from deepdip.zgrid import ZGrid
+    zb = training_weights("zbalance", store, labelled, rows, store.column("z_spec", labelled), ZGrid(0, 0.4, 20))
+    assert np.isfinite(zb).all() and (zb > 0).all()
+    with pytest.raises(DeepdipValueError, match="--reweight must be one of"):
+        training_weights("magic", store, labelled, rows)
+
+
+def test_baselines_train_on_the_labelled_galaxies_and_weights_repair_the_tomographic_means(phot_store, tmp_path):
+    """A selection whose success falls with magnitude (spectra fail for faint galaxies) biases the mean
+    redshift of the faint, high-z_phot galaxies; the density-ratio weights take most of that bias away."""
+    from deepdip.baselines import make_baseline
+    from deepdip.metrics import tomographic_mean_bias
+
+    store = CutoutStore(phot_store)
+    labelled = select(store, "success:r50=15.5,width=0.4", seed=0)
+    sel = write_selection(store, labelled, tmp_path / "sel.parquet", rule="success", seed=0)
+    test = store.split_rows("test", fold=0)
+    z = store.column("z_spec", test)
+    edges = np.quantile(z, [0, 0.25, 0.5, 0.75, 1.0]) + np.array([0, 0, 0, 0, 1e-6])
+    worst = {}
+    for reweight in ("none", "lima"):
+        est = make_baseline("knn", labelled=str(sel), reweight=reweight).fit(store, fold=0)
+        in_train = labelled[store.split_rows("train", fold=0)].sum()
+        assert est.n_train_ == in_train
+        pdf = est.predict_pdf(store, test)
+        zp = pdf @ est.zgrid_.centres
+        worst[reweight] = max(abs(b["dz_mean"]) for b in tomographic_mean_bias(zp, z, pdf, est.zgrid_, edges)
+                              if b["n"])
+    assert worst["lima"] < 0.7 * worst["none"], worst
+    # the weights travel with a saved model
+    est.save(tmp_path / "knn.npz")
+    from deepdip.baselines import load_baseline
+    again = load_baseline(tmp_path / "knn.npz")
+    assert np.allclose(again.predict_pdf(store, test), est.predict_pdf(store, test))
+    with pytest.raises(DeepdipValueError, match="fits no training set"):
+        make_baseline("bpz", reweight="lima").fit(store, fold=0)
+
+
+def test_cnn_trains_on_the_labelled_galaxies_with_weights_in_its_loss(photometry_store, tmp_path):
+    import json
+
+    import torch
+
+    from deepdip.models.modelfile import ModelFile
+    from deepdip.train import train
+    from deepdip.train.run import split_train_val
+
+    from .conftest import TINY_MODEL
+
+    store = CutoutStore(photometry_store)
+    labelled = select(store, "random:0.6", seed=4)
+    sel = write_selection(store, labelled, tmp_path / "sel.parquet", rule="random:0.6", seed=4)
+    common = dict(fold=0, epochs=1, batch_size=16, seed=1, model_kwargs=TINY_MODEL, threads=1, progress=False,
+                  num_workers=0, tensorboard=False, labelled=str(sel))
+    plain = train(store, out=tmp_path / "plain", **common)
+    weighted = train(store, out=tmp_path / "lima", reweight="lima", **common)
+    config = json.loads((weighted / "run.json").read_text())
+    assert config["reweight"] == "lima" and config["labelled_n"] == int(labelled.sum())
+    train_rows, val_rows = split_train_val(store, 0, 1, labelled=str(sel))
+    assert labelled[train_rows].all() and labelled[val_rows].all()
+    info = ModelFile(plain / "fold0" / "member0" / "model.pt").info
+    assert info["n_train"] == len(train_rows) and info["n_val"] == len(val_rows)
+    a = ModelFile(plain / "fold0" / "member0" / "model.pt").net.state_dict()
+    b = ModelFile(weighted / "fold0" / "member0" / "model.pt").net.state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a)      # same seed and rows: only the loss weights differ
