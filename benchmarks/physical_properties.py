@@ -160,7 +160,45 @@ def main():
             (out / "results.json").write_text(json.dumps(results, indent=1))
             print(seed, arm, json.dumps(res[arm]), flush=True)
         (out / "results.json").write_text(json.dumps(results, indent=1))
-    print(json.dumps(results, indent=1))
+    print(tables(results))
+
+
+def tables(results: dict) -> str:
+    """Markdown tables: the redshift of each CNN arm; each property for the CNN and the trees."""
+    seeds = list(results["seeds"])
+    lines = ["| CNN head | " + " | ".join(f"seed {s}: σ_MAD / η / PIT KS" for s in seeds) + " |",
+             "|---|" + "---|" * len(seeds)]
+    for arm in ARMS:
+        cells = []
+        for s in seeds:
+            z = results["seeds"][s].get(arm, {}).get("z")
+            cells.append(f"{z['sigma_mad']:.4f} / {100 * z['eta']:.2f} % / {z['pit_ks']:.3f}" if z else "—")
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    lines += ["", "| quantity | estimator | " + " | ".join(
+        f"seed {s}: bias / NMAD / rms / η(0.3 dex) / PIT KS / cov68" for s in seeds) + " |",
+        "|---|---|" + "---|" * len(seeds)]
+    sources = {"CNN (images)": lambda r: r.get("binned+props", {}),
+               "boosted trees (photometry)": lambda r: r["boost"]["photometry"],
+               "boosted trees (photometry + z_spec)": lambda r: r["boost"]["photometry+z_spec"]}
+    for name in ("logmstar", "logsfr|star-forming", "logsfr"):
+        for label, get in sources.items():
+            cells = []
+            for s in seeds:
+                m = get(results["seeds"][s]).get(name)
+                cells.append(f"{m['bias']:+.3f} / {m['nmad']:.3f} / {m['rms']:.3f} / {100 * m['outlier_frac']:.1f} % / "
+                             f"{m['pit_ks']:.3f} / {m['coverage_68']:.2f}" if m else "—")
+            lines.append(f"| {name} | {label} | " + " | ".join(cells) + " |")
+    lines += ["", "| quiescent (true SFR at the floor) | estimator | " + " | ".join(
+        f"seed {s}: share / quiescent recall / star-forming recall" for s in seeds) + " |",
+        "|---|---|" + "---|" * len(seeds)]
+    for label, get in sources.items():
+        cells = []
+        for s in seeds:
+            q = get(results["seeds"][s]).get("logsfr|quiescent")
+            cells.append(f"{q['fraction']:.2f} / {q['quiescent_recall']:.3f} / {q['star_forming_recall']:.3f}"
+                         if q else "—")
+        lines.append(f"| logsfr | {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,12 @@
 
 On a mock store (``deepdip demo``'s: every galaxy's redshift is known), for each selection rule
 (``deepdip select``: applied to every galaxy; training uses the labelled ones of the training folds)
-and each remedy (``--reweight none|lima|zbalance``), fit a baseline (``deepdip baseline``,
+and each remedy (``--reweight none|lima|zbalance``, and ``generated``: the galaxies of a second mock,
+``--generated STORE``, that the rule's cuts leave out join the training set, ``--augment`` with
+``--augment-labelled`` a selection ``!<cut>`` of that mock), fit a baseline (``deepdip baseline``,
 ``--labelled``) and evaluate it on the whole test fold: the photometric sample the selection is not.
+The generated galaxies come from the same population model as the test galaxies: on a mock this remedy is
+an upper bound (a perfect generator); on the sky it is as good as the simulator is real.
 Metrics (``deepdip.metrics``): σ_MAD, η (|Δz|/(1+z) > 0.05), bias, PIT KS; the mean redshift of 4
 tomographic bins in z_phot (edges: the target's z_spec quartiles, the same for every estimator),
 |Δ<z>| of the stacked PDFs against the LSST DESC Y10 requirement 0.002 (1+z); and, for each
@@ -11,6 +15,7 @@ selection, the same inside and outside the region it leaves out (test galaxies t
 label, e.g. the non-LRGs of ``colour:lrg``, the galaxies fainter than r = 17 of ``mag:r<17.0``).
 
 Usage: python benchmarks/training_sets.py STORE --out DIR [--seeds 1 2] [--methods boost rf]
+       [--generated GEN.h5]   (e.g. deepdip simulate --survey sdss --n 8000 --seed 77 --out GEN.h5)
 Selections and catalogues in DIR are reused (rerun to tabulate); results in DIR/results.json.
 """
 
@@ -48,12 +53,16 @@ def make_selection(store_path: Path, name: str, rule: str, seed: int, out: Path)
     return out
 
 
-def fit(store: Path, method: str, selection: Path | None, remedy: str, seed: int, out: Path) -> Path:
+def fit(store: Path, method: str, selection: Path | None, remedy: str, seed: int, out: Path,
+        augment: tuple[Path, Path] | None = None) -> Path:
     if not out.exists():
         cmd = [sys.executable, "-m", "deepdip", "baseline", str(store), "--method", method, "--fold", "0",
-               "--out", str(out), "--seed", str(seed), "--n-jobs", "1", "--reweight", remedy]
+               "--out", str(out), "--seed", str(seed), "--n-jobs", "1",
+               "--reweight", "none" if remedy == "generated" else remedy]
         if selection is not None:
             cmd += ["--labelled", str(selection)]
+        if augment is not None:
+            cmd += ["--augment", str(augment[0]), "--augment-labelled", str(augment[1])]
         subprocess.run(cmd, check=True, capture_output=True)
     return out
 
@@ -86,8 +95,10 @@ def main():
     p.add_argument("--out", required=True)
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     p.add_argument("--methods", nargs="+", default=["boost"])
+    p.add_argument("--generated", default=None, help="a second mock of the same survey (other seed) to draw "
+                                                     "generated galaxies from")
     args = p.parse_args()
-    from deepdip.selection import read_selection, select
+    from deepdip.selection import read_selection, select, write_selection
     from deepdip.store import CutoutStore
 
     store_path, out = Path(args.store), Path(args.out)
@@ -104,11 +115,20 @@ def main():
             # the region a rule leaves out, on the test fold (without its random parts: the rule's cuts)
             cut = None if rule is None or rule.startswith(("random", "success")) else rule.split("&max")[0]
             left_out = None if cut is None else ~select(store, cut, seed)[test]
+            remedies = list(REMEDIES) if sel is not None else ["none"]
+            augment = None
+            if args.generated and cut is not None:
+                gen = CutoutStore(args.generated)
+                gap = out / f"gen_gap_{name.replace(':', '_')}.parquet"
+                if not gap.exists():
+                    write_selection(gen, select(gen, f"!{cut}", seed), gap, rule=f"!{cut}", seed=seed)
+                augment, remedies = (Path(args.generated), gap), remedies + ["generated"]
             for method in args.methods:
-                for remedy in REMEDIES if sel is not None else ("none",):
+                for remedy in remedies:
                     key = f"{method}|{name}|{remedy}|s{seed}"
                     name_ = key.replace("|", "_").replace(":", "_")
-                    cat = fit(store_path, method, sel, remedy, seed, out / f"{name_}.parquet")
+                    cat = fit(store_path, method, sel, remedy, seed, out / f"{name_}.parquet",
+                              augment if remedy == "generated" else None)
                     results["runs"][key] = scores(cat, left_out, edges)
                     if sel is not None:
                         results["runs"][key]["n_labelled_train"] = int(read_selection(sel, store)[
@@ -118,6 +138,35 @@ def main():
                     print(key, f"σ {r['target']['sigma_mad']:.4f} η {100 * r['target']['eta']:.2f}% "
                                f"PIT {r['target']['pit_ks']:.3f} tomo worst/req {r['tomo_worst_over_requirement']:.2f}",
                           flush=True)
+
+    print(tables(results, args.seeds))
+
+
+def tables(results: dict, seeds) -> str:
+    """Markdown: per (method, selection, remedy), each seed's target metrics, the worst tomographic bin and
+    the region the selection leaves out."""
+    keys = sorted({k.rsplit("|", 1)[0] for k in results["runs"]}, key=lambda k: list(results["runs"]).index(
+        next(r for r in results["runs"] if r.startswith(k + "|"))))
+    lines = ["| method | selection | remedy | labelled (train) | σ_MAD | η | PIT KS "
+             "| worst tomographic \\|Δ<z>\\| / 0.002(1+z) | left-out region: η | covered region: σ_MAD |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def cell(runs, get, fmt):
+        vals = [get(r) for r in runs]
+        return " / ".join("—" if v is None else fmt.format(v) for v in vals)
+
+    for key in keys:
+        method, sel, remedy = key.split("|")
+        runs = [results["runs"].get(f"{key}|s{s}", {}) for s in seeds]
+        lines.append("| " + " | ".join([
+            method, sel, remedy, cell(runs, lambda r: r.get("n_labelled_train"), "{}"),
+            cell(runs, lambda r: r.get("target", {}).get("sigma_mad"), "{:.4f}"),
+            cell(runs, lambda r: 100 * r["target"]["eta"] if "target" in r else None, "{:.2f} %"),
+            cell(runs, lambda r: r.get("target", {}).get("pit_ks"), "{:.3f}"),
+            cell(runs, lambda r: r.get("tomo_worst_over_requirement"), "{:.2f}"),
+            cell(runs, lambda r: 100 * r["left_out"]["eta"] if "left_out" in r else None, "{:.2f} %"),
+            cell(runs, lambda r: r["covered"]["sigma_mad"] if "covered" in r else None, "{:.4f}")]) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,9 @@ Rules (:func:`select`), clauses joined by ``&`` and applied in order to the gala
 - ``success:r50=17.5,width=0.3`` (band first): each galaxy keeps its redshift with probability
   1 / (1 + exp((m - m50) / width)), times the same logistic in the mean surface brightness within the
   measured half-light radius (``sb50=``, ``sbwidth=``, mag/arcsec^2; needs ``hlr_meas``) if given;
-- ``max:N``: at most N galaxies (a random subset of those selected): the small training sets.
+- ``max:N``: at most N galaxies (a random subset of those selected): the small training sets;
+- ``!`` before a clause negates it: ``!colour:lrg`` is every galaxy the LRG cut leaves out (e.g. to
+  mark which generated galaxies fill a colour-targeted training set's gap).
 
 The selection file (Parquet) holds ``id`` and ``labelled`` for every galaxy of the store and, in its
 metadata, the rule, the seed and the store; the same rule and seed always give the same file.
@@ -137,7 +139,8 @@ def select(store, rule: str, seed: int = 0) -> np.ndarray:
     selected = np.isfinite(store.column("z_spec").astype(np.float64))
     mags: dict | None = None
     for clause in (c.strip() for c in rule.split("&")):
-        kind, _, arg = clause.partition(":")
+        negate = clause.startswith("!")
+        kind, _, arg = clause.lstrip("!").partition(":")
         kind, arg = kind.strip().lower(), arg.strip()
         if kind in ("mag", "colour", "color", "success") and mags is None:
             mags = _magnitudes(store)
@@ -170,7 +173,8 @@ def select(store, rule: str, seed: int = 0) -> np.ndarray:
         else:
             raise DeepdipValueError(f"unknown selection clause {clause!r}; use random:, mag:, colour:, success: "
                                     "or max:, joined by &")
-        selected &= np.asarray(keep, dtype=bool)
+        keep = np.asarray(keep, dtype=bool)
+        selected &= ~keep if negate else keep
     return selected
 
 
