@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from deepdip.errors import DeepdipValueError  # a ValueError too
+
 
 @dataclass(frozen=True)
 class ZGrid:
@@ -17,8 +19,12 @@ class ZGrid:
     nbins: int
 
     def __post_init__(self):
-        if not (self.zmax > self.zmin) or self.nbins < 1:
-            raise ValueError(f"invalid redshift grid zmin={self.zmin} zmax={self.zmax} nbins={self.nbins}")
+        if not (np.isfinite(self.zmin) and np.isfinite(self.zmax) and self.zmax > self.zmin):
+            raise DeepdipValueError(f"invalid redshift grid: zmax ({self.zmax}) must be greater than "
+                                    f"zmin ({self.zmin})")
+        if int(self.nbins) != self.nbins or self.nbins < 2:
+            raise DeepdipValueError(f"invalid redshift grid: nbins must be a whole number of at least 2, "
+                                    f"got {self.nbins}")
 
     @property
     def edges(self) -> np.ndarray:

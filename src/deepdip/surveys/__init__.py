@@ -133,8 +133,8 @@ def _check(survey: Survey, label: str) -> None:
         bad(f"'stamp_size' must be at least 1 pixel, got {survey.stamp_size}")
     if not (math.isfinite(survey.zmin) and math.isfinite(survey.zmax) and 0 <= survey.zmin < survey.zmax):
         bad(f"'zmin' and 'zmax' must satisfy 0 <= zmin < zmax, got {survey.zmin}, {survey.zmax}")
-    if survey.nbins < 1:
-        bad(f"'nbins' must be at least 1, got {survey.nbins}")
+    if survey.nbins < 2:
+        bad(f"'nbins' must be at least 2, got {survey.nbins}")
 
 
 def check_simulatable(survey: Survey) -> None:

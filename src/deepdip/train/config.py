@@ -110,6 +110,10 @@ class TrainConfig:
                                       "(at least one kept): one network for any subset of bands, which reads "
                                       "which bands a galaxy has from its pixels", group=OPTIMISATION, minimum=0,
                                  maximum=0.95, identity=True)
+    label_sigma: float = option(0.0, "soft labels: the training target is a Gaussian of sigma = S (1 + z_spec) in z "
+                                     "on the bins instead of z_spec's bin alone (0): for many bins, sparsely "
+                                     "populated at high z", group=OPTIMISATION, minimum=0, maximum=0.5,
+                                identity=True, metavar="S")
     head: str = option("binned", "redshift head: binned (a softmax over the bins) or mdn (a mixture of Gaussians "
                                  "read out on the bins)", group=OPTIMISATION, choices=HEAD_CHOICES, identity=True)
     mdn_components: int = option(5, "Gaussians of the mdn head", group=OPTIMISATION, minimum=1, integer=True,

@@ -79,7 +79,8 @@ def train_member(store, fold: int, member: int, member_dir: Path, cfg: TrainConf
                           ema=float(hp.get("ema") or 0.0), lr_floor=float(hp.get("lr_floor", 0.01)),
                           freeze=init.freeze if init else "none", freeze_bn=bool(init and init.freeze_bn),
                           band_dropout=float(config.get("band_dropout", 0.0)),
-                          weighted=config.get("reweight", "none") != "none")
+                          weighted=config.get("reweight", "none") != "none",
+                          label_sigma=float(config.get("label_sigma", 0.0)))
     if init:
         # Weights and normaliser of the initial model (a resumed member then loads its checkpoint over them).
         load_initial_weights(module.net, init.path_for(member))

@@ -64,11 +64,13 @@ class PhotozModule(L.LightningModule):
         those of the initial model.
     """
 
+    zcentres: torch.Tensor   # bin centres (a non-persistent buffer)
+
     def __init__(self, *, net: dict, zcentres: list, optimizer: str = "adamw", lr: float = 1e-3,
                  weight_decay: float = 1e-4, schedule: str = "cosine", warmup: float = 0.03,
                  max_epochs: int = 10, augment: bool = True, seed: int = 0, channels_last: bool = False,
                  ema: float = 0.0, lr_floor: float = 0.01, freeze: str = "none", freeze_bn: bool = False,
-                 band_dropout: float = 0.0, weighted: bool = False):
+                 band_dropout: float = 0.0, weighted: bool = False, label_sigma: float = 0.0):
         super().__init__()
         self.save_hyperparameters()
         self.net = PhotozNet(**net)
@@ -127,7 +129,7 @@ class PhotozModule(L.LightningModule):
 
     # -- steps -----------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
-        images, extra, zbin, _, labels, weight = batch
+        images, extra, zbin, z, labels, weight = batch
         # Every random draw of a step is a function of (seed, step, rank) only, so a run resumed
         # from a checkpoint continues exactly as an unbroken one: the global RNG (dropout) is
         # reseeded here, and augmentation has its own generator.
@@ -140,7 +142,7 @@ class PhotozModule(L.LightningModule):
         if self.hparams.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         logits, props = self.net.forward_outputs(images, extra)
-        loss = self._redshift_loss(logits.float(), zbin, weight)
+        loss = self._redshift_loss(logits.float(), zbin, weight, z)
         if props is not None:
             # Joint training: the redshift's cross-entropy plus the physical parameters' Gaussian
             # negative log-likelihoods (standardised units, one weight each: both are ~1 nat in size).
@@ -151,12 +153,23 @@ class PhotozModule(L.LightningModule):
         self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
         return loss
 
-    def _redshift_loss(self, logits: torch.Tensor, zbin: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy against the bin of z_spec; weighted by each galaxy's weight with ``weighted``
-        (``--reweight``: the weighted mean, so the loss keeps its scale)."""
-        if not self.hparams.get("weighted"):
+    def _redshift_loss(self, logits: torch.Tensor, zbin: torch.Tensor, weight: torch.Tensor,
+                       z: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy against the bin of z_spec, or with ``label_sigma`` against a Gaussian of
+        sigma = label_sigma (1 + z_spec) discretised on the bins (soft labels: neighbouring bins share
+        the galaxy, so sparsely populated bins at high z learn from their neighbours' galaxies);
+        weighted by each galaxy's weight with ``weighted`` (``--reweight``: the weighted mean, so the
+        loss keeps its scale)."""
+        sigma = float(self.hparams.get("label_sigma", 0.0))
+        if sigma > 0:
+            target = soft_labels(z.to(logits.dtype), self.zcentres.to(logits.dtype), sigma)
+            per = -(target * logits.log_softmax(dim=1)).sum(dim=1)
+            if not self.hparams.get("weighted"):
+                return per.mean()
+        elif not self.hparams.get("weighted"):
             return F.cross_entropy(logits, zbin)
-        per = F.cross_entropy(logits, zbin, reduction="none")
+        else:
+            per = F.cross_entropy(logits, zbin, reduction="none")
         w = weight.to(per.dtype)
         return (per * w).sum() / w.sum().clamp_min(1e-12)
 
@@ -171,7 +184,7 @@ class PhotozModule(L.LightningModule):
         logits, props = self.eval_net.forward_outputs(images, extra)
         logits = logits.float()
         # val_loss (which picks the best checkpoint) is the redshift's alone, with or without properties.
-        loss = self._redshift_loss(logits, zbin, weight)
+        loss = self._redshift_loss(logits, zbin, weight, z)
         if props is not None:
             self.log("val_prop_nll", self.eval_net.property_head.nll(props, labels), sync_dist=True,
                      batch_size=len(zbin))
@@ -233,6 +246,16 @@ class PhotozModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint):
         self.planned_epochs = int(checkpoint.get("planned_epochs", self.planned_epochs))
+
+
+def soft_labels(z: torch.Tensor, centres: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``[N, K]`` targets: a Gaussian of width ``sigma (1 + z)`` around each ``z`` at the bin centres,
+    normalised over the bins; never narrower than half a bin (then it covers the galaxy's bin and its
+    neighbours), so that the target stays a smooth function of z."""
+    width = centres[1] - centres[0] if len(centres) > 1 else centres.new_tensor(1.0)
+    s = torch.maximum(sigma * (1 + z), 0.5 * width)[:, None]
+    logq = -0.5 * ((centres[None, :] - z[:, None]) / s) ** 2
+    return logq.softmax(dim=1)
 
 
 def drop_bands(images: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
