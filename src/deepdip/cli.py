@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "select": ("deepdip.selection_cli", "mark which galaxies have a spec-z under a spectroscopic selection rule"),
     "train": ("deepdip.train.cli", "train the CNN (folds x ensemble) on a store"),
     "predict": ("deepdip.predict.cli", "predict redshift PDFs for a store into a photo-z catalogue"),
+    "embed": ("deepdip.embed", "the CNN's representation of every galaxy (Parquet) and its 2-D map"),
     "baseline": ("deepdip.baselines.cli", "fit a catalogue baseline (kNN, RF, boosted trees, BPZ)"),
     "evaluate": ("deepdip.report.cli", "compare photo-z catalogues: metrics.json + HTML report"),
     "demo": ("deepdip.demo", "the whole chain on a mock survey it generates itself"),
