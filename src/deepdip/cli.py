@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("deepdip.store.cli", "check a cutout store and report every problem found"),
     "models": ("deepdip.models.cli", "list the CNN models with their parameters and FLOPs"),
     "select": ("deepdip.selection_cli", "mark which galaxies have a spec-z under a spectroscopic selection rule"),
+    "pretrain": ("deepdip.train.pretrain_cli", "self-supervised (SimCLR) pretraining of a backbone on every cutout"),
     "train": ("deepdip.train.cli", "train the CNN (folds x ensemble) on a store"),
     "predict": ("deepdip.predict.cli", "predict redshift PDFs for a store into a photo-z catalogue"),
     "embed": ("deepdip.embed", "the CNN's representation of every galaxy (Parquet) and its 2-D map"),
