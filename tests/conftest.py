@@ -98,3 +98,15 @@ def photometry_store(tmp_path_factory) -> Path:
         catalog[f"flux_err_{band}"] = np.full(n, noise * size, dtype=np.float32)
     return create_store(tmp_path_factory.mktemp("contract") / "phot.h5", images, catalog, bands="ugriz",
                         survey="sdss", pixel_scale=0.396, flux_unit="nanomaggy", seed=5)
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """In-process training (``train(threads=1)``) sets torch's thread count for the whole process; put it
+    back after each test, so that a later test computes with the default (a different count sums in
+    another order: bit-for-bit checks such as the old model file's logits would fail)."""
+    import torch
+
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
