@@ -100,7 +100,7 @@ def _logistic_keep(x: np.ndarray, x50: float, width: float) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(np.clip((x - x50) / width, -50, 50)))
 
 
-def _success_clause(arg: str, mags: dict, store, rows, rng, clause: str) -> np.ndarray:
+def _success_clause(arg: str, mags: dict, store, rng, clause: str) -> np.ndarray:
     fields = dict(part.split("=", 1) for part in arg.split(",") if "=" in part)
     band = next((k[:-2] for k in fields if k.endswith("50") and k != "sb50"), None)
     if band is None or "width" not in fields:
@@ -119,7 +119,7 @@ def _success_clause(arg: str, mags: dict, store, rows, rng, clause: str) -> np.n
         sbw = _number(fields.get("sbwidth", "0.5"), clause)
         if sbw <= 0:
             raise DeepdipValueError(f"selection rule {clause!r}: sbwidth must be positive")
-        hlr = np.maximum(store.column("hlr_meas", rows).astype(np.float64), 1e-3)
+        hlr = np.maximum(store.column("hlr_meas").astype(np.float64), 1e-3)
         sb = mag + 2.5 * np.log10(2.0 * np.pi * hlr ** 2)          # mean within the half-light radius
         p = p * _logistic_keep(sb, _number(fields["sb50"], clause), sbw)
     p = np.nan_to_num(p, nan=0.0)
@@ -169,7 +169,7 @@ def select(store, rule: str, seed: int = 0) -> np.ndarray:
             keep = _colour_clause(arg, mags, clause)
         elif kind == "success":
             assert mags is not None
-            keep = _success_clause(arg, mags, store, None, rng, clause)
+            keep = _success_clause(arg, mags, store, rng, clause)
         else:
             raise DeepdipValueError(f"unknown selection clause {clause!r}; use random:, mag:, colour:, success: "
                                     "or max:, joined by &")

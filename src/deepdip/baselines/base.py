@@ -188,9 +188,7 @@ class CatalogueBaseline(PhotozEstimator):
             raise DeepdipValueError(f"--augment {other.path}: no galaxy with a z_spec (and labelled) to add")
         check_rows(other, rows, pixels=False, what="the --augment rows")
         extra = Photometry.from_store(other, rows, extra_columns=list(phot.extra_names))
-        both = Photometry(np.concatenate([phot.flux, extra.flux]), np.concatenate([phot.flux_err, extra.flux_err]),
-                          np.concatenate([phot.extinction, extra.extinction]), phot.bands, phot.filters,
-                          None if phot.extra is None else np.concatenate([phot.extra, extra.extra]), phot.extra_names)
+        both = phot.concat(extra)
         w = None if weights is None else np.concatenate([weights, np.ones(len(rows))])
         self.n_augmented_ = int(len(rows))
         return both, np.concatenate([z, z_other[rows]]), w
@@ -535,9 +533,4 @@ def band_dropout(phot: Photometry, z_spec: np.ndarray, seed: int) -> tuple[Photo
     rng = np.random.default_rng([seed, 0x6d62])  # its own stream: the models' seed use is unchanged
     n_drop = rng.integers(1, max(1, n_bands - 2) + 1, size=n)
     drop = np.argsort(rng.random((n, n_bands)), axis=1).argsort(axis=1) < n_drop[:, None]
-    copies = phot.without(drop)
-    extra = None if phot.extra is None else np.concatenate([phot.extra, phot.extra])
-    both = Photometry(np.concatenate([phot.flux, copies.flux]), np.concatenate([phot.flux_err, copies.flux_err]),
-                      np.concatenate([phot.extinction, phot.extinction]), phot.bands, phot.filters,
-                      extra, phot.extra_names)
-    return both, np.concatenate([z_spec, z_spec]), np.concatenate([groups, groups])
+    return phot.concat(phot.without(drop)), np.concatenate([z_spec, z_spec]), np.concatenate([groups, groups])

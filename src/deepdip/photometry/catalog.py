@@ -73,6 +73,15 @@ class Photometry:
         return Photometry(self.flux[rows], self.flux_err[rows], self.extinction[rows], self.bands,
                           self.filters, None if self.extra is None else self.extra[rows], self.extra_names)
 
+    def concat(self, other: Photometry) -> Photometry:
+        """These galaxies followed by ``other``'s (same bands and extra columns)."""
+        if tuple(other.bands) != tuple(self.bands) or tuple(other.extra_names) != tuple(self.extra_names):
+            raise ValueError("photometry of other bands or extra columns cannot be concatenated")
+        extra = None if self.extra is None else np.concatenate([self.extra, other.extra])
+        return Photometry(np.concatenate([self.flux, other.flux]), np.concatenate([self.flux_err, other.flux_err]),
+                          np.concatenate([self.extinction, other.extinction]), self.bands, self.filters, extra,
+                          self.extra_names)
+
     def without(self, missing) -> Photometry:
         """The same galaxies with the bands ``missing`` (bool [n, B], or [B] for every galaxy) unobserved:
         NaN flux and error, the one way a band is marked not observed."""

@@ -87,8 +87,8 @@ def ensemble_outputs(nets, x_all: torch.Tensor, e_all: torch.Tensor, *, tta: boo
         for net in nets:
             for k in syms:
                 with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-                    logits, raw = net.forward_outputs(dihedral(x, k).contiguous(memory_format=fmt), e) \
-                        if with_props else (net(dihedral(x, k).contiguous(memory_format=fmt), e), None)
+                    xk = dihedral(x, k).contiguous(memory_format=fmt)
+                    logits, raw = net.forward_outputs(xk, e) if with_props else (net(xk, e), None)
                 p = logits.float().softmax(dim=1)                                       # [b, K]
                 if getattr(net, "calibration", None) is not None:                       # PIT maps
                     p = net.calibrate(p, x)
@@ -267,9 +267,12 @@ class RunPredictor:
         if store.has_band_mask:  # which bands each prediction used, e.g. "griz"
             extra[BANDS_USED] = bands_used(store.band_mask(rows), store.bands)
         if props is not None:
+            from deepdip.properties import catalog_columns
+
             for j, name in enumerate(self.properties):
-                extra[f"{name}_mean"] = props[:, j, 0].astype(np.float32)
-                extra[f"{name}_std"] = props[:, j, 1].astype(np.float32)
+                mean_col, std_col = catalog_columns([name])
+                extra[mean_col] = props[:, j, 0].astype(np.float32)
+                extra[std_col] = props[:, j, 1].astype(np.float32)
         return {"ids": cat["id"], "pdf": pdf, "z_spec": cat["z_spec"], "fold": cat["fold"], "extra": extra}
 
     def catalog_chunk(self, store, rows: np.ndarray, folds: np.ndarray | None = None, data=None) -> dict:

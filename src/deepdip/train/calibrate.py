@@ -60,9 +60,9 @@ def fit_pit_calibration(net, store, rows: np.ndarray, zgrid: ZGrid, *, max_rows:
             continue
         pdf = ensemble_pdf([net], x[ok], extra[ok], batch_size=batch_size).numpy()
         pit = cdf_at(pdf, zgrid, z[ok.numpy()])
-        for index in np.unique(pattern_index(present[ok]).numpy()):
-            sel = pattern_index(present[ok]).numpy() == index
-            pits.setdefault(int(index), []).append(pit[sel])
+        patterns = pattern_index(present[ok]).numpy()
+        for index in np.unique(patterns):
+            pits.setdefault(int(index), []).append(pit[patterns == index])
     report = {}
     for index, parts in sorted(pits.items()):
         pit = np.concatenate(parts)

@@ -129,6 +129,7 @@ def pretrain(store, out, *, model: str = "compact", seed: int = 0, model_kwargs:
     from deepdip.photometry.catalog import store_filters
     from deepdip.store import CutoutStore
     from deepdip.store.checks import check_rows
+    from deepdip.train.config import MODEL_DEFAULTS
     from deepdip.train.data import StoreDataset, make_loader
     from deepdip.train.run import fit_normalizer, resolve_apertures, resolve_zgrid
 
@@ -152,11 +153,13 @@ def pretrain(store, out, *, model: str = "compact", seed: int = 0, model_kwargs:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DeepdipError(f"--out {out} is a file; pretraining writes a folder")
+    if model not in MODEL_DEFAULTS:
+        raise DeepdipError(f"unknown model {model!r}; available: {', '.join(MODEL_DEFAULTS)}")
     zgrid = resolve_zgrid(store)
     net_kwargs = dict(model=model, in_chans=store.n_bands, num_bins=zgrid.nbins, img_size=store.image_shape[0],
                       n_extra=1, stretch="asinh", apertures=resolve_apertures(
-                          "auto" if apertures == "auto" and model == "compact" else
-                          ("none" if apertures == "auto" else apertures), store.image_shape[0]),
+                          MODEL_DEFAULTS[model]["apertures"] if apertures == "auto" else apertures,
+                          store.image_shape[0]),
                       model_kwargs={**model_defaults(model), **(model_kwargs or {})})
     config = {"kind": "pretrain", "method": "simclr", "store": str(store.path), "seed": int(seed),
               "bands": list(store.bands), "image_shape": list(store.image_shape), "net": net_kwargs, **hp}
@@ -226,6 +229,6 @@ class _LitPretrain(L.LightningModule):
 
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.model.parameters(), lr=self.hp["lr"], weight_decay=self.hp["weight_decay"])
-        total = max(1, self.hp["epochs"] * max(1, int(self.trainer.estimated_stepping_batches // self.hp["epochs"])))
+        total = max(1, int(self.trainer.estimated_stepping_batches))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
