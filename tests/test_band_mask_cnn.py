@@ -71,6 +71,27 @@ def test_band_dropout_draws_subsets_and_never_empties_a_galaxy():
     assert torch.equal(out, again)
 
 
+def test_independent_band_dropout_loses_each_band_with_probability_p():
+    images, _ = _images(n=20000, size=4)
+    images[:2000, 0] = 0.0   # already missing u
+    x = torch.from_numpy(images)
+    out = drop_bands(x, 0.2, torch.Generator().manual_seed(3), mode="independent")
+    before, after = bands_present(x), bands_present(out)
+    assert torch.all(after <= before) and torch.all(after.sum(1) >= 1)
+    lost = before - after
+    # each band it has, with probability 0.2 (the kept-one rule moves this by < 0.1 %)
+    rate = lost.sum(0) / before.sum(0)
+    assert torch.all((rate > 0.19) & (rate < 0.21)), rate
+    # exactly one band missing (full galaxies): 5 p (1-p)^4 = 0.41, against 0.2 for mode subset at p = 0.8
+    full = before.sum(1) == 5
+    one = (lost[full].sum(1) == 1).float().mean().item()
+    assert 0.39 < one < 0.43
+    assert torch.equal(out, drop_bands(x, 0.2, torch.Generator().manual_seed(3), mode="independent"))
+    # a galaxy never loses its last band, even at p close to 1
+    assert torch.all(bands_present(drop_bands(x, 0.95, torch.Generator().manual_seed(4), mode="independent"))
+                     .sum(1) >= 1)
+
+
 def test_band_dropout_cnn_predicts_galaxies_without_some_bands(tmp_path):
     """Trained with band dropout on a store where 30 % of galaxies lack g or z, the network reads the
     mask (no warning), beats the prior on the galaxies missing a band, and says which bands it used."""

@@ -110,6 +110,12 @@ class TrainConfig:
                                       "(at least one kept): one network for any subset of bands, which reads "
                                       "which bands a galaxy has from its pixels", group=OPTIMISATION, minimum=0,
                                  maximum=0.95, identity=True)
+    band_dropout_mode: str = option("subset", "how --band-dropout P draws the bands a galaxy loses: subset (with "
+                                              "probability P a galaxy loses 1 .. B-1 bands, how many and which "
+                                              "uniform) or independent (each band lost with probability P, one "
+                                              "kept at least: a given band alone is missing for P(1-P)^(B-1) of "
+                                              "the galaxies, against P/(B(B-1)))", group=OPTIMISATION,
+                                    choices=("subset", "independent"), identity=True)
     label_sigma: float = option(0.0, "soft labels: the training target is a Gaussian of sigma = S (1 + z_spec) in z "
                                      "on the bins instead of z_spec's bin alone (0): for many bins, sparsely "
                                      "populated at high z", group=OPTIMISATION, minimum=0, maximum=0.5,

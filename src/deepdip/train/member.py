@@ -79,6 +79,7 @@ def train_member(store, fold: int, member: int, member_dir: Path, cfg: TrainConf
                           ema=float(hp.get("ema") or 0.0), lr_floor=float(hp.get("lr_floor", 0.01)),
                           freeze=init.freeze if init else "none", freeze_bn=bool(init and init.freeze_bn),
                           band_dropout=float(config.get("band_dropout", 0.0)),
+                          band_dropout_mode=str(config.get("band_dropout_mode", "subset")),
                           weighted=config.get("reweight", "none") != "none",
                           label_sigma=float(config.get("label_sigma", 0.0)))
     if init:

@@ -70,7 +70,8 @@ class PhotozModule(L.LightningModule):
                  weight_decay: float = 1e-4, schedule: str = "cosine", warmup: float = 0.03,
                  max_epochs: int = 10, augment: bool = True, seed: int = 0, channels_last: bool = False,
                  ema: float = 0.0, lr_floor: float = 0.01, freeze: str = "none", freeze_bn: bool = False,
-                 band_dropout: float = 0.0, weighted: bool = False, label_sigma: float = 0.0):
+                 band_dropout: float = 0.0, band_dropout_mode: str = "subset", weighted: bool = False,
+                 label_sigma: float = 0.0):
         super().__init__()
         self.save_hyperparameters()
         self.net = PhotozNet(**net)
@@ -138,7 +139,8 @@ class PhotozModule(L.LightningModule):
         if self.hparams.augment:
             images = random_dihedral(images, torch.Generator().manual_seed(step_seed))
         if self.hparams.get("band_dropout", 0.0) > 0:
-            images = drop_bands(images, self.hparams.band_dropout, torch.Generator().manual_seed(step_seed + 2))
+            images = drop_bands(images, self.hparams.band_dropout, torch.Generator().manual_seed(step_seed + 2),
+                                mode=self.hparams.get("band_dropout_mode", "subset"))
         if self.hparams.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         logits, props = self.net.forward_outputs(images, extra)
@@ -258,20 +260,36 @@ def soft_labels(z: torch.Tensor, centres: torch.Tensor, sigma: float) -> torch.T
     return logq.softmax(dim=1)
 
 
-def drop_bands(images: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
-    """Band dropout: each galaxy, with probability ``p``, loses a random subset of the bands it has
-    (the number lost uniform in 1 .. bands it has - 1, which ones uniform), by zeroing their pixels:
-    the way a store holds a missing band, and what the band-mask network reads (see
-    :func:`deepdip.models.normalize.bands_present`). A galaxy with one band keeps it."""
+def drop_bands(images: torch.Tensor, p: float, generator: torch.Generator, mode: str = "subset") -> torch.Tensor:
+    """Band dropout, by zeroing the pixels of the bands a galaxy loses: the way a store holds a missing
+    band, and what the band-mask network reads (see :func:`deepdip.models.normalize.bands_present`).
+    A galaxy always keeps one of the bands it has.
+
+    - ``mode="subset"``: each galaxy, with probability ``p``, loses a random subset of the bands it has
+      (the number lost uniform in 1 .. bands it has - 1, which ones uniform);
+    - ``mode="independent"``: each band it has is lost with probability ``p``, independently (if that
+      would take them all, one of them, at random, is kept). "Exactly this band missing" then comes
+      with probability p (1-p)^(B-1) instead of p / (B (B-1)): the patterns a survey has most.
+    """
     n, nb = images.shape[:2]
     present = bands_present(images).bool()                                          # [N, B]
     have = present.sum(1)
-    hit = (torch.rand(n, generator=generator) < p) & (have > 1)
-    # how many to drop: uniform in 1 .. have-1; which: the ones with the smallest random keys
-    n_drop = (torch.rand(n, generator=generator) * (have - 1).clamp_min(1)).floor().long() + 1
-    keys = torch.rand(n, nb, generator=generator).masked_fill(~present, 2.0)      # absent bands never "drop"
-    rank = keys.argsort(dim=1).argsort(dim=1)                                       # 0 = smallest key
-    drop = hit[:, None] & present & (rank < n_drop[:, None])
+    if mode == "independent":
+        drop = present & (torch.rand(n, nb, generator=generator) < p)
+        emptied = (drop == present).all(1) & (have > 0)
+        if emptied.any():    # keep the present band with the largest key
+            keys = torch.rand(n, nb, generator=generator).masked_fill(~present, -1.0)
+            keep = torch.nn.functional.one_hot(keys.argmax(1), nb).bool()
+            drop = torch.where(emptied[:, None], drop & ~keep, drop)
+    elif mode == "subset":
+        hit = (torch.rand(n, generator=generator) < p) & (have > 1)
+        # how many to drop: uniform in 1 .. have-1; which: the ones with the smallest random keys
+        n_drop = (torch.rand(n, generator=generator) * (have - 1).clamp_min(1)).floor().long() + 1
+        keys = torch.rand(n, nb, generator=generator).masked_fill(~present, 2.0)      # absent bands never "drop"
+        rank = keys.argsort(dim=1).argsort(dim=1)                                       # 0 = smallest key
+        drop = hit[:, None] & present & (rank < n_drop[:, None])
+    else:
+        raise ValueError(f"band dropout mode {mode!r}: expected subset or independent")
     if not drop.any():
         return images
     return images * (~drop).to(images.dtype)[:, :, None, None]

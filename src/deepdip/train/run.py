@@ -285,6 +285,8 @@ def train(store, config: TrainConfig | None = None, *, out="runs/cnn", zgrid: ZG
             apertures=resolve_apertures(hp["apertures"], store.image_shape[0]))))
     if cfg.band_dropout > 0:  # recorded only when used: runs without it keep their run.json (and can resume)
         config_json["band_dropout"] = float(cfg.band_dropout)
+        if cfg.band_dropout_mode != "subset":
+            config_json["band_dropout_mode"] = cfg.band_dropout_mode
     if cfg.label_sigma > 0:
         config_json["label_sigma"] = float(cfg.label_sigma)
     if cfg.head != "binned":   # likewise the redshift head's kind and the physical parameters
