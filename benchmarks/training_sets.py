@@ -1,11 +1,12 @@
-"""Issue 13's study, catalogue baselines: spectroscopic selections of the training set, and remedies.
+"""Issue 13's study: spectroscopic selections of the training set, and remedies.
 
 On a mock store (``deepdip demo``'s: every galaxy's redshift is known), for each selection rule
 (``deepdip select``: applied to every galaxy; training uses the labelled ones of the training folds)
 and each remedy (``--reweight none|lima|zbalance``, and ``generated``: the galaxies of a second mock,
-``--generated STORE``, that the rule's cuts leave out join the training set, ``--augment`` with
+``--generated STORE``, that the rule's cuts leave out join the training set, ``--augment-store`` with
 ``--augment-labelled`` a selection ``!<cut>`` of that mock), fit a baseline (``deepdip baseline``,
-``--labelled``) and evaluate it on the whole test fold: the photometric sample the selection is not.
+``--labelled``) or the compact CNN (``--methods cnn``: ``deepdip train`` with the same options) and
+evaluate it on the whole test fold: the photometric sample the selection is not.
 The generated galaxies come from the same population model as the test galaxies: on a mock this remedy is
 an upper bound (a perfect generator); on the sky it is as good as the simulator is real.
 Metrics (``deepdip.metrics``): σ_MAD, η (|Δz|/(1+z) > 0.05), bias, PIT KS; the mean redshift of 4
@@ -14,8 +15,9 @@ tomographic bins in z_phot (edges: the target's z_spec quartiles, the same for e
 selection, the same inside and outside the region it leaves out (test galaxies the rule would not
 label, e.g. the non-LRGs of ``colour:lrg``, the galaxies fainter than r = 17 of ``mag:r<17.0``).
 
-Usage: python benchmarks/training_sets.py STORE --out DIR [--seeds 1 2] [--methods boost rf]
-       [--generated GEN.h5]   (e.g. deepdip simulate --survey sdss --n 8000 --seed 77 --out GEN.h5)
+Usage: python benchmarks/training_sets.py STORE --out DIR [--seeds 1 2] [--methods boost rf cnn]
+       [--generated GEN.h5] [--selections all mag:r<17.0 ...] [--remedies none lima zbalance generated]
+       [--cnn-epochs 15]   (e.g. deepdip simulate --survey sdss --n 8000 --seed 77 --out GEN.h5)
 Selections and catalogues in DIR are reused (rerun to tabulate); results in DIR/results.json.
 """
 
@@ -54,7 +56,9 @@ def make_selection(store_path: Path, name: str, rule: str, seed: int, out: Path)
 
 
 def fit(store: Path, method: str, selection: Path | None, remedy: str, seed: int, out: Path,
-        augment: tuple[Path, Path] | None = None) -> Path:
+        augment: tuple[Path, Path] | None = None, cnn_epochs: int = 15) -> Path:
+    if method == "cnn":
+        return fit_cnn(store, selection, remedy, seed, out, augment, cnn_epochs)
     if not out.exists():
         cmd = [sys.executable, "-m", "deepdip", "baseline", str(store), "--method", method, "--fold", "0",
                "--out", str(out), "--seed", str(seed), "--n-jobs", "1",
@@ -62,8 +66,24 @@ def fit(store: Path, method: str, selection: Path | None, remedy: str, seed: int
         if selection is not None:
             cmd += ["--labelled", str(selection)]
         if augment is not None:
-            cmd += ["--augment", str(augment[0]), "--augment-labelled", str(augment[1])]
+            cmd += ["--augment-store", str(augment[0]), "--augment-labelled", str(augment[1])]
         subprocess.run(cmd, check=True, capture_output=True)
+    return out
+
+
+def fit_cnn(store: Path, selection: Path | None, remedy: str, seed: int, out: Path,
+            augment: tuple[Path, Path] | None, epochs: int) -> Path:
+    """The compact CNN (``deepdip train`` with the same options), its test fold predicted into ``out``."""
+    from deepdip.predict import predict_store
+    from deepdip.train import train
+
+    if not out.exists():
+        run = out.with_suffix("")
+        extra = dict(augment_store=str(augment[0]), augment_labelled=str(augment[1])) if augment else {}
+        train(store, fold=0, epochs=epochs, seed=seed, out=run, progress=False, tensorboard=False,
+              labelled=None if selection is None else str(selection),
+              reweight="none" if remedy == "generated" else remedy, **extra)
+        predict_store(run, store, out, rows="test", progress=False)
     return out
 
 
@@ -95,6 +115,10 @@ def main():
     p.add_argument("--out", required=True)
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     p.add_argument("--methods", nargs="+", default=["boost"])
+    p.add_argument("--selections", nargs="+", default=list(SELECTIONS), choices=list(SELECTIONS))
+    p.add_argument("--remedies", nargs="+", default=[*REMEDIES, "generated"],
+                   choices=[*REMEDIES, "generated"])
+    p.add_argument("--cnn-epochs", type=int, default=15, help="epochs of the cnn method (compact CNN)")
     p.add_argument("--generated", default=None, help="a second mock of the same survey (other seed) to draw "
                                                      "generated galaxies from")
     args = p.parse_args()
@@ -109,7 +133,7 @@ def main():
     edges[0], edges[-1] = 0.0, edges[-1] + 1e-6
     results: dict = {"edges": edges.tolist(), "runs": {}}
     for seed in args.seeds:
-        for name, rule in SELECTIONS.items():
+        for name, rule in ((n, SELECTIONS[n]) for n in args.selections):
             sel = None if rule is None else make_selection(store_path, name, rule, seed,
                                                           out / f"sel_{name.replace(':', '_')}_s{seed}.parquet")
             # the region a rule leaves out, on the test fold (without its random parts: the rule's cuts)
@@ -124,11 +148,11 @@ def main():
                     write_selection(gen, select(gen, f"!{cut}", seed), gap, rule=f"!{cut}", seed=seed)
                 augment, remedies = (Path(args.generated), gap), remedies + ["generated"]
             for method in args.methods:
-                for remedy in remedies:
+                for remedy in (r for r in remedies if r in args.remedies):
                     key = f"{method}|{name}|{remedy}|s{seed}"
                     name_ = key.replace("|", "_").replace(":", "_")
                     cat = fit(store_path, method, sel, remedy, seed, out / f"{name_}.parquet",
-                              augment if remedy == "generated" else None)
+                              augment if remedy == "generated" else None, args.cnn_epochs)
                     results["runs"][key] = scores(cat, left_out, edges)
                     if sel is not None:
                         results["runs"][key]["n_labelled_train"] = int(read_selection(sel, store)[

@@ -206,10 +206,73 @@ def test_generated_galaxies_fill_the_gap_a_magnitude_limit_leaves(phot_store, tm
     r, z = _mag_r(store)[test], store.column("z_spec", test)
     dim = r > 17
     results = {}
-    for name, extra in {"bright": {}, "bright+generated": {"augment": str(generated.path),
+    for name, extra in {"bright": {}, "bright+generated": {"augment_store": str(generated.path),
                                                           "augment_labelled": str(gap)}}.items():
         est = make_baseline("boost", labelled=str(bright), n_rounds=200, **extra).fit(store, fold=0)
         zp = est.predict_pdf(store, test) @ est.zgrid_.centres
         results[name] = abs(bias(zp[dim], z[dim]))
     assert est.n_augmented_ == int(faint.sum())
     assert results["bright+generated"] < 0.3 * results["bright"], results
+
+
+def _toy_store(path, n: int, seed: int, first_id: int, size: int = 16):
+    from deepdip.train.toydata import toy_images
+
+    from .conftest import make_catalog
+
+    rng = np.random.default_rng(seed)
+    catalog = make_catalog(n, rng, first_id=first_id)
+    images = toy_images(catalog["z_spec"], catalog["ebv"], size=size, seed=seed + 1, noise=0.05)
+    return CutoutStore(create_store(path, images, catalog, bands="ugriz", survey="sdss", pixel_scale=0.396,
+                                    flux_unit="nanomaggy", seed=5))
+
+
+def test_concatenated_datasets_read_each_galaxy_from_its_own_store(photometry_store, tmp_path):
+    from deepdip.train.data import ConcatStoreDataset, StoreDataset
+    from deepdip.zgrid import ZGrid
+
+    main, other = CutoutStore(photometry_store), _toy_store(tmp_path / "gen.h5", 90, seed=21, first_id=10**6)
+    grid = ZGrid(0.0, 0.4, 40)
+    rows_a, rows_b = np.arange(5, 150, 2), np.arange(3, 90)
+    both = ConcatStoreDataset([StoreDataset(main, rows_a, grid), StoreDataset(other, rows_b, grid)])
+    assert len(both) == len(rows_a) + len(rows_b)
+    idx = np.random.default_rng(0).permutation(len(both))[:50]
+    images, extra, zbin, z, labels, weight = both.__getitems__(idx.tolist())
+    for k, i in enumerate(idx):
+        store, row = (main, rows_a[i]) if i < len(rows_a) else (other, rows_b[i - len(rows_a)])
+        assert np.array_equal(images[k].numpy(), store.images(np.array([row]))[0])
+        assert z[k].item() == pytest.approx(float(store.column("z_spec", np.array([row]))[0]))
+    assert bool((weight == 1).all()) and extra.shape == (50, 1) and labels.shape == (50, 0)
+    assert np.array_equal(zbin.numpy(), grid.bin_index(z.numpy()))
+
+
+def test_cnn_trains_on_labelled_plus_generated_galaxies(photometry_store, tmp_path):
+    import json
+
+    from deepdip.models.modelfile import ModelFile
+    from deepdip.train import train
+    from deepdip.train.run import split_train_val
+
+    from .conftest import TINY_MODEL
+
+    store = CutoutStore(photometry_store)
+    near = store.column("z_spec") < 0.2
+    sel = write_selection(store, near, tmp_path / "near.parquet", rule="z<0.2 (test)", seed=0)
+    generated = _toy_store(tmp_path / "gen.h5", 120, seed=31, first_id=10**6)
+    far = generated.column("z_spec") >= 0.2
+    gap = write_selection(generated, far, tmp_path / "gap.parquet", rule="z>=0.2 (test)", seed=0)
+    common = dict(fold=0, epochs=1, batch_size=16, seed=1, model_kwargs=TINY_MODEL, threads=1, progress=False,
+                  num_workers=0, tensorboard=False, labelled=str(sel))
+    run = train(store, out=tmp_path / "aug", augment_store=str(generated.path), augment_labelled=str(gap), **common)
+    config = json.loads((run / "run.json").read_text())
+    assert config["augment_n"] == int(far.sum()) and config["augment_store"] == str(generated.path.absolute())
+    info = ModelFile(run / "fold0" / "member0" / "model.pt").info
+    train_rows, _ = split_train_val(store, 0, 1, labelled=str(sel))
+    assert info["n_augmented"] == int(far.sum()) and info["n_train"] == len(train_rows)   # validation: the store's
+
+    small = _toy_store(tmp_path / "small.h5", 40, seed=41, first_id=10**7, size=8)
+    with pytest.raises(DeepdipValueError, match="stamps of 8 px"):
+        train(store, out=tmp_path / "bad", augment_store=str(small.path), **common)
+    with pytest.raises(DeepdipValueError, match="--augment-labelled"):
+        train(store, out=tmp_path / "bad2", augment_labelled=str(gap), **common)
+    assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").glob("fold*/member*/model.pt"))

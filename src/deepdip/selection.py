@@ -227,6 +227,32 @@ def read_selection(path, store) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------- remedies
+def augment_rows(store, other_path, labelled=None, *, pixels: bool = False):
+    """The store at ``other_path`` and its rows that join ``store``'s training set (``--augment-store``):
+    galaxies with a z_spec, labelled by the selection file ``labelled`` if given. E.g. galaxies generated
+    for the region a spectroscopic selection leaves out, or another survey's spectra. Refused (one line
+    naming the problem) when its bands differ or, with ``pixels`` (a CNN reads them), its stamp size or
+    flux unit; or when no galaxy is left to add."""
+    from deepdip.store import CutoutStore
+
+    other = CutoutStore(other_path)
+    what = f"--augment-store {other.path}"
+    if list(other.bands) != list(store.bands):
+        raise DeepdipValueError(f"{what}: bands {''.join(other.bands)} differ from the store's {''.join(store.bands)}")
+    if pixels and tuple(other.image_shape) != tuple(store.image_shape):
+        raise DeepdipValueError(f"{what}: stamps of {other.image_shape[0]} px, the store's are "
+                                f"{store.image_shape[0]} px")
+    if pixels and other.flux_unit != store.flux_unit:
+        raise DeepdipValueError(f"{what}: pixels in {other.flux_unit}, the store's in {store.flux_unit}")
+    keep = np.isfinite(other.column("z_spec").astype(np.float64))
+    if labelled:
+        keep &= read_selection(labelled, other)
+    rows = np.flatnonzero(keep)
+    if not len(rows):
+        raise DeepdipValueError(f"{what}: no galaxy with a z_spec (and labelled) to add")
+    return other, rows
+
+
 def training_weights(method: str, store, labelled_rows: np.ndarray, target_rows: np.ndarray,
                      z_spec: np.ndarray | None = None, zgrid=None, k: int = LIMA_K) -> np.ndarray:
     """Positive, finite weights (mean 1) of the labelled training galaxies ``labelled_rows``.

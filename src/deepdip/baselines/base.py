@@ -163,35 +163,24 @@ class CatalogueBaseline(PhotozEstimator):
         check_rows(store, rows, pixels=False, what="the training rows")
         self.fold_ = int(fold)
         phot = Photometry.from_store(store, rows, extra_columns=self._extra_columns(store))
-        if self.settings.get("augment"):
+        if self.settings.get("augment_store"):
             phot, z, weights = self._augmented(store, phot, z, weights)
         self._fit_photometry(phot, z, zgrid, weights=weights)
         self.extra_columns_ = tuple(phot.extra_names)
         return self
 
     def _augmented(self, store, phot: Photometry, z: np.ndarray, weights):
-        """``phot`` and ``z`` followed by the galaxies of the ``augment`` store (those with a z_spec, and
+        """``phot`` and ``z`` followed by the galaxies of the ``augment_store`` (those with a z_spec, and
         labelled by ``augment_labelled`` if given), each of weight 1 (the mean weight)."""
-        from deepdip.selection import read_selection
-        from deepdip.store import CutoutStore
+        from deepdip.selection import augment_rows
 
-        other = CutoutStore(self.settings["augment"])
-        if list(other.bands) != list(store.bands):
-            raise DeepdipValueError(f"--augment {other.path}: bands {''.join(other.bands)} differ from the "
-                                    f"store's {''.join(store.bands)}")
-        z_other = other.column("z_spec").astype(np.float64)
-        keep = np.isfinite(z_other)
-        if self.settings.get("augment_labelled"):
-            keep &= read_selection(self.settings["augment_labelled"], other)
-        rows = np.flatnonzero(keep)
-        if not len(rows):
-            raise DeepdipValueError(f"--augment {other.path}: no galaxy with a z_spec (and labelled) to add")
-        check_rows(other, rows, pixels=False, what="the --augment rows")
+        other, rows = augment_rows(store, self.settings["augment_store"], self.settings.get("augment_labelled"))
+        check_rows(other, rows, pixels=False, what="the --augment-store rows")
         extra = Photometry.from_store(other, rows, extra_columns=list(phot.extra_names))
         both = phot.concat(extra)
         w = None if weights is None else np.concatenate([weights, np.ones(len(rows))])
         self.n_augmented_ = int(len(rows))
-        return both, np.concatenate([z, z_other[rows]]), w
+        return both, np.concatenate([z, other.column("z_spec", rows).astype(np.float64)]), w
 
     def predict_pdf(self, store, rows) -> np.ndarray:
         check_rows(store, rows, pixels=False, what="the rows to predict")

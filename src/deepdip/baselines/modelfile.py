@@ -91,7 +91,10 @@ def load_baseline(path):
     try:
         cls = baseline_class(method)
         zgrid = None if meta["zgrid"] is None else ZGrid(**meta["zgrid"])
-        est = cls(zgrid, **meta["params"])  # the parameters are checked like any constructor's
+        params = dict(meta["params"])
+        if "augment" in params:   # files written before the option was renamed --augment-store
+            params["augment_store"] = params.pop("augment")
+        est = cls(zgrid, **params)  # the parameters are checked like any constructor's
         est.zgrid_ = ZGrid(**meta["zgrid_"])
         state = dict(meta["state"])
         for key, value in arrays.items():

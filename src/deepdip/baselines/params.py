@@ -75,10 +75,10 @@ SHARED_PARAMS: dict[str, Param] = {
     "n_jobs": Param(int, 1, "CPU threads for fitting and prediction", minimum=1),
     "labelled": Param(str, "", "selection file (deepdip select): train only on the galaxies it labels "
                                "('' = every training galaxy with a z_spec)"),
-    "augment": Param(str, "", "another store (of the same bands) whose galaxies with a z_spec join the training "
+    "augment_store": Param(str, "", "another store (of the same bands) whose galaxies with a z_spec join the training "
                               "set, e.g. generated galaxies for the regions a spectroscopic selection leaves out "
                               "('' = none)"),
-    "augment_labelled": Param(str, "", "selection file of --augment's store: only the galaxies it labels join"),
+    "augment_labelled": Param(str, "", "selection file of --augment-store's store: only the galaxies it labels join"),
     "reweight": Param(str, "none", "weights of the training galaxies: 'lima' = the density ratio of the photometric "
                                    "sample (every training-fold galaxy, labelled or not) to the labelled ones in "
                                    "colour-magnitude space (Lima et al. 2008); 'zbalance' = 1/n(z) of the labelled "

@@ -131,6 +131,12 @@ class TrainConfig:
                              metavar="NAME,...")
     labelled: str | None = option(None, "a selection file (deepdip select): train only on the galaxies it labels "
                                         "(a spectroscopic selection)", metavar="SEL.parquet", identity=True)
+    augment_store: str | None = option(None, "another store (same bands, stamp size and flux unit) whose galaxies "
+                                             "with a z_spec join the training set, e.g. generated galaxies for the "
+                                             "region a spectroscopic selection leaves out", metavar="STORE",
+                                       identity=True)
+    augment_labelled: str | None = option(None, "selection file of --augment-store's store: only the galaxies it "
+                                                "labels join", metavar="SEL.parquet", identity=True)
     reweight: str = option("none", "weights of the training galaxies in the loss: lima (density ratio of the "
                                    "photometric sample, every training-fold galaxy, to the labelled ones in "
                                    "colour-magnitude space; Lima et al. 2008), zbalance (1/n(z) of the labelled) "
@@ -185,4 +191,5 @@ class TrainConfig:
 
 #: Settings that define what a run *is*, as recorded in ``run.json``: the identity fields and what
 #: the store decides (bands, stamp size, redshift bins).
-IDENTITY_KEYS = (*identity_fields(TrainConfig), "bands", "image_shape", "zgrid", "finetune", "labelled_n")
+IDENTITY_KEYS = (*identity_fields(TrainConfig), "bands", "image_shape", "zgrid", "finetune", "labelled_n",
+                 "augment_n")

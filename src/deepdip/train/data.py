@@ -103,6 +103,36 @@ class StoreDataset(Dataset):
         return tuple(t[0] for t in self.__getitems__([i]))
 
 
+class ConcatStoreDataset(Dataset):
+    """Several :class:`StoreDataset` (e.g. a store's labelled galaxies and generated ones from another
+    store, ``--augment-store``) as one: position ``i`` of the concatenation is position ``i - offset``
+    of its part. Batches are read part by part (each in its own block order) and put back in order."""
+
+    def __init__(self, parts: list[StoreDataset]):
+        self.parts = list(parts)
+        self.offsets = np.cumsum([0] + [len(p) for p in self.parts])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitems__(self, indices):
+        idx = np.asarray(indices, dtype=np.int64)
+        part = np.searchsorted(self.offsets, idx, side="right") - 1
+        pieces = [(np.flatnonzero(part == k), self.parts[k].__getitems__((idx[part == k] - self.offsets[k]).tolist()))
+                  for k in np.unique(part)]
+        out = []
+        for field in range(len(pieces[0][1])):
+            first = pieces[0][1][field]
+            merged = torch.empty((len(idx), *first.shape[1:]), dtype=first.dtype)
+            for where, tensors in pieces:
+                merged[torch.from_numpy(where)] = tensors[field]
+            out.append(merged)
+        return tuple(out)
+
+    def __getitem__(self, i):
+        return tuple(t[0] for t in self.__getitems__([i]))
+
+
 class BlockShuffleBatchSampler(Sampler):
     """Batches of dataset positions in an order fixed by (seed, epoch, rank).
 
@@ -226,8 +256,9 @@ def make_loader(dataset: StoreDataset, *, batch_size: int, shuffle: bool, seed: 
 
 
 def make_datamodule(store, train_rows, val_rows, zgrid: ZGrid, *, batch_size: int, num_workers: int, seed: int,
-                    pin_memory: bool = False, properties=(), weights=None):
-    """A ``LightningDataModule`` over ``train_rows`` (block-shuffled per epoch) and ``val_rows``."""
+                    pin_memory: bool = False, properties=(), weights=None, augment=None):
+    """A ``LightningDataModule`` over ``train_rows`` (block-shuffled per epoch) and ``val_rows``;
+    ``augment`` = (another store, its rows) adds those galaxies to the training set (weight 1)."""
     import lightning as L
 
     class _DataModule(L.LightningDataModule):
@@ -242,6 +273,10 @@ def make_datamodule(store, train_rows, val_rows, zgrid: ZGrid, *, batch_size: in
             check_batches_per_rank(len(val_rows), world, 1, "validation")
             w_train, w_val = weights if weights is not None else (None, None)
             self.train_set = StoreDataset(store, train_rows, zgrid, properties=properties, weights=w_train)
+            if augment is not None:
+                other, rows = augment
+                self.train_set = ConcatStoreDataset([self.train_set, StoreDataset(other, rows, zgrid,
+                                                                                  properties=properties)])
             self.val_set = StoreDataset(store, val_rows, zgrid, properties=properties, weights=w_val)
 
         def _rank(self):

@@ -88,9 +88,14 @@ def train_member(store, fold: int, member: int, member_dir: Path, cfg: TrainConf
     else:
         fit_normalizer(module.net.normalizer, store, train_rows, seed)
         fit_property_scaler(module.net, store, train_rows)
+    augment = None
+    if config.get("augment_store"):   # e.g. generated galaxies for the gap of a spectroscopic selection
+        from deepdip.selection import augment_rows
+
+        augment = augment_rows(store, config["augment_store"], config.get("augment_labelled"), pixels=True)
     data = make_datamodule(store, train_rows, val_rows, zgrid, batch_size=hp["batch_size"],
                            num_workers=num_workers, seed=seed, pin_memory=not on_cpu,
-                           properties=net_kwargs.get("properties", ()), weights=weights)
+                           properties=net_kwargs.get("properties", ()), weights=weights, augment=augment)
 
     ckpt_dir = member_dir / "checkpoints"
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min",
@@ -146,6 +151,7 @@ def train_member(store, fold: int, member: int, member_dir: Path, cfg: TrainConf
         info = dict(fold=int(fold), member=int(member), seed=int(seed), epochs=int(trainer.current_epoch),
                     best_val_loss=float(checkpoint.best_model_score) if checkpoint.best_model_score is not None
                     else float("nan"), n_train=int(len(train_rows)), n_val=int(len(val_rows)),
+                    n_augmented=int(len(augment[1])) if augment else 0,
                     metrics=metrics, run=dict(config),
                     recipe={k: hp.get(k) for k in ("epochs", "patience", "ema", "lr_floor")},
                     threads=int(torch.get_num_threads()), precision=str(cfg.precision))

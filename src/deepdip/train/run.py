@@ -299,6 +299,16 @@ def train(store, config: TrainConfig | None = None, *, out="runs/cnn", zgrid: ZG
 
         config_json["labelled"] = str(Path(cfg.labelled).absolute())
         config_json["labelled_n"] = int(read_selection(cfg.labelled, store).sum())
+    if cfg.augment_labelled and not cfg.augment_store:
+        raise DeepdipValueError("--augment-labelled selects galaxies of --augment-store's store: give that store")
+    if cfg.augment_store:   # the added galaxies, checked now (not in the first member) and counted
+        from deepdip.selection import augment_rows
+
+        _, rows = augment_rows(store, cfg.augment_store, cfg.augment_labelled, pixels=True)
+        config_json["augment_store"] = str(Path(cfg.augment_store).absolute())
+        if cfg.augment_labelled:
+            config_json["augment_labelled"] = str(Path(cfg.augment_labelled).absolute())
+        config_json["augment_n"] = int(len(rows))
     if cfg.reweight != "none":
         config_json["reweight"] = cfg.reweight
     properties = parse_properties(cfg.properties)
