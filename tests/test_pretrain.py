@@ -39,6 +39,34 @@ def test_nt_xent_prefers_matching_views():
     assert nt_xent(a, a + 0.01 * torch.randn(16, 8), 0.2) < nt_xent(a, torch.randn(16, 8), 0.2) - 1.0
 
 
+def test_nt_xent_over_gathered_batches_is_the_loss_of_the_whole_batch():
+    """What each DDP process computes (its views against every process's) averages to the loss one
+    process would compute on the concatenated batch, and the gradient flows to every view."""
+    torch.manual_seed(1)
+    a, b = torch.randn(12, 8, requires_grad=True), torch.randn(12, 8, requires_grad=True)
+    whole = nt_xent(a, b, 0.2)
+    per_rank = [nt_xent(a[r * 4:(r + 1) * 4], b[r * 4:(r + 1) * 4], 0.2, all_a=a, all_b=b, offset=4 * r)
+                for r in range(3)]
+    assert torch.allclose(torch.stack(per_rank).mean(), whole, atol=1e-6)
+    g_whole = torch.autograd.grad(whole, (a, b))
+    g_split = torch.autograd.grad(torch.stack(per_rank).mean(), (a, b))
+    assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(g_whole, g_split, strict=True))
+
+
+@pytest.mark.slow
+def test_pretraining_under_ddp_on_two_cpu_processes(toy, tmp_path):
+    """deepdip pretrain --strategy ddp --devices 2 (gloo): both processes train on their share, the loss
+    is contrasted over the gathered batch, and one encoder comes out."""
+    p = subprocess.run(cmd(toy, tmp_path / "ddp", "--epochs", "2", "--accelerator", "cpu", "--devices", "2",
+                           "--strategy", "ddp"), env=cli_env(), capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    model = ModelFile(tmp_path / "ddp" / "model.pt")
+    assert model.info["epochs"] == 2 and model.bands == list("ugriz")
+    last = torch.load(tmp_path / "ddp" / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    # 300 galaxies, 2 processes of 150, batches of 32 (full ones only): 4 steps an epoch
+    assert last["global_step"] == 2 * ((300 // 2) // 32)
+
+
 def test_views_keep_flux_scale_and_move_ebv_with_the_dimming():
     torch.manual_seed(0)
     x = torch.rand(64, 3, 16, 16) + 1.0

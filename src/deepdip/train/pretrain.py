@@ -25,6 +25,7 @@ gives the same weights (every random draw is a function of seed and step).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -41,15 +42,26 @@ DEFAULTS = dict(epochs=20, batch_size=128, lr=1e-3, weight_decay=1e-4, temperatu
                 shift=1.0, blur=1.0, noise=1.0, ebv_jitter=0.05)
 
 
-def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
-    """SimCLR's loss for ``[N, D]`` projections of two views: each view's positive is the other view of
-    its galaxy, its negatives the 2N - 2 other views of the batch (cosine similarity / temperature)."""
-    z = F.normalize(torch.cat([a, b]), dim=1)
-    sim = z @ z.t() / temperature
-    n = len(a)
-    sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
-    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
-    return F.cross_entropy(sim, target)
+def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float, *, all_a: torch.Tensor | None = None,
+            all_b: torch.Tensor | None = None, offset: int = 0) -> torch.Tensor:
+    """SimCLR's loss for ``[n, D]`` projections of two views: each view's positive is the other view of
+    its galaxy, its negatives every other view of the batch (cosine similarity / temperature).
+
+    Under DDP, ``all_a``, ``all_b`` are the projections of every process's batch (gathered, with their
+    gradients) and ``offset`` where this process's rows start in them: the local views are contrasted
+    with the global batch, as if one process had seen it (the mean over processes of this loss is the
+    single-process loss of the concatenated batch; ``tests/test_pretrain.py``)."""
+    all_a = a if all_a is None else all_a
+    all_b = b if all_b is None else all_b
+    n, total = len(a), len(all_a)
+    queries = F.normalize(torch.cat([a, b]), dim=1)                   # [2n, D]
+    keys = F.normalize(torch.cat([all_a, all_b]), dim=1)              # [2N, D]
+    sim = queries @ keys.t() / temperature
+    mine = torch.arange(n, device=a.device) + offset
+    own = torch.cat([mine, mine + total])                             # each query's own column
+    positive = torch.cat([mine + total, mine])                        # the other view of its galaxy
+    sim = sim.masked_fill(F.one_hot(own, 2 * total).bool(), float("-inf"))
+    return F.cross_entropy(sim, positive)
 
 
 def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -101,6 +113,9 @@ class PretrainModule(nn.Module):
     def __init__(self, net, projection_dim: int):
         super().__init__()
         self.net = net
+        # Only the features are trained: the head (fresh in the encoder file) takes no part in the loss,
+        # and DDP refuses parameters that get no gradient.
+        net.backbone.head.requires_grad_(False)
         width = net.backbone.num_features
         self.projector = nn.Sequential(nn.Linear(width, width), nn.ReLU(inplace=True), nn.Linear(width, projection_dim))
 
@@ -110,27 +125,32 @@ class PretrainModule(nn.Module):
 
 
 def pretrain(store, out, *, model: str = "compact", seed: int = 0, model_kwargs: dict | None = None,
-             apertures="auto", threads: int | None = None, progress: bool = True, **settings) -> Path:
+             apertures="auto", threads: int | None = None, progress: bool = True, accelerator="auto",
+             devices=1, num_nodes: int = 1, strategy="auto", **settings) -> Path:
     """Pretrain ``model`` on every galaxy of ``store`` into the folder ``out`` (see the module docstring).
 
     ``settings``: any of :data:`DEFAULTS` (epochs, batch_size, lr, weight_decay, temperature,
     projection_dim, shift, blur, noise, ebv_jitter). Rerunning with the same settings resumes or, when
     finished, returns at once; other settings in a folder that has trained are refused.
+    ``accelerator``, ``devices``, ``num_nodes``, ``strategy``: Lightning's, as for ``deepdip train``;
+    ``strategy="ddp"`` with ``devices=N`` runs N processes, each on its share of the galaxies with a
+    batch of ``batch_size`` (the loss contrasts every view with all N batches).
     """
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
-    from deepdip._lightning import quiet_lightning
+    from deepdip._lightning import is_launcher, quiet_lightning
     from deepdip.atomic import exclusive_lock, write_json_atomic
     from deepdip.extinction import store_extinction_coefficients
     from deepdip.models import model_defaults
     from deepdip.models.modelfile import net_config, save_model_file
     from deepdip.models.net import PhotozNet
+    from deepdip.options import check_accelerator, check_devices, check_strategy
     from deepdip.photometry.catalog import store_filters
     from deepdip.store import CutoutStore
     from deepdip.store.checks import check_rows
     from deepdip.train.config import MODEL_DEFAULTS
-    from deepdip.train.data import StoreDataset, make_loader
+    from deepdip.train.data import StoreDataset
     from deepdip.train.run import fit_normalizer, resolve_apertures, resolve_zgrid
 
     unknown = sorted(set(settings) - set(DEFAULTS))
@@ -145,6 +165,10 @@ def pretrain(store, out, *, model: str = "compact", seed: int = 0, model_kwargs:
     for key in ("weight_decay", "shift", "blur", "noise", "ebv_jitter"):
         check_number(f"--{key.replace('_', '-')}", hp[key], minimum=0, allow_none=False)
     check_number("--seed", seed, minimum=0, integer=True, allow_none=False)
+    check_number("--num-nodes", num_nodes, minimum=1, integer=True, allow_none=False)
+    check_accelerator("--accelerator", accelerator)
+    check_devices("--devices", devices)
+    check_strategy("--strategy", strategy)
     store = store if isinstance(store, CutoutStore) else CutoutStore(store)
     rows = np.arange(len(store))
     if len(rows) < hp["batch_size"]:
@@ -168,7 +192,11 @@ def pretrain(store, out, *, model: str = "compact", seed: int = 0, model_kwargs:
         torch.set_num_threads(int(threads))
     torch.set_flush_denormal(True)
     out.mkdir(parents=True, exist_ok=True)
-    with exclusive_lock(out / ".lock", f"pretraining folder {out}"):
+    # The process the user started holds the folder's lock; DDP workers Lightning or torchrun start run
+    # inside it (as in deepdip train).
+    launcher = is_launcher()
+    lock = exclusive_lock(out / ".lock", f"pretraining folder {out}") if launcher else contextlib.nullcontext()
+    with lock:
         recorded = out / "pretrain.json"
         if recorded.exists():
             old = json.loads(recorded.read_text())
@@ -180,25 +208,27 @@ def pretrain(store, out, *, model: str = "compact", seed: int = 0, model_kwargs:
         if (out / "model.pt").exists() and recorded.exists() and json.loads(recorded.read_text()) == json.loads(
                 json.dumps(config)):
             return out
-        write_json_atomic(recorded, config, sort_keys=True)
+        if launcher:
+            write_json_atomic(recorded, config, sort_keys=True)
 
         L.seed_everything(seed, workers=True, verbose=False)
         net = PhotozNet(**net_kwargs)
         fit_normalizer(net.normalizer, store, rows, seed)
         ext = torch.as_tensor(store_extinction_coefficients(store, store_filters(store)), dtype=torch.float32)
-        module = _LitPretrain(PretrainModule(net, hp["projection_dim"]), hp, seed, ext)
-        loader = make_loader(StoreDataset(store, rows, zgrid), batch_size=hp["batch_size"], shuffle=True, seed=seed,
-                             num_workers=0, drop_last=True)
+        module = _LitPretrain(PretrainModule(net, hp["projection_dim"]), hp, seed, ext,
+                              StoreDataset(store, rows, zgrid))
         # The newest epoch's checkpoint, always named last.ckpt (monitor=None: top-1 by recency).
         ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", save_top_k=1, monitor=None,
                                every_n_epochs=1, enable_version_counter=False)
-        trainer = L.Trainer(accelerator="cpu" if not torch.cuda.is_available() else "auto", devices=1,
+        trainer = L.Trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
                             max_epochs=hp["epochs"], callbacks=[ckpt], logger=CSVLogger(out, name="logs"),
                             enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
                             log_every_n_steps=max(1, min(10, len(rows) // hp["batch_size"])),
                             use_distributed_sampler=False)
         last = out / "checkpoints" / "last.ckpt"
-        trainer.fit(module, train_dataloaders=loader, ckpt_path=str(last) if last.exists() else None)
+        trainer.fit(module, ckpt_path=str(last) if last.exists() else None)
+        if not trainer.is_global_zero:
+            return out
         info = {"pretrain": {k: v for k, v in config.items() if k != "net"},
                 "epochs": int(trainer.current_epoch), "final_loss": float(trainer.callback_metrics.get(
                     "pretrain_loss", torch.tensor(float("nan"))))}
@@ -209,26 +239,44 @@ def pretrain(store, out, *, model: str = "compact", seed: int = 0, model_kwargs:
 
 
 class _LitPretrain(L.LightningModule):
-    def __init__(self, model: PretrainModule, hp: dict, seed: int, ext_coeffs: torch.Tensor):
+    def __init__(self, model: PretrainModule, hp: dict, seed: int, ext_coeffs: torch.Tensor, dataset):
         super().__init__()
-        self.model, self.hp, self.seed = model, hp, int(seed)
+        self.model, self.hp, self.seed, self.dataset = model, hp, int(seed), dataset
         self.register_buffer("ext_coeffs", ext_coeffs, persistent=False)
+
+    def train_dataloader(self):
+        from deepdip.train.data import make_loader
+
+        # Under DDP each process reads its own share of the rows (the sampler of deepdip train).
+        return make_loader(self.dataset, batch_size=self.hp["batch_size"], shuffle=True, seed=self.seed,
+                           num_workers=0, drop_last=True, rank=self.global_rank, world_size=self.trainer.world_size)
+
+    def _contrast(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        world = self.trainer.world_size
+        if world == 1:
+            return nt_xent(a, b, float(self.hp["temperature"]))
+        from torch.distributed.nn.functional import all_gather  # gathers with gradients
+
+        all_a, all_b = torch.cat(all_gather(a)), torch.cat(all_gather(b))
+        return nt_xent(a, b, float(self.hp["temperature"]), all_a=all_a, all_b=all_b,
+                       offset=self.global_rank * len(a))
 
     def training_step(self, batch, batch_idx):
         images, extra = batch[0], batch[1]
-        step_seed = (self.seed * 1_000_003 + self.global_step * 101) % 2**62
+        # Every draw is a function of (seed, step, rank): a resumed run continues as an unbroken one.
+        step_seed = (self.seed * 1_000_003 + self.global_step * 101 + self.global_rank) % 2**62
         torch.manual_seed(step_seed + 1)
         g = torch.Generator().manual_seed(step_seed)
         sky = self.model.net.normalizer.scale
         kw = {k: float(self.hp[k]) for k in ("shift", "blur", "noise", "ebv_jitter")}
         a = astro_views(images, extra, sky, self.ext_coeffs, g, **kw)
         b = astro_views(images, extra, sky, self.ext_coeffs, g, **kw)
-        loss = nt_xent(self.model(*a), self.model(*b), float(self.hp["temperature"]))
+        loss = self._contrast(self.model(*a), self.model(*b))
         self.log("pretrain_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(images))
         return loss
 
     def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.model.parameters(), lr=self.hp["lr"], weight_decay=self.hp["weight_decay"])
+        opt = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=self.hp["lr"], weight_decay=self.hp["weight_decay"])
         total = max(1, int(self.trainer.estimated_stepping_batches))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from deepdip.options import parse_devices
 from deepdip.train.pretrain import DEFAULTS
 
 
@@ -20,6 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice [0]")
     parser.add_argument("--threads", type=int, default=None, help="torch threads [all cores]")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    parser.add_argument("--accelerator", default="auto", help="cpu, gpu or auto [auto]")
+    parser.add_argument("--devices", type=parse_devices, default=1,
+                        help="devices (processes) per node, e.g. 2 with --strategy ddp [1]")
+    parser.add_argument("--num-nodes", type=int, default=1, help="nodes [1]")
+    parser.add_argument("--strategy", default="auto", help="auto, ddp, ddp_spawn... [auto]")
     helps = {"epochs": "epochs", "batch_size": "galaxies per step (2 views each)", "lr": "peak learning rate",
              "weight_decay": "AdamW weight decay", "temperature": "NT-Xent temperature",
              "projection_dim": "width of the projection the loss compares", "shift": "largest sub-pixel shift (px)",
@@ -39,6 +45,7 @@ def run(args) -> int:
     except ValueError:
         raise DeepdipValueError(f"--model-kwargs must be a JSON object, got {args.model_kwargs!r}") from None
     out = pretrain(args.store, args.out, model=args.model, seed=args.seed, model_kwargs=kwargs, threads=args.threads,
-                   progress=args.progress, **{k: getattr(args, k) for k in DEFAULTS})
+                   progress=args.progress, accelerator=args.accelerator, devices=args.devices,
+                   num_nodes=args.num_nodes, strategy=args.strategy, **{k: getattr(args, k) for k in DEFAULTS})
     print(f"pretrained encoder in {out / 'model.pt'}")
     return 0
