@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from deepdip.errors import DeepdipValueError
+from deepdip.errors import DeepdipError, DeepdipValueError
 from deepdip.zgrid import ZGrid
 
 
@@ -30,10 +30,11 @@ class InitModels:
     """The model files a fine-tuning run starts from, checked against the store."""
 
     paths: list[Path]
-    net_kwargs: dict         # PhotozNet keywords of every initial model (they agree)
-    zgrid: ZGrid
+    net_kwargs: dict         # PhotozNet keywords of the network trained (the initial models', or with
+    zgrid: ZGrid             # ``transfer`` the same network rebuilt for the store)
     freeze: str
     freeze_bn: bool
+    transfer: bool = False
 
     @property
     def model(self) -> str:
@@ -51,7 +52,10 @@ class InitModels:
 
     def record(self) -> dict:
         """What run.json keeps (part of the run's identity: another start is another experiment)."""
-        return dict(init_model=[str(p) for p in self.paths], freeze=self.freeze, freeze_bn=bool(self.freeze_bn))
+        record = dict(init_model=[str(p) for p in self.paths], freeze=self.freeze, freeze_bn=bool(self.freeze_bn))
+        if self.transfer:
+            record["transfer"] = True
+        return record
 
 
 def resolve_init_models(cfg, store, zgrid: ZGrid | None = None) -> InitModels:
@@ -62,7 +66,12 @@ def resolve_init_models(cfg, store, zgrid: ZGrid | None = None) -> InitModels:
         given = "--model-kwargs" if cfg.model_kwargs is not None else "--apertures"
         raise DeepdipValueError(f"{given} cannot be combined with --init-model: the network is the initial model's")
     paths = [p.absolute() for ps in find_model_files(cfg.init_model).values() for p in ps]
-    members = load_members(paths, store)     # same bands, stamp and bins; the store matches them
+    if cfg.transfer:
+        return _transfer_init(cfg, store, paths, zgrid)
+    try:
+        members = load_members(paths, store)     # same bands, stamp and bins; the store matches them
+    except DeepdipError as exc:
+        raise DeepdipValueError(f"{exc} (a model of another survey: fine-tune it with --transfer)") from None
     kwargs = [m.config["net"] for m in members]
     if any(k != kwargs[0] for k in kwargs[1:]):
         raise DeepdipValueError(f"the models in {cfg.init_model} are different networks; give one model file")
@@ -73,6 +82,75 @@ def resolve_init_models(cfg, store, zgrid: ZGrid | None = None) -> InitModels:
     net_kwargs = {k: v for k, v in kwargs[0].items() if k != "pit_calibration"}
     return InitModels(paths=[Path(p) for p in paths], net_kwargs=net_kwargs, zgrid=members[0].zgrid,
                       freeze=cfg.freeze, freeze_bn=bool(cfg.freeze_bn))
+
+
+def _transfer_init(cfg, store, paths: list[Path], zgrid: ZGrid | None) -> InitModels:
+    """``--transfer``: the initial models' network rebuilt for ``store`` (its bands, stamp size, apertures
+    and redshift bins); :func:`transfer_weights` copies what carries over."""
+    from deepdip.models.modelfile import ModelFile
+    from deepdip.train.config import MODEL_DEFAULTS
+    from deepdip.train.run import resolve_apertures, resolve_zgrid
+
+    members = [ModelFile(p) for p in paths]
+    source = members[0].config["net"]
+    if any(m.config["net"] != source or m.bands != members[0].bands for m in members[1:]):
+        raise DeepdipValueError(f"the models in {cfg.init_model} are different networks; give one model file")
+    if source.get("head", "binned") != "binned" or source.get("properties"):
+        raise DeepdipValueError("--transfer starts from a softmax-head model without physical parameters "
+                                f"({paths[0]} has another head or property heads)")
+    if not set(members[0].bands) & set(store.bands):
+        raise DeepdipValueError(f"--transfer: the model's bands {''.join(members[0].bands)} and the store's "
+                                f"{''.join(store.bands)} have none in common")
+    zgrid = zgrid if zgrid is not None else resolve_zgrid(store)
+    model = source["model"]
+    auto = MODEL_DEFAULTS.get(model, {}).get("apertures", "none") if source.get("apertures") else "none"
+    net_kwargs = {k: v for k, v in source.items() if k not in ("pit_calibration",)}
+    net_kwargs.update(in_chans=store.n_bands, img_size=store.image_shape[0], num_bins=zgrid.nbins,
+                      apertures=resolve_apertures(auto, store.image_shape[0]))
+    if not store.band_mask().all():
+        net_kwargs["band_mask"] = True
+    return InitModels(paths=list(paths), net_kwargs=net_kwargs, zgrid=zgrid, freeze=cfg.freeze,
+                      freeze_bn=bool(cfg.freeze_bn), transfer=True)
+
+
+def transfer_weights(net, path: Path, bands) -> dict:
+    """Copy into ``net`` (built for a store of ``bands``) what carries over from the model file at
+    ``path`` (another survey's): every tensor of the same name and shape, and the first convolution's
+    filters band by band by name. A band the model lacks starts from the mean of the model's filters
+    (as timm's ``adapt_input_conv`` does for new input channels). The normaliser, the PIT maps and
+    tensors whose shape differs (the dense head, when the stamp or the bins differ) are left as they
+    are: the normaliser is fitted on the store, the head trains from its fresh start.
+    Returns the names copied, mapped band by band and left fresh."""
+    import torch
+
+    from deepdip.models.modelfile import ModelFile
+
+    source = ModelFile(path)
+    src_bands = list(source.bands)
+    src_state = source.net.state_dict()
+    state = net.state_dict()
+    report: dict = {"copied": [], "mapped": [], "fresh": []}
+    for name, value in state.items():
+        if name.startswith(("normalizer.", "calibration.")):
+            continue
+        src = src_state.get(name)
+        if src is not None and src.shape == value.shape:
+            state[name] = src.clone()
+            report["copied"].append(name)
+        elif (src is not None and src.ndim == 4 and value.ndim == 4 and src.shape[1] == len(src_bands)
+              and value.shape[1] == len(bands) and src.shape[0] == value.shape[0] and src.shape[2:] == value.shape[2:]):
+            mapped = src.mean(dim=1, keepdim=True).repeat(1, len(bands), 1, 1)
+            for j, band in enumerate(bands):
+                if band in src_bands:
+                    mapped[:, j] = src[:, src_bands.index(band)]
+            state[name] = mapped
+            report["mapped"].append(name)
+        elif not torch.is_floating_point(value):
+            continue     # counters (batch norm's num_batches_tracked)
+        else:
+            report["fresh"].append(name)
+    net.load_state_dict(state)
+    return report
 
 
 def load_initial_weights(net, path: Path) -> None:

@@ -38,7 +38,7 @@ def train_member(store, fold: int, member: int, member_dir: Path, cfg: TrainConf
     from deepdip.models.net import PhotozNet
     from deepdip.train.budget import TimeBudget
     from deepdip.train.data import make_datamodule
-    from deepdip.train.finetune import load_initial_weights
+    from deepdip.train.finetune import load_initial_weights, transfer_weights
     from deepdip.train.module import PhotozModule
 
     quiet_lightning()
@@ -82,7 +82,13 @@ def train_member(store, fold: int, member: int, member_dir: Path, cfg: TrainConf
                           band_dropout_mode=str(config.get("band_dropout_mode", "subset")),
                           weighted=config.get("reweight", "none") != "none",
                           label_sigma=float(config.get("label_sigma", 0.0)))
-    if init:
+    if init and init.transfer:
+        # Another survey's model: what carries over, and the normaliser fitted on this store.
+        fit_normalizer(module.net.normalizer, store, train_rows, seed)
+        report = transfer_weights(module.net, init.path_for(member), store.bands)
+        log.info("transfer from %s: %d tensors copied, %s mapped band by band, %d fresh", init.path_for(member),
+                 len(report["copied"]), ", ".join(report["mapped"]) or "none", len(report["fresh"]))
+    elif init:
         # Weights and normaliser of the initial model (a resumed member then loads its checkpoint over them).
         load_initial_weights(module.net, init.path_for(member))
     else:

@@ -276,7 +276,8 @@ class _LitPretrain(L.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        opt = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=self.hp["lr"], weight_decay=self.hp["weight_decay"])
+        trained = [p for p in self.model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(trained, lr=self.hp["lr"], weight_decay=self.hp["weight_decay"])
         total = max(1, int(self.trainer.estimated_stepping_batches))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
