@@ -12,7 +12,11 @@ On a mock store (``deepdip demo``'s or ``deepdip simulate``'s), for each seed:
    - ``pretrained``: the same with ``--init-model ENCODER/model.pt`` (the whole network trained, at the
      scratch run's peak learning rate: the head is new, so the fine-tuning default of a tenth does not apply);
    - ``boost``: ``deepdip baseline --method boost --labelled SEL`` (the best catalogue baseline of the
-     training-set study).
+     training-set study);
+   - ``transfer`` (with ``--transfer-from MODEL``, a model of another survey): ``--init-model MODEL --transfer``
+     (issue 15's transfer between surveys: e.g. an sdss model fine-tuned on a legacy mock; the network is
+     rebuilt for the store, its convolutions start from the model's, the first layer mapped band by band).
+   ``--arms`` chooses (default scratch, pretrained, boost; ``pretrained`` runs ``deepdip pretrain`` first).
    Both CNN arms take the same number of epochs, chosen so that each run sees ``--samples`` training
    galaxies (epochs = samples / training galaxies, within [--min-epochs, --max-epochs]): the same CPU budget
    for both arms at each N, stated in the table.
@@ -21,7 +25,8 @@ Metrics: σ_MAD, η (|Δz|/(1+z) > 0.05) of the PDF mean and PIT KS (``deepdip.m
 the pretrained arm reaches the scratch σ_MAD of N labels with ≤ N/2 labels (N ≤ 10,000).
 
 Usage: python benchmarks/label_efficiency.py STORE --out DIR [--seeds 1 2] [--labels 300 1000 3000]
-       [--pretrain-epochs 6] [--samples 45000]
+       [--pretrain-epochs 6] [--samples 45000] [--arms scratch pretrained boost transfer]
+       [--transfer-from MODEL.pt]
 Each seed's runs go to DIR/s<seed>; finished ones are reused (rerun to resume or to tabulate).
 """
 
@@ -81,7 +86,8 @@ def scores(catalog: Path) -> dict:
             "n_test": int(len(cat))}
 
 
-def cnn_arm(store_path: Path, sel: Path, out: Path, epochs: int, seed: int, init: Path | None) -> dict:
+def cnn_arm(store_path: Path, sel: Path, out: Path, epochs: int, seed: int, init: Path | None,
+            transfer: bool = False) -> dict:
     from deepdip.predict import predict_store
     from deepdip.train import train
     from deepdip.train.config import MODEL_DEFAULTS
@@ -90,7 +96,7 @@ def cnn_arm(store_path: Path, sel: Path, out: Path, epochs: int, seed: int, init
     wall = None
     if not catalog.exists():
         t0 = time.perf_counter()
-        extra = dict(init_model=str(init), lr=MODEL_DEFAULTS["compact"]["lr"]) if init else {}
+        extra = dict(init_model=str(init), lr=MODEL_DEFAULTS["compact"]["lr"], transfer=transfer) if init else {}
         train(store_path, fold=0, epochs=epochs, labelled=str(sel), out=out, seed=seed, progress=False,
               tensorboard=False, **extra)
         wall = time.perf_counter() - t0
@@ -113,21 +119,26 @@ def study_seed(store_path: Path, out: Path, args, seed: int) -> dict:
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     results["args"] = {**vars(args), "seed": seed}
-    encoder, wall = pretrain_encoder(store_path, out / "encoder", args, seed)
-    if wall is not None:
-        results["pretrain_wall_s"] = wall
+    encoder = None
+    if "pretrained" in args.arms:
+        encoder, wall = pretrain_encoder(store_path, out / "encoder", args, seed)
+        if wall is not None:
+            results["pretrain_wall_s"] = wall
     store = CutoutStore(store_path)
+    cnn_arms = [(arm, init) for arm, init in (("scratch", None), ("pretrained", encoder),
+                                              ("transfer", args.transfer_from)) if arm in args.arms]
     for n, sel in labelled_subsets(store, args.labels, seed, out).items():
         epochs = epochs_for(n, args)
-        for arm, init in (("scratch", None), ("pretrained", encoder)):
+        for arm, init in cnn_arms:
             key = f"{arm}/{n}"
-            res = cnn_arm(store_path, sel, out / f"{arm}_{n}", epochs, seed, init)
+            res = cnn_arm(store_path, sel, out / f"{arm}_{n}", epochs, seed, init, transfer=arm == "transfer")
             if res["train_wall_s"] is None and key in results:   # reused: keep the wall time it was measured with
                 res["train_wall_s"] = results[key].get("train_wall_s")
             results[key] = res
             results_path.write_text(json.dumps(results, indent=1))
-        results[f"boost/{n}"] = boost_arm(store_path, sel, out / f"boost_{n}.parquet", seed)
-        results_path.write_text(json.dumps(results, indent=1))
+        if "boost" in args.arms:
+            results[f"boost/{n}"] = boost_arm(store_path, sel, out / f"boost_{n}.parquet", seed)
+            results_path.write_text(json.dumps(results, indent=1))
         print(seed, n, {k: round(v["sigma_mad"], 4) for k, v in results.items() if k.endswith(f"/{n}")}, flush=True)
     return results
 
@@ -142,15 +153,21 @@ def main():
     p.add_argument("--samples", type=int, default=45000, help="training galaxies each CNN run sees (budget)")
     p.add_argument("--min-epochs", type=int, default=10)
     p.add_argument("--max-epochs", type=int, default=200)
+    p.add_argument("--arms", nargs="+", default=["scratch", "pretrained", "boost"],
+                   choices=["scratch", "pretrained", "boost", "transfer"])
+    p.add_argument("--transfer-from", default=None, help="model file of another survey (the transfer arm)")
     args = p.parse_args()
+    if "transfer" in args.arms and not args.transfer_from:
+        p.error("the transfer arm needs --transfer-from MODEL")
     store, root = Path(args.store), Path(args.out)
     by_seed = {seed: study_seed(store, root / f"s{seed}", args, seed) for seed in args.seeds}
+    arms = [a for a in ("scratch", "pretrained", "transfer", "boost") if a in args.arms]
     print("| labels | epochs | " + " | ".join(f"{arm}: σ_MAD / η / PIT KS (seeds {', '.join(map(str, args.seeds))})"
-                                           for arm in ("scratch", "pretrained", "boost")) + " |")
-    print("|---|---|---|---|---|")
+                                           for arm in arms) + " |")
+    print("|---|---|" + "---|" * len(arms))
     for n in args.labels:
         cells = []
-        for arm in ("scratch", "pretrained", "boost"):
+        for arm in arms:
             ms = [by_seed[s].get(f"{arm}/{n}") for s in args.seeds]
             cells.append(" ; ".join(f"{m['sigma_mad']:.4f} / {100 * m['eta']:.1f} % / {m['pit_ks']:.3f}" if m
                                     else "—" for m in ms))
