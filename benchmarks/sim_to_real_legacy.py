@@ -60,11 +60,17 @@ def predict_pdfs(nets, images, ebv, tta: bool = True) -> np.ndarray:
 
 
 def finetune(net, images, ebv, z, zgrid, *, epochs: int = 40, lr: float = 1e-4, weight_decay: float = 1e-4,
-             batch_size: int = 32, seed: int = 0, freeze_bn: bool = False):
+             batch_size: int = 32, seed: int = 0, freeze_bn: bool = False, rehearsal=None,
+             rehearsal_per_batch: int = 32, l2sp: float = 0.0):
     """A copy of ``net`` trained further on (images, ebv, z) with random dihedral orientations.
 
     ``freeze_bn`` keeps batch-norm layers in inference mode (running statistics from the mock),
     the usual choice when fine-tuning on a few dozen images whose batch statistics are noisy.
+    Two regularisers against forgetting what the mock taught, for a few dozen real galaxies:
+    ``rehearsal`` = (images, ebv, z) of mock galaxies, ``rehearsal_per_batch`` of them drawn into every
+    batch (their cross-entropy and the real galaxies' weigh half each: the network keeps solving the mock
+    while it adapts); ``l2sp`` > 0 adds l2sp * ||w - w_mock||^2 (L2-SP, Li et al. 2018: decay towards the
+    starting weights instead of towards zero).
     """
     import torch
     import torch.nn.functional as F
@@ -86,6 +92,11 @@ def finetune(net, images, ebv, z, zgrid, *, epochs: int = 40, lr: float = 1e-4, 
     x_all = torch.as_tensor(np.ascontiguousarray(images, dtype=np.float32))
     e_all = torch.as_tensor(np.asarray(ebv, dtype=np.float32)[:, None])
     y_all = torch.as_tensor(zgrid.bin_index(z))
+    if rehearsal is not None:
+        x_mock = torch.as_tensor(np.ascontiguousarray(rehearsal[0], dtype=np.float32))
+        e_mock = torch.as_tensor(np.asarray(rehearsal[1], dtype=np.float32)[:, None])
+        y_mock = torch.as_tensor(zgrid.bin_index(rehearsal[2]))
+    start_weights = {n: p.detach().clone() for n, p in net.backbone.named_parameters()} if l2sp > 0 else None
     gen = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
         order = torch.randperm(len(x_all), generator=gen)
@@ -93,8 +104,18 @@ def finetune(net, images, ebv, z, zgrid, *, epochs: int = 40, lr: float = 1e-4, 
             idx = order[start:start + batch_size]
             if len(idx) < 2:  # batch-norm needs two samples
                 continue
-            logits = net(random_dihedral(x_all[idx], gen), e_all[idx])
-            loss = F.cross_entropy(logits.float(), y_all[idx])
+            if rehearsal is None:
+                logits = net(random_dihedral(x_all[idx], gen), e_all[idx])
+                loss = F.cross_entropy(logits.float(), y_all[idx])
+            else:
+                m = torch.randint(len(x_mock), (rehearsal_per_batch,), generator=gen)
+                logits = net(random_dihedral(torch.cat([x_all[idx], x_mock[m]]), gen),
+                             torch.cat([e_all[idx], e_mock[m]])).float()
+                loss = 0.5 * (F.cross_entropy(logits[:len(idx)], y_all[idx])
+                              + F.cross_entropy(logits[len(idx):], y_mock[m]))
+            if start_weights is not None:
+                loss = loss + l2sp * sum(((p - start_weights[n]) ** 2).sum()
+                                         for n, p in net.backbone.named_parameters() if p.requires_grad)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -252,6 +273,12 @@ def main(argv=None) -> int:
     parser.add_argument("--scratch-lr", type=float, default=1e-3,
                         help="learning rate of the control trained from scratch on the real galaxies only [1e-3]")
     parser.add_argument("--freeze-bn", action="store_true", help="fine-tune with batch-norm statistics frozen")
+    parser.add_argument("--rehearsal", type=int, default=0,
+                        help="mock galaxies (of --mock's training folds) drawn into every fine-tuning batch [0: none]")
+    parser.add_argument("--rehearsal-pool", type=int, default=3000,
+                        help="how many mock galaxies the rehearsal draws from [3000]")
+    parser.add_argument("--l2sp", type=float, default=0.0,
+                        help="L2-SP: weight of ||w - w_mock||^2 in the fine-tuning loss [0: off]")
     parser.add_argument("--no-controls", dest="controls", action="store_false",
                         help="skip the from-scratch and constant controls")
     parser.add_argument("--seed", type=int, default=0)
@@ -273,9 +300,19 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = {"n": len(rows), "zero_shot": metrics_of(predict_pdfs(nets, images, ebv), z, zgrid)}
+    regularise: dict = {"l2sp": args.l2sp}
+    if args.rehearsal:
+        if not args.mock:
+            raise DeepdipError("--rehearsal draws mock galaxies: give --mock")
+        mock = CutoutStore(args.mock)
+        pool = mock.split_rows("train", fold=0)
+        pool = np.sort(np.random.default_rng(args.seed).permutation(pool)[:args.rehearsal_pool])
+        regularise.update(rehearsal=(mock.images(pool), mock.column("ebv", pool),
+                                     mock.column("z_spec", pool).astype(np.float64)),
+                          rehearsal_per_batch=args.rehearsal)
     results["finetuned_cv"] = metrics_of(
         leave_out_cv(nets, images, ebv, z, zgrid, n_groups=args.groups, seed=args.seed, epochs=args.epochs,
-                     lr=args.lr, freeze_bn=args.freeze_bn), z, zgrid)
+                     lr=args.lr, freeze_bn=args.freeze_bn, **regularise), z, zgrid)
     if args.controls:
         # Controls: the same CV from an untrained network (does the mock pre-training help?) and a
         # know-nothing estimator (the other galaxies' n(z)), to put the numbers on a scale.

@@ -545,6 +545,35 @@ def test_finetune_with_frozen_batch_norm_keeps_the_mock_statistics(one_thread):
     assert not all(torch.equal(a, b) for a, b in zip(running_means(net), running_means(moving)))
 
 
+def test_finetune_regularisers_keep_the_network_nearer_its_start(one_thread):
+    """L2-SP pulls the weights towards the mock model's, and rehearsal (mock galaxies in every batch) keeps
+    the mock galaxies predicted: both move the network less from its start than plain fine-tuning."""
+    import torch
+    finetune = sim_to_real_study().finetune
+    from deepdip.models.net import PhotozNet
+    from deepdip.zgrid import ZGrid
+
+    torch.manual_seed(0)
+    zgrid = ZGrid(0.0, 0.8, 16)
+    net = PhotozNet("compact", in_chans=2, num_bins=zgrid.nbins, img_size=16).eval()
+    rng = np.random.default_rng(2)
+    images = rng.normal(1.0, 0.5, (8, 2, 16, 16)).astype(np.float32)
+    ebv, z = np.full(8, 0.03, np.float32), np.linspace(0.1, 0.6, 8)
+    mock = (rng.normal(1.0, 0.5, (40, 2, 16, 16)).astype(np.float32), np.full(40, 0.03, np.float32),
+            rng.uniform(0.05, 0.7, 40))
+
+    def moved(model):
+        start = dict(net.backbone.named_parameters())
+        return sum(float(((p - start[n]) ** 2).sum()) for n, p in model.backbone.named_parameters())
+
+    kw = dict(epochs=5, lr=3e-3, batch_size=4, seed=1)
+    plain = moved(finetune(net, images, ebv, z, zgrid, **kw))
+    held = moved(finetune(net, images, ebv, z, zgrid, l2sp=10.0, **kw))
+    assert held < 0.5 * plain
+    rehearsed = finetune(net, images, ebv, z, zgrid, rehearsal=mock, rehearsal_per_batch=8, **kw)
+    assert np.isfinite(moved(rehearsed)) and moved(rehearsed) != pytest.approx(plain)   # the mock galaxies took part
+
+
 # -- the extinction coefficients a store records (deepdip.extinction) -------------------------------------
 
 def _transmission_case(folder, n=6):
