@@ -70,6 +70,22 @@ def test_a_band_the_model_lacks_starts_from_the_mean_filter(source):
     assert torch.allclose(w_new[:, 2], w_src.mean(1))
 
 
+def test_same_number_of_bands_in_another_order_is_still_mapped_by_name(source):
+    """ugriz -> zirgu: as many bands, so the shapes agree, but each filter must follow its band."""
+    from deepdip.models.net import PhotozNet
+    from deepdip.train.finetune import transfer_weights
+
+    src = ModelFile(source)
+    kwargs = {k: v for k, v in src.config["net"].items() if k != "pit_calibration"}
+    net = PhotozNet(**kwargs)
+    report = transfer_weights(net, source, list("zirgu"))
+    first = report["mapped"][0]
+    w_src, w_new = src.net.state_dict()[first], net.state_dict()[first]
+    for j, band in enumerate("zirgu"):
+        assert torch.equal(w_new[:, j], w_src[:, "ugriz".index(band)])
+    assert not any(k.startswith("backbone.head.") for k in report["copied"])   # the head always starts afresh
+
+
 def test_transfer_refuses_models_it_cannot_carry(source, tmp_path):
     other = make_toy_store(tmp_path / "y.h5", n=120, size=8, seed=2, n_bands=1, bands="y")
     with pytest.raises(DeepdipValueError, match="none in common"):

@@ -164,8 +164,8 @@ class TrainConfig:
                                     "unrepresentative fine-tuning sets)", group=FINETUNING)
     transfer: bool = option(False, "--init-model from another survey (other bands, stamp size or redshift bins): "
                                    "a network is built for this store, its convolutions start from the model's "
-                                   "(first layer mapped band by band by name), the dense head starts afresh and "
-                                   "the normaliser is fitted on this store", group=FINETUNING, identity=True)
+                                   "(first layer mapped band by band by name), its dense head afresh, its "
+                                   "normaliser fitted on this store", group=FINETUNING, identity=True)
     # -- hardware ---------------------------------------------------------------------------------
     precision: str = option("32-true", "Lightning precision: 32-true, bf16-mixed, 16-mixed, or auto (bf16 where "
                                        "a timing probe of this network on this hardware finds it clearly faster; "

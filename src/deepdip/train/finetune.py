@@ -114,12 +114,12 @@ def _transfer_init(cfg, store, paths: list[Path], zgrid: ZGrid | None) -> InitMo
 
 
 def transfer_weights(net, path: Path, bands) -> dict:
-    """Copy into ``net`` (built for a store of ``bands``) what carries over from the model file at
-    ``path`` (another survey's): every tensor of the same name and shape, and the first convolution's
-    filters band by band by name. A band the model lacks starts from the mean of the model's filters
-    (as timm's ``adapt_input_conv`` does for new input channels). The normaliser, the PIT maps and
-    tensors whose shape differs (the dense head, when the stamp or the bins differ) are left as they
-    are: the normaliser is fitted on the store, the head trains from its fresh start.
+    """Copy into ``net`` (built for a store of ``bands``) the convolutions of the model file at ``path``
+    (another survey's): the first convolution's filters band by band by name (a band the model lacks
+    starts from the mean of the model's filters, as timm's ``adapt_input_conv`` does for new input
+    channels), the later ones as they are. The dense head (``backbone.head``: it reads per-band aperture
+    fluxes and ends in the model's bins), the normaliser and the PIT maps are not copied: the head trains
+    from its fresh start, the normaliser is fitted on the store.
     Returns the names copied, mapped band by band and left fresh."""
     import torch
 
@@ -129,24 +129,23 @@ def transfer_weights(net, path: Path, bands) -> dict:
     src_bands = list(source.bands)
     src_state = source.net.state_dict()
     state = net.state_dict()
+    # The input convolution: the first 4-D weight, which sees one channel per band.
+    first = next(k for k, v in state.items() if k.startswith("backbone.") and v.ndim == 4)
     report: dict = {"copied": [], "mapped": [], "fresh": []}
     for name, value in state.items():
-        if name.startswith(("normalizer.", "calibration.")):
-            continue
+        if name.startswith(("normalizer.", "calibration.")) or not torch.is_floating_point(value):
+            continue     # refitted / not carried; counters (batch norm's num_batches_tracked)
         src = src_state.get(name)
-        if src is not None and src.shape == value.shape:
-            state[name] = src.clone()
-            report["copied"].append(name)
-        elif (src is not None and src.ndim == 4 and value.ndim == 4 and src.shape[1] == len(src_bands)
-              and value.shape[1] == len(bands) and src.shape[0] == value.shape[0] and src.shape[2:] == value.shape[2:]):
+        if name == first and src is not None and src.shape[0] == value.shape[0] and src.shape[2:] == value.shape[2:]:
             mapped = src.mean(dim=1, keepdim=True).repeat(1, len(bands), 1, 1)
             for j, band in enumerate(bands):
                 if band in src_bands:
                     mapped[:, j] = src[:, src_bands.index(band)]
             state[name] = mapped
             report["mapped"].append(name)
-        elif not torch.is_floating_point(value):
-            continue     # counters (batch norm's num_batches_tracked)
+        elif src is not None and src.shape == value.shape and not name.startswith("backbone.head."):
+            state[name] = src.clone()
+            report["copied"].append(name)
         else:
             report["fresh"].append(name)
     net.load_state_dict(state)
