@@ -16,7 +16,9 @@ On a mock store (``deepdip demo``'s or ``deepdip simulate``'s), for each seed:
    - ``transfer`` (with ``--transfer-from MODEL``, a model of another survey): ``--init-model MODEL --transfer``
      (issue 15's transfer between surveys: e.g. an sdss model fine-tuned on a legacy mock; the network is
      rebuilt for the store, its convolutions start from the model's, the first layer mapped band by band).
-   ``--arms`` chooses (default scratch, pretrained, boost; ``pretrained`` runs ``deepdip pretrain`` first).
+   - diagnostics of the pretrained encoder: ``pretrained-lowlr`` (fine-tuned at the fine-tuning default, a tenth
+     of the rate) and ``probe`` (``--freeze backbone``: only the head trains on the pretrained features).
+   ``--arms`` chooses (default scratch, pretrained, boost; the encoder arms run ``deepdip pretrain`` first).
    Both CNN arms take the same number of epochs, chosen so that each run sees ``--samples`` training
    galaxies (epochs = samples / training galaxies, within [--min-epochs, --max-epochs]): the same CPU budget
    for both arms at each N, stated in the table.
@@ -87,7 +89,7 @@ def scores(catalog: Path) -> dict:
 
 
 def cnn_arm(store_path: Path, sel: Path, out: Path, epochs: int, seed: int, init: Path | None,
-            transfer: bool = False) -> dict:
+            **finetune) -> dict:
     from deepdip.predict import predict_store
     from deepdip.train import train
     from deepdip.train.config import MODEL_DEFAULTS
@@ -96,7 +98,9 @@ def cnn_arm(store_path: Path, sel: Path, out: Path, epochs: int, seed: int, init
     wall = None
     if not catalog.exists():
         t0 = time.perf_counter()
-        extra = dict(init_model=str(init), lr=MODEL_DEFAULTS["compact"]["lr"], transfer=transfer) if init else {}
+        extra = {"init_model": str(init), "lr": MODEL_DEFAULTS["compact"]["lr"], **finetune} if init else {}
+        if extra.get("lr") is None:    # the fine-tuning default (a tenth of the model's rate)
+            extra.pop("lr", None)
         train(store_path, fold=0, epochs=epochs, labelled=str(sel), out=out, seed=seed, progress=False,
               tensorboard=False, **extra)
         wall = time.perf_counter() - t0
@@ -120,18 +124,22 @@ def study_seed(store_path: Path, out: Path, args, seed: int) -> dict:
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     results["args"] = {**vars(args), "seed": seed}
     encoder = None
-    if "pretrained" in args.arms:
+    if {"pretrained", "pretrained-lowlr", "probe"} & set(args.arms):
         encoder, wall = pretrain_encoder(store_path, out / "encoder", args, seed)
         if wall is not None:
             results["pretrain_wall_s"] = wall
     store = CutoutStore(store_path)
-    cnn_arms = [(arm, init) for arm, init in (("scratch", None), ("pretrained", encoder),
-                                              ("transfer", args.transfer_from)) if arm in args.arms]
+    # arm -> (initial model, fine-tuning settings)
+    cnn_arms = [(arm, init, kw) for arm, init, kw in (
+        ("scratch", None, {}), ("pretrained", encoder, {}),
+        ("pretrained-lowlr", encoder, {"lr": None}),            # the fine-tuning default, a tenth of the rate
+        ("probe", encoder, {"freeze": "backbone"}),             # linear probe: are the features informative?
+        ("transfer", args.transfer_from, {"transfer": True})) if arm in args.arms]
     for n, sel in labelled_subsets(store, args.labels, seed, out).items():
         epochs = epochs_for(n, args)
-        for arm, init in cnn_arms:
+        for arm, init, kw in cnn_arms:
             key = f"{arm}/{n}"
-            res = cnn_arm(store_path, sel, out / f"{arm}_{n}", epochs, seed, init, transfer=arm == "transfer")
+            res = cnn_arm(store_path, sel, out / f"{arm}_{n}", epochs, seed, init, **kw)
             if res["train_wall_s"] is None and key in results:   # reused: keep the wall time it was measured with
                 res["train_wall_s"] = results[key].get("train_wall_s")
             results[key] = res
@@ -154,14 +162,14 @@ def main():
     p.add_argument("--min-epochs", type=int, default=10)
     p.add_argument("--max-epochs", type=int, default=200)
     p.add_argument("--arms", nargs="+", default=["scratch", "pretrained", "boost"],
-                   choices=["scratch", "pretrained", "boost", "transfer"])
+                   choices=["scratch", "pretrained", "pretrained-lowlr", "probe", "boost", "transfer"])
     p.add_argument("--transfer-from", default=None, help="model file of another survey (the transfer arm)")
     args = p.parse_args()
     if "transfer" in args.arms and not args.transfer_from:
         p.error("the transfer arm needs --transfer-from MODEL")
     store, root = Path(args.store), Path(args.out)
     by_seed = {seed: study_seed(store, root / f"s{seed}", args, seed) for seed in args.seeds}
-    arms = [a for a in ("scratch", "pretrained", "transfer", "boost") if a in args.arms]
+    arms = [a for a in ("scratch", "pretrained", "pretrained-lowlr", "probe", "transfer", "boost") if a in args.arms]
     print("| labels | epochs | " + " | ".join(f"{arm}: σ_MAD / η / PIT KS (seeds {', '.join(map(str, args.seeds))})"
                                            for arm in arms) + " |")
     print("|---|---|" + "---|" * len(arms))
