@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -51,7 +52,8 @@ def pretrain_encoder(store: Path, out: Path, args, seed: int) -> tuple[Path, flo
         return model, None
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "deepdip", "pretrain", str(store), "--out", str(out), "--seed", str(seed),
-                    "--epochs", str(args.pretrain_epochs), "--no-progress"], check=True)
+                    "--epochs", str(args.pretrain_epochs), "--no-progress", *shlex.split(args.pretrain_args)],
+                   check=True)
     return model, time.perf_counter() - t0
 
 
@@ -158,6 +160,7 @@ def main():
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     p.add_argument("--labels", type=int, nargs="+", default=[300, 1000, 3000])
     p.add_argument("--pretrain-epochs", type=int, default=6)
+    p.add_argument("--pretrain-args", default="", help="more options of deepdip pretrain, e.g. '--ebv-jitter 0'")
     p.add_argument("--samples", type=int, default=45000, help="training galaxies each CNN run sees (budget)")
     p.add_argument("--min-epochs", type=int, default=10)
     p.add_argument("--max-epochs", type=int, default=200)
