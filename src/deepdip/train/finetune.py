@@ -68,10 +68,12 @@ def resolve_init_models(cfg, store, zgrid: ZGrid | None = None) -> InitModels:
     paths = [p.absolute() for ps in find_model_files(cfg.init_model).values() for p in ps]
     if cfg.transfer:
         return _transfer_init(cfg, store, paths, zgrid)
-    try:
-        members = load_members(paths, store)     # same bands, stamp and bins; the store matches them
-    except DeepdipError as exc:
-        raise DeepdipValueError(f"{exc} (a model of another survey: fine-tune it with --transfer)") from None
+    members = load_members(paths)     # the same bands, stamp and bins as each other
+    for m in members:                 # ... and as the store, or the hint for another survey's model
+        try:
+            m.check_store(store)
+        except DeepdipError as exc:
+            raise DeepdipValueError(f"{exc} (a model of another survey: fine-tune it with --transfer)") from None
     kwargs = [m.config["net"] for m in members]
     if any(k != kwargs[0] for k in kwargs[1:]):
         raise DeepdipValueError(f"the models in {cfg.init_model} are different networks; give one model file")
