@@ -312,6 +312,10 @@ def test_a_preset_extends_another_by_name(tmp_path):
     path.write_text(json.dumps({"extends": "sdss", "name": "sdss-48", "stamp_size": 48}))
     mine = load_survey(path)
     assert mine.stamp_size == 48 and mine.bands == tuple("ugriz") and mine["noise"] == load_survey("sdss")["noise"]
+    # nested objects merge key by key: one population setting changes, the rest stays the base's
+    path.write_text(json.dumps({"extends": "cfhtls-wide", "name": "faint", "population": {"m_lim_B": 27.0}}))
+    faint, deep = load_survey(path), load_survey("cfhtls-wide")
+    assert faint["population"]["m_lim_B"] == 27.0 and faint["population"]["blue"] == deep["population"]["blue"]
     path.write_text(json.dumps({"extends": "nosuchpreset", "name": "x"}))
     with pytest.raises(DeepdipValueError, match="nosuchpreset"):
         load_survey(path)

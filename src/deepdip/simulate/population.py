@@ -38,6 +38,8 @@ ZMIN = 0.01  # below this, distances (and the real sample) are meaningless for p
 EARLY_UR = 2.22  # rest-frame u-r separating early from late types (Strateva et al. 2001)
 MAX_ROUNDS = 50  # oversampling rounds before a selection is declared (nearly) empty
 YEAR_300MYR = 3.0e8  # yr: the window of the kcorrect ``mass300`` column, used for the SFR
+SHEN03_Z = 0.1  # typical redshift of the SDSS galaxies of the Shen et al. (2003) size relations
+DRAW_PIECE = 200  # selected galaxies per piece of a draw_area (as pipeline.BLOCK_SIZE)
 
 
 def prepare(survey) -> dict:
@@ -176,7 +178,34 @@ def fit_coefficients(maggies: np.ndarray, z: np.ndarray, table: TemplateTable,
 
 # --- skypy: Schechter luminosity functions + Dirichlet SED mixtures ------------------------------
 
-def _sample_skypy(survey, pop, n, rng, ctx):
+def draw_area(survey, area_deg2: float, rng: np.random.Generator, ctx: dict) -> dict:
+    """Every galaxy of a ``skypy`` population in ``area_deg2`` of sky, before the survey's selection.
+
+    For counts and n(z) against published deep fields (number per deg^2 is ``len / area``):
+    ``z``, ``mag_<band>`` (no Galactic extinction), ``abs_mag_B`` (rest-frame Bessell B, the
+    band of the luminosity functions) and the population's physical and morphological columns.
+    """
+    pop = survey.get("population", {})
+    if pop.get("model") != "skypy":
+        raise DeepdipError(f"survey {survey.name!r}: draw_area needs a skypy population (counts per area)")
+    # in pieces the size of a simulation block's first draw: the recolouring's SED pool (and its
+    # cost, quadratic in the pool) is then the one the simulator uses
+    piece = pop.get("area_deg2_per_galaxy", 2e-5) * 2 * DRAW_PIECE
+    parts = [_sample_skypy(survey, pop, 0, rng, ctx, area_deg2=min(piece, area_deg2 - start))
+             for start in np.arange(0.0, area_deg2, piece)]
+    z, coeffs, flux = (np.concatenate(p) for p in zip(*parts))
+    ok = (z >= max(ZMIN, survey.zmin)) & (z < survey.zmax)
+    z, coeffs, flux = z[ok], coeffs[ok], flux[ok]
+    zp = float(survey["zero_point"])
+    out = {"z": z, **{f"mag_{b}": zp - 2.5 * np.log10(np.maximum(flux[:, k], 1e-30))
+                      for k, b in enumerate(survey.bands)}}
+    out["abs_mag_B"] = -2.5 * np.log10(coeffs @ ctx["rest_maggies"][:, 2])
+    out.update(_physical(coeffs, ctx))
+    out.update(_morphology(survey, z, out["abs_mag_r"], out["is_early"], rng, ctx))
+    return out
+
+
+def _sample_skypy(survey, pop, n, rng, ctx, area_deg2: float | None = None):
     from astropy import units as u
     from astropy.modeling.models import Exponential1D, Linear1D
 
@@ -191,7 +220,9 @@ def _sample_skypy(survey, pop, n, rng, ctx):
     np.random.seed(int(rng.integers(2**32)))
     zgrid = np.linspace(max(ZMIN, survey.zmin), survey.zmax, 200)
     zs, cs = [], []
-    area = pop.get("area_deg2_per_galaxy", 2e-5) * n * u.deg**2
+    if area_deg2 is None:
+        area_deg2 = pop.get("area_deg2_per_galaxy", 2e-5) * n
+    area = area_deg2 * u.deg**2
     try:
         for kind in ("blue", "red"):
             q = pop[kind]
@@ -272,6 +303,11 @@ def _morphology(survey, z, abs_mag_r, is_early, rng, ctx) -> dict:
         mean = 10 ** (-0.4 * alpha * mag + (beta - alpha) * np.log10(1 + 10 ** (-0.4 * (mag - m0))) + gamma)
         sigma = s2 + (s1 - s2) / (1 + 10 ** (-0.8 * (mag - m0)))
         r_kpc[sel] = mean * rng.lognormal(0.0, sigma)
+    # Shen et al. fit SDSS galaxies (median z ~ 0.1); at fixed luminosity galaxies were smaller
+    # before, by ((1 + z) / 1.1)^-beta; beta is calibrated per deep preset (0: no evolution)
+    beta = float(m.get("size_evolution_beta", 0.0))
+    if beta:
+        r_kpc = r_kpc * ((1 + z) / (1 + SHEN03_Z)) ** -beta
     kpc_per_arcsec = np.interp(z, *ctx["kpc_per_arcsec"])
     hlr = np.clip(r_kpc / kpc_per_arcsec, 0.15, m.get("max_hlr_arcsec", 8.0))
     beta_ab = m.get("bulge_frac_beta", {"early": [7, 3], "late": [1.2, 6]})

@@ -92,7 +92,8 @@ def load_survey(name_or_path: str | Path) -> Survey:
 
 
 def _resolve_extends(params: dict, label: str, seen: tuple) -> dict:
-    """``params`` on top of the preset it ``"extends"`` (by name, itself resolved), the key dropped."""
+    """``params`` on top of the preset it ``"extends"`` (by name, itself resolved; nested objects
+    merge), the key dropped."""
     base_name = params.get("extends")
     if base_name is None:
         return params
@@ -105,7 +106,16 @@ def _resolve_extends(params: dict, label: str, seen: tuple) -> dict:
         raise DeepdipValueError(f"survey preset {label} extends {base_name!r}, which is not a preset; available: "
                                 f"{', '.join(available_surveys())}")
     base = _resolve_extends(json.loads(res.read_text()), repr(base_name), (*seen, base_name))
-    return {**base, **{k: v for k, v in params.items() if k != "extends"}}
+    return _merge(base, {k: v for k, v in params.items() if k != "extends"})
+
+
+def _merge(base: dict, top: dict) -> dict:
+    """``top`` over ``base``; a dict over a dict merges key by key (a preset can change one
+    population or noise setting without repeating the others), anything else replaces."""
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def _get(params: dict, key: str, kind, label: str):
