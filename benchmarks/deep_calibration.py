@@ -21,6 +21,8 @@ Science Book formula, n(z | i) and sizes are validation only (nothing was fitted
 
     python benchmarks/deep_calibration.py --survey cfhtls-wide --area 0.5 --out docs/deep_calibration.json
     python benchmarks/deep_calibration.py --survey cfhtls-wide --area 0.3 --m-lim-B 25 26 27 28
+    python benchmarks/deep_calibration.py --survey cfhtls-wide-faint --area 0.3 --m-lim-B 28 \
+        --scan-m-star-z-max 1.1 1.3 1.5 1.8 --scan-alpha-blue -1.3 -1.4 -1.5 --out docs/deep_population_scan.json
 
 (``--m-lim-B``: the population's apparent B limit, a draw's completeness check: counts at the
 survey limit must not change when it is made deeper.)
@@ -181,8 +183,170 @@ def report(res) -> str:
     return "\n".join(lines)
 
 
+def with_params(base, **population):
+    """``base`` with some population settings replaced (a Survey is immutable)."""
+    from deepdip.surveys import Survey
+
+    params = json.loads(json.dumps(base.params))
+    params["population"].update(population)
+    return Survey(name=base.name, bands=base.bands, filters=base.filters, pixel_scale=base.pixel_scale,
+                  stamp_size=base.stamp_size, zmin=base.zmin, zmax=base.zmax, nbins=base.nbins, params=params)
+
+
+def scan_population(base, caps, alphas, area, seed, m_lim_B):
+    """Calibration of two population parameters on deep fields: ``M_star_z_max``, the redshift
+    beyond which M* stops brightening (SkyPy's linear M*(z) brightens by ~0.9 mag per unit z
+    without end, which puts far too many luminous galaxies at z > 1.5 in a faint sample), and
+    the faint-end slope of the blue luminosity function. The cost is the sum of squared relative
+    differences to the two COSMOS medians of Ilbert et al. (2009) (22 < i < 22.5: 0.66;
+    24.5 < i < 25: 1.06) and to HSC's count ratio N(< 24) / N(< 22.5) = 67,130 / 19,115. The count
+    amplitude is set afterwards (it leaves all three unchanged)."""
+    from deepdip.simulate import population
+
+    target_ratio = HSC_CUMULATIVE[24.0][0] / HSC_CUMULATIVE[22.5][0]
+    rows = []
+    for cap in caps:
+        for alpha in alphas:
+            survey = with_params(base, M_star_z_max=cap, m_lim_B=m_lim_B,
+                                 blue=dict(base["population"]["blue"], alpha=alpha))
+            pop = population.draw_area(survey, area, np.random.default_rng(seed), population.prepare(survey))
+            z, i = pop["z"], pop["mag_i"]
+            med = {k: float(np.median(z[(i >= lo) & (i < hi)])) for k, (lo, hi) in
+                   {"22.0-22.5": (22.0, 22.5), "24.5-25.0": (24.5, 25.0)}.items()}
+            ratio = float((i < 24.0).sum() / (i < 22.5).sum())
+            cost = ((ratio / target_ratio - 1) ** 2
+                    + sum((med[k] / MEDIAN_Z["cosmos_ilbert09"][tuple(map(float, k.split("-")))] - 1) ** 2 for k in med))
+            rows.append({"M_star_z_max": cap, "alpha_blue": alpha, "median_z": {k: round(x, 3) for k, x in med.items()},
+                         "count_ratio_24_22.5": round(ratio, 3), "hsc_ratio": round(target_ratio, 3),
+                         "N_lt_22.5_per_deg2": round(float((i < 22.5).sum() / area)), "cost": round(cost, 5),
+                         "f_z_gt_1.5_at_i_lt_22.5": round(float((z[i < 22.5] > 1.5).mean()), 4)})
+            print(rows[-1], flush=True)
+    best = min(rows, key=lambda r: r["cost"])
+    print("best:", best)
+    return rows
+
+
+DC2 = ROOT.parent / "shared" / "data" / "real" / "dc2_rail"
+DC2_BANDS = "ugrizy"
+MAG_CEILING = 28.0  # magnitudes fainter than this (and DC2's 99 non-detections) are set to it
+
+
+def load_dc2(name: str) -> dict:
+    """DC2 magnitudes [n, 6], errors and true redshift of one RAIL test file (a simulation, not real data)."""
+    import h5py
+
+    with h5py.File(DC2 / f"test_dc2_{name}_9816.hdf5", "r") as f:
+        g = f["photometry"]
+        mag = np.column_stack([g[f"mag_{b}_lsst"][:] for b in DC2_BANDS]).astype(np.float64)
+        err = np.column_stack([g[f"mag_err_{b}_lsst"][:] for b in DC2_BANDS]).astype(np.float64)
+        z = g["redshift"][:].astype(np.float64)
+    return {"mag": mag, "err": err, "z": z}
+
+
+def dc2_section(survey, area, seed, stamps: int = 0) -> dict:
+    """The lsst preset against LSST DESC DC2 (RAIL's test photometry, i <= 25.3; a peer simulation).
+
+    The mock's true magnitudes get DC2's own errors (the median DC2 error at each magnitude, per
+    band, from the *training* file), then both samples are cut at noisy i <= 25.3 and compared
+    with the *validation* file: C2ST on (u-g, g-r, r-i, i-z, z-y, i, z) raw, and with DC2
+    resampled to the mock's (z, i) distribution (0.1 x 0.5 mag cells), which leaves the colours
+    at fixed redshift and magnitude. ``stamps`` > 0 also simulates that many lsst galaxies and sets
+    the errors measured on their stamps beside DC2's.
+    """
+    from deepdip.simulate import population
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from realism.catalogue import c2st
+
+    rng = np.random.default_rng(seed)
+    train, val = load_dc2("training"), load_dc2("validation")
+    edges = np.arange(14.0, 30.01, 0.25)
+    err_of = []
+    for b in range(6):
+        ok = train["mag"][:, b] < 90
+        idx = np.digitize(train["mag"][ok, b], edges)
+        med = np.array([np.median(train["err"][ok, b][idx == k]) if (idx == k).sum() >= 5 else np.nan
+                        for k in range(1, len(edges))])
+        centres = 0.5 * (edges[1:] + edges[:-1])
+        good = np.isfinite(med)
+        err_of.append((centres[good], med[good]))
+    pop = population.draw_area(survey, area, rng, population.prepare(survey))
+    true = np.column_stack([pop[f"mag_{b}"] for b in DC2_BANDS])
+    keep = true[:, 3] < 26.5  # only galaxies that can scatter to i <= 25.3
+    true, z_mock = true[keep], pop["z"][keep]
+    flux = 10 ** (-0.4 * (true - 22.5))
+    sigma_mag = np.column_stack([np.interp(true[:, b], *err_of[b]) for b in range(6)])
+    noisy = flux + rng.standard_normal(flux.shape) * flux * sigma_mag / 1.0857
+    mock = 22.5 - 2.5 * np.log10(np.clip(noisy, 1e-30, None))
+    mock = np.where(noisy > 0, mock, 99.0)
+    sel = mock[:, 3] <= 25.3
+    mock, z_mock = mock[sel], z_mock[sel]
+
+    def feats(mag, z):
+        m = np.where(mag > 90, MAG_CEILING, np.minimum(mag, MAG_CEILING))
+        return np.column_stack([m[:, :-1] - m[:, 1:], m[:, 3], z])
+
+    fm, fr = feats(mock, z_mock), feats(val["mag"], val["z"])
+    out = {"n_mock": int(len(fm)), "n_dc2": int(len(fr)), "auc_raw": round(c2st(fm, fr, seed), 3)}
+    # DC2 resampled to the mock's (z, i)
+    zb, ib = np.arange(0, 4.01, 0.1), np.arange(14, 25.31, 0.5)
+    hm, _, _ = np.histogram2d(fm[:, 6], fm[:, 5], [zb, ib])
+    hr, _, _ = np.histogram2d(fr[:, 6], fr[:, 5], [zb, ib])
+    cz = np.clip(np.digitize(fr[:, 6], zb) - 1, 0, len(zb) - 2)
+    ci = np.clip(np.digitize(fr[:, 5], ib) - 1, 0, len(ib) - 2)
+    w = np.where(hr[cz, ci] > 0, hm[cz, ci] / np.maximum(hr[cz, ci], 1), 0.0)
+    pick = rng.choice(len(fr), size=len(fr), p=w / w.sum())
+    czm = np.clip(np.digitize(fm[:, 6], zb) - 1, 0, len(zb) - 2)
+    cim = np.clip(np.digitize(fm[:, 5], ib) - 1, 0, len(ib) - 2)
+    covered = hr[czm, cim] > 0
+    out["auc_matched_z_i"] = round(c2st(fm[covered], fr[pick], seed), 3)
+    out["mock_in_cells_without_dc2"] = round(float(1 - covered.mean()), 4)
+    names = ["u-g", "g-r", "r-i", "i-z", "z-y"]
+    out["per_colour_matched"] = {n: round(c2st(fm[covered][:, [k, 5, 6]], fr[pick][:, [k, 5, 6]], seed), 3)
+                                 for k, n in enumerate(names)}
+    q = [5, 25, 50, 75, 95]
+    out["quantiles"] = {"z": {"mock": np.percentile(fm[:, 6], q).round(3).tolist(),
+                              "dc2": np.percentile(fr[:, 6], q).round(3).tolist()},
+                        "i": {"mock": np.percentile(fm[:, 5], q).round(2).tolist(),
+                              "dc2": np.percentile(fr[:, 5], q).round(2).tolist()}}
+    medians = {}
+    for lo, hi in ((0.0, 0.5), (0.5, 1.0), (1.0, 1.5), (1.5, 2.0), (2.0, 3.0)):
+        a, b = (fm[:, 6] >= lo) & (fm[:, 6] < hi), (fr[:, 6] >= lo) & (fr[:, 6] < hi)
+        medians[f"{lo}-{hi}"] = {n: [round(float(np.median(fm[a, k])), 3), round(float(np.median(fr[b, k])), 3)]
+                                 for k, n in enumerate(names)} | {"n": [int(a.sum()), int(b.sum())]}
+    out["colour_medians_mock_dc2"] = medians
+    if stamps:
+        out["errors_on_stamps"] = stamp_errors(survey, stamps, seed, val)
+    return out
+
+
+def stamp_errors(survey, n, seed, dc2) -> dict:
+    """Median magnitude error vs magnitude per band: measured on rendered lsst stamps vs DC2's."""
+    import tempfile
+
+    from deepdip.simulate import simulate_store
+    from deepdip.store import CutoutStore
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "lsst.h5"
+        simulate_store(survey.name, n, seed=seed, out=path, workers=2, progress=False)
+        with CutoutStore(path) as st:
+            flux = np.column_stack([st.column(f"flux_{b}") for b in DC2_BANDS]).astype(np.float64)
+            err = np.column_stack([st.column(f"flux_err_{b}") for b in DC2_BANDS]).astype(np.float64)
+    out = {}
+    for b, band in enumerate(DC2_BANDS):
+        for lo in (22.0, 23.0, 24.0, 25.0, 26.0):
+            mag = 22.5 - 2.5 * np.log10(np.clip(flux[:, b], 1e-30, None))
+            sel = (mag >= lo) & (mag < lo + 1) & (flux[:, b] > 0)
+            ok = (dc2["mag"][:, b] >= lo) & (dc2["mag"][:, b] < lo + 1)
+            if sel.sum() >= 10 and ok.sum() >= 10:
+                out[f"{band} {lo:g}-{lo + 1:g}"] = [round(float(np.median(1.0857 * err[sel, b] / flux[sel, b])), 4),
+                                                 round(float(np.median(dc2["err"][ok, b])), 4)]
+    return out
+
+
 def main(argv=None) -> int:
-    from deepdip.surveys import Survey, load_survey
+    from deepdip.surveys import load_survey
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--survey", default="cfhtls-wide")
@@ -191,14 +355,29 @@ def main(argv=None) -> int:
     ap.add_argument("--m-lim-B", type=float, nargs="*", default=None,
                     help="population B limits to draw at (default: the preset's)")
     ap.add_argument("--out", type=Path, default=None, help="JSON of every draw")
+    ap.add_argument("--scan-m-star-z-max", type=float, nargs="*", default=None,
+                    help="calibrate M_star_z_max and the blue faint-end slope on a grid (with --scan-alpha-blue; "
+                         "at the deepest --m-lim-B): see scan_population")
+    ap.add_argument("--scan-alpha-blue", type=float, nargs="*", default=None)
+    ap.add_argument("--dc2", action="store_true", help="compare the preset (lsst) with LSST DESC DC2 colours")
+    ap.add_argument("--stamps", type=int, default=0, help="with --dc2: also measure errors on this many stamps")
     args = ap.parse_args(argv)
     base = load_survey(args.survey)
+    if args.dc2:
+        res = dc2_section(base, args.area, args.seed, args.stamps)
+        print(json.dumps(res, indent=1))
+        if args.out:
+            args.out.write_text(json.dumps(res, indent=1) + "\n")
+        return 0
+    if args.scan_m_star_z_max:
+        rows = scan_population(base, args.scan_m_star_z_max, args.scan_alpha_blue or [base["population"]["blue"]["alpha"]],
+                               args.area, args.seed, max(args.m_lim_B or [29.0]))
+        if args.out:
+            args.out.write_text(json.dumps(rows, indent=1) + "\n")
+        return 0
     results = []
     for mlim in args.m_lim_B or [base["population"]["m_lim_B"]]:
-        params = json.loads(json.dumps(base.params))
-        params["population"]["m_lim_B"] = float(mlim)
-        survey = Survey(name=base.name, bands=base.bands, filters=base.filters, pixel_scale=base.pixel_scale,
-                        stamp_size=base.stamp_size, zmin=base.zmin, zmax=base.zmax, nbins=base.nbins, params=params)
+        survey = with_params(base, m_lim_B=float(mlim))
         res = measure(survey, args.area, args.seed)
         results.append(res)
         print(report(res), "\n", flush=True)

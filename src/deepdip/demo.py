@@ -105,6 +105,7 @@ def run_demo(out, *, n: int = 20000, survey: str = "sdss", model: str = "compact
     from deepdip.predict.core import predict_store
     from deepdip.report import evaluate
     from deepdip.report.floor import information_floor
+    from deepdip.report.conventions import convention_table, conventions, score_catalog
     from deepdip.report.html import figure, section
     from deepdip.simulate.pipeline import simulate_store
     from deepdip.store import CutoutStore
@@ -119,6 +120,10 @@ def run_demo(out, *, n: int = 20000, survey: str = "sdss", model: str = "compact
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     preset = load_survey(survey)
+
+    conv = conventions(preset)
+    ext_spec = conv.get("external_test")
+    external = None if ext_spec is None else {**ext_spec, "n": max(MIN_N, n // 4)}
 
     t = _step(f"1/5 simulate {n} {survey} galaxies")
     store_path = out / f"mock_{survey}_n{n}_seed{seed}.h5"
@@ -147,14 +152,21 @@ def run_demo(out, *, n: int = 20000, survey: str = "sdss", model: str = "compact
 
     t = _step(f"4/5 catalogue baselines on the same split: {', '.join(baselines)}")
     test_rows = store.split_rows("test", fold)
+    fitted = {}
     for method in baselines:
         path = catalogs[method] = out / f"{method}.parquet"
-        if path.exists():
+        if path.exists() and external is None:
             continue
         t_m = time.monotonic()
-        make_baseline(method, preset.zgrid).fit(store, fold).predict_catalog(store, test_rows, path, progress=progress)
+        fitted[method] = make_baseline(method, preset.zgrid).fit(store, fold)
+        fitted[method].predict_catalog(store, test_rows, path, progress=progress, overwrite=True)
         timings[f"{method}_s"] = time.monotonic() - t_m
         print(f"   {method}: {timings[f'{method}_s']:.0f} s", flush=True)
+    if external is not None:
+        t = _step(f"4b/5 external test: {external['n']} {external['survey']} galaxies, those fainter than "
+                  f"{conv['magnitude']} = {external['fainter_than']:g} (no training galaxy is)")
+        ext_catalogs = _external_test(external, run_dir, fitted, out, seed, workers, conv["magnitude"], progress)
+        timings["external_s"] = time.monotonic() - t
 
     t = _step("5/5 evaluate and write the report")
     gallery = write_gallery(store_path, [catalogs["cnn"]] + [catalogs[m] for m in baselines[:1]],
@@ -174,8 +186,42 @@ def run_demo(out, *, n: int = 20000, survey: str = "sdss", model: str = "compact
         if key in floor:
             m = floor[key]
             print(f"{'floor':<8}{m['sigma_mad']:>11.4f}{m['outlier_frac']:>11.3%}   {label} (uses the mock's truths)")
+    if preset.get("evaluation"):
+        deep = {"test": {k: score_catalog(p, conv) for k, p in catalogs.items()}}
+        print(f"\n{survey} conventions, test fold {fold}:\n" + convention_table(deep["test"], conv))
+        if external is not None:
+            ext_conv = {**conv, "mag_edges": external.get("mag_edges")}
+            deep["external"] = {k: score_catalog(p, ext_conv) for k, p in ext_catalogs.items()}
+            print(f"\nexternal test ({conv['magnitude']} > {external['fainter_than']:g}):\n"
+                  + convention_table(deep["external"], ext_conv))
+        write_json_atomic(out / "conventions.json", deep)
     print(f"\nreport: {out / 'index.html'}\nmetrics: {out / 'metrics.json'}")
     return metrics
+
+
+def _external_test(spec: dict, run_dir, fitted: dict, out, seed: int, workers: int, band: str, progress: bool) -> dict:
+    """Predict galaxies fainter than the training set (a deeper mock of the same population) with
+    the CNN and every fitted baseline; returns their catalogues (in ``out``)."""
+    from deepdip.predict.core import predict_store
+    from deepdip.simulate.pipeline import simulate_store
+    from deepdip.store import CutoutStore
+    from deepdip.surveys import load_survey
+
+    path = out / f"external_{spec['survey']}_n{spec['n']}_seed{seed + 1}.h5"
+    if not path.exists():
+        simulate_store(load_survey(spec["survey"]), n=spec["n"], seed=seed + 1, out=path, workers=workers,
+                       progress=progress)
+    store = CutoutStore(path)
+    # the survey selects its galaxies on the true magnitude (mag_<band>), so the external test does too
+    rows = np.flatnonzero(store.column(f"mag_{band}").astype(np.float64) > float(spec["fainter_than"]))
+    if len(rows) == 0:
+        raise DeepdipError(f"{path}: no galaxy fainter than {band} = {spec['fainter_than']}")
+    catalogs = {"cnn": out / "external_cnn.parquet"}
+    predict_store(run_dir, store, catalogs["cnn"], rows=rows, progress=progress, overwrite=True)
+    for method, est in fitted.items():
+        catalogs[method] = out / f"external_{method}.parquet"
+        est.predict_catalog(store, rows, catalogs[method], progress=progress, overwrite=True)
+    return catalogs
 
 
 FLOOR_ROWS = {   # deepdip.report.floor keys -> labels of the report

@@ -190,9 +190,8 @@ def draw_area(survey, area_deg2: float, rng: np.random.Generator, ctx: dict) -> 
         raise DeepdipError(f"survey {survey.name!r}: draw_area needs a skypy population (counts per area)")
     # in pieces the size of a simulation block's first draw: the recolouring's SED pool (and its
     # cost, quadratic in the pool) is then the one the simulator uses
-    piece = pop.get("area_deg2_per_galaxy", 2e-5) * 2 * DRAW_PIECE
-    parts = [_sample_skypy(survey, pop, 0, rng, ctx, area_deg2=min(piece, area_deg2 - start))
-             for start in np.arange(0.0, area_deg2, piece)]
+    pieces = max(1, int(np.ceil(area_deg2 / (pop.get("area_deg2_per_galaxy", 2e-5) * 2 * DRAW_PIECE))))
+    parts = [_sample_skypy(survey, pop, 0, rng, ctx, area_deg2=area_deg2 / pieces) for _ in range(pieces)]
     z, coeffs, flux = (np.concatenate(p) for p in zip(*parts))
     ok = (z >= max(ZMIN, survey.zmin)) & (z < survey.zmax)
     z, coeffs, flux = z[ok], coeffs[ok], flux[ok]
@@ -226,7 +225,11 @@ def _sample_skypy(survey, pop, n, rng, ctx, area_deg2: float | None = None):
     try:
         for kind in ("blue", "red"):
             q = pop[kind]
-            z, M = schechter_lf(zgrid, Linear1D(*q["M_star"]), Exponential1D(*q["phi_star"]), q["alpha"],
+            m_star = Linear1D(*q["M_star"])
+            if pop.get("M_star_z_max") is not None:  # M* stops brightening beyond this redshift
+                z_stop = float(pop["M_star_z_max"])
+                m_star = _frozen_beyond(m_star, z_stop)
+            z, M = schechter_lf(zgrid, m_star, Exponential1D(*q["phi_star"]), q["alpha"],
                                 pop["m_lim_B"], area, cosmology())
             frac = dirichlet_coefficients(z, np.array(q["alpha0"]), np.array(q["alpha1"]),
                                           weight=np.array(q["weight"]))
@@ -243,6 +246,11 @@ def _sample_skypy(survey, pop, n, rng, ctx, area_deg2: float | None = None):
     if pop.get("colour_file"):
         coeffs = _recolour(z, coeffs, _gmm_params(pop["colour_file"]), ctx["colour"], rng)
     return z, coeffs, ctx["survey"].fluxes(coeffs, z) * 1e9
+
+
+def _frozen_beyond(model, z_stop: float):
+    """``model(z)`` up to ``z_stop``, ``model(z_stop)`` beyond (a callable SkyPy accepts for M*)."""
+    return lambda z: model(np.minimum(z, z_stop))
 
 
 def _recolour(z, coeffs, params, table: TemplateTable, rng) -> np.ndarray:
