@@ -214,8 +214,9 @@ def scan_population(base, caps, alphas, area, seed, m_lim_B):
             med = {k: float(np.median(z[(i >= lo) & (i < hi)])) for k, (lo, hi) in
                    {"22.0-22.5": (22.0, 22.5), "24.5-25.0": (24.5, 25.0)}.items()}
             ratio = float((i < 24.0).sum() / (i < 22.5).sum())
+            cosmos = MEDIAN_Z["cosmos_ilbert09"]
             cost = ((ratio / target_ratio - 1) ** 2
-                    + sum((med[k] / MEDIAN_Z["cosmos_ilbert09"][tuple(map(float, k.split("-")))] - 1) ** 2 for k in med))
+                    + sum((med[k] / cosmos[tuple(map(float, k.split("-")))] - 1) ** 2 for k in med))
             rows.append({"M_star_z_max": cap, "alpha_blue": alpha, "median_z": {k: round(x, 3) for k, x in med.items()},
                          "count_ratio_24_22.5": round(ratio, 3), "hsc_ratio": round(target_ratio, 3),
                          "N_lt_22.5_per_deg2": round(float((i < 22.5).sum() / area)), "cost": round(cost, 5),
@@ -370,8 +371,8 @@ def main(argv=None) -> int:
             args.out.write_text(json.dumps(res, indent=1) + "\n")
         return 0
     if args.scan_m_star_z_max:
-        rows = scan_population(base, args.scan_m_star_z_max, args.scan_alpha_blue or [base["population"]["blue"]["alpha"]],
-                               args.area, args.seed, max(args.m_lim_B or [29.0]))
+        alphas = args.scan_alpha_blue or [base["population"]["blue"]["alpha"]]
+        rows = scan_population(base, args.scan_m_star_z_max, alphas, args.area, args.seed, max(args.m_lim_B or [29.0]))
         if args.out:
             args.out.write_text(json.dumps(rows, indent=1) + "\n")
         return 0

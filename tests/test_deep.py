@@ -29,8 +29,9 @@ def test_draw_area_counts_every_galaxy_per_area_before_the_selection():
     # counts scale with the area (Poisson: 4x the area, 4x the galaxies within a few sigma)
     ratio = len(large["z"]) / len(small["z"])
     assert 3.3 < ratio < 4.8, ratio
+    sdss = load_survey("sdss")
     with pytest.raises(DeepdipError, match="skypy population"):
-        population.draw_area(load_survey("sdss"), 0.01, np.random.default_rng(0), population.prepare(load_survey("sdss")))
+        population.draw_area(sdss, 0.01, np.random.default_rng(0), population.prepare(sdss))
 
 
 def test_m_star_stops_brightening_beyond_its_redshift():

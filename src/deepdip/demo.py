@@ -104,8 +104,8 @@ def run_demo(out, *, n: int = 20000, survey: str = "sdss", model: str = "compact
     from deepdip.gallery import write_gallery
     from deepdip.predict.core import predict_store
     from deepdip.report import evaluate
-    from deepdip.report.floor import information_floor
     from deepdip.report.conventions import convention_table, conventions, score_catalog
+    from deepdip.report.floor import information_floor
     from deepdip.report.html import figure, section
     from deepdip.simulate.pipeline import simulate_store
     from deepdip.store import CutoutStore

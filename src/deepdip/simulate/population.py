@@ -10,8 +10,13 @@ Two models, chosen by the preset's ``population.model``:
          parameters, SkyPy's example configuration) with Dirichlet template mixtures; with a
          ``colour_file``, each galaxy then takes, from the block's pool of SEDs, the one whose
          HSC g-z matches a g-z drawn from real HSC galaxies at its z and i (``calibrate.py``).
+         ``M_star_z_max`` stops M*(z) brightening beyond a redshift; the deep presets calibrate it,
+         the blue faint-end slope and the amplitudes on deep-field counts and n(z)
+         (``benchmarks/deep_calibration.py``, docs/deep.md). :func:`draw_area` draws every galaxy
+         of a sky area, for counts per deg^2.
 
-Both then draw sizes (Shen et al. 2003), bulge fractions, inclinations and Galactic E(B-V), and
+Both then draw sizes (Shen et al. 2003; times ((1 + z) / 1.1)^-beta with a preset's
+``morphology.size_evolution_beta``), bulge fractions, inclinations and Galactic E(B-V), and
 split each galaxy's coefficients into a red bulge, a bluer disk and young knots
 (:mod:`deepdip.simulate.structure`) that add up to its fluxes.
 All randomness comes from the ``rng`` given, so a block of galaxies is reproducible. Everything
