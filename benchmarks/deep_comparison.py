@@ -16,6 +16,8 @@ test) and per z bin.
         --cnn-seeds 1 2 --cnn-minutes 25 --out docs/deep_comparison.json
 
 Every step keeps what it made in ``--dir`` and skips it when rerun (delete a file to redo it).
+``--steps model-photometry`` adds the catalogue methods on model-fit fluxes of the same galaxies
+and pixels (rows ``<method>_model``).
 """
 
 from __future__ import annotations
@@ -76,6 +78,23 @@ def baselines(d: Path, main: Path, faint: Path):
                 load_baseline(model).predict_catalog(st, rows, ext)
 
 
+def model_photometry_baselines(d: Path, n: int, seed: int, workers: int):
+    """The same galaxies and pixels with model-fit (PSF-convolved profile, amplitude per band)
+    fluxes as the catalogue, and the catalogue methods on them: how much of the CNN's gain over
+    Kron-aperture catalogues a better catalogue measurement recovers."""
+    preset = d / "cfhtls-wide-model.json"
+    if not preset.exists():
+        preset.write_text(json.dumps({"extends": "cfhtls-wide", "name": "cfhtls-wide",
+                                      "catalogue_photometry": {"method": "model", "reference_band": "i"}}))
+    store = d / f"cfhtls_model_n{n}_s{seed}.h5"
+    if not store.exists():
+        deepdip("simulate", "--survey", preset, "--n", n, "--seed", seed, "--out", store, "--workers", workers)
+    for m in BASELINES:
+        test = d / f"{m}_model_test.parquet"
+        if not test.exists():
+            deepdip("baseline", store, "--method", m, "--fold", "0", "--out", test)
+
+
 def cnn(d: Path, main: Path, faint: Path, seed: int, minutes: float, extra: list[str]):
     run = d / f"cnn_s{seed}"
     test, ext = d / f"cnn_s{seed}_test.parquet", d / f"cnn_s{seed}_faint_all.parquet"
@@ -122,6 +141,9 @@ def collect(d: Path, seeds: list[int]) -> dict:
             res["test"][m] = scores(d / f"{m}_test.parquet")
             cnn_faint_ids = pd.read_parquet(d / f"{m}_faint.parquet", columns=["id"])["id"].to_numpy()
             res["external"][m] = scores(d / f"{m}_faint.parquet", mag_edges=FAINT_EDGES)
+    for m in BASELINES:
+        if (d / f"{m}_model_test.parquet").exists():
+            res["test"][f"{m}_model"] = scores(d / f"{m}_model_test.parquet")
     for s in seeds:
         if (d / f"cnn_s{s}_test.parquet").exists():
             res["test"][f"cnn_s{s}"] = scores(d / f"cnn_s{s}_test.parquet")
@@ -154,14 +176,15 @@ def figures(res: dict, path: Path):
     fig.savefig(path.with_name(path.stem + "_zz.png"), dpi=90)
     plt.close(fig)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.6))
-    for m in methods:
-        for part, edges_key, style in (("test", "by_mag", "-o"), ("external", "by_mag", "--s")):
+    for k, m in enumerate(methods):
+        for part, style in (("test", "-o"), ("external", "--s")):
             if m not in res[part]:
                 continue
-            b = res[part][m][edges_key]
+            b = res[part][m]["by_mag"]
             x = [0.5 * (r["lo"] + r["hi"]) for r in b]
-            a1.plot(x, [r["sigma_mad"] for r in b], style, ms=3, label=m if part == "test" else None)
-            a2.plot(x, [100 * r["eta_0.15"] for r in b], style, ms=3)
+            kw = {"color": f"C{k}", "ms": 3}
+            a1.plot(x, [r["sigma_mad"] for r in b], style, label=m if part == "test" else None, **kw)
+            a2.plot(x, [100 * r["eta_0.15"] for r in b], style, **kw)
     a1.set(xlabel="i (solid: test; dashed: external, fainter than training)", ylabel="σ_MAD")
     a2.set(xlabel="i", ylabel="η(|Δz| > 0.15) [%]")
     a1.legend(fontsize=7)
@@ -189,6 +212,8 @@ def main(argv=None) -> int:
                                           args.dir / f"cfhtls_faint_n{args.faint_n}_s{args.seed + 1}.h5")
     if "baselines" in args.steps:
         baselines(args.dir, main_store, faint)
+    if "model-photometry" in args.steps:
+        model_photometry_baselines(args.dir, args.n, args.seed, args.workers)
     if "cnn" in args.steps:
         for s in args.cnn_seeds:
             cnn(args.dir, main_store, faint, s, args.cnn_minutes, args.cnn_args.split())

@@ -109,3 +109,13 @@ def test_deep_demo_reports_its_conventions_and_the_external_test(tmp_path):
 
     cat = pd.read_parquet(tmp_path / "d" / "external_cnn.parquet", columns=["mag_i"])
     assert (cat["mag_i"] > 22.5).all() and len(cat) == ext["n"]
+
+
+def test_a_draw_too_small_to_hold_a_galaxy_gives_none_and_sampling_still_completes():
+    """SkyPy fails on an empty draw; a block's last small top-up draw can be empty (it broke the demo)."""
+    survey = load_survey("cfhtls-wide-faint")
+    ctx = population.prepare(survey)
+    pop = population.draw_area(survey, 1e-9, np.random.default_rng(0), ctx)
+    assert len(pop["z"]) == 0
+    full = population.sample_population(survey, 30, np.random.default_rng(5), ctx)
+    assert len(full["z"]) == 30

@@ -91,3 +91,11 @@ def test_transfer_refuses_models_it_cannot_carry(source, tmp_path):
     with pytest.raises(DeepdipValueError, match="none in common"):
         train(other, out=tmp_path / "bad", init_model=str(source), transfer=True, **COMMON)
     assert not (tmp_path / "bad").exists()
+
+
+def test_fine_tuning_onto_another_redshift_grid_is_refused(source, tmp_path):
+    """A fine-tuned model keeps its bins: asking for another preset's grid is a one-line error (issue 12)."""
+    same = make_toy_store(tmp_path / "ugriz.h5", n=120, size=16, seed=3)
+    with pytest.raises(DeepdipValueError, match="keeps the redshift bins"):
+        train(same, out=tmp_path / "regrid", init_model=str(source), survey="cfhtls-wide", **COMMON)
+    assert not (tmp_path / "regrid").exists()

@@ -85,6 +85,11 @@ def run_demo(out, *, n: int = 20000, survey: str = "sdss", model: str = "compact
              baselines=BASELINES, progress: bool = True) -> dict:
     """Run the demo into ``out``; return the metrics of every method (also in ``out/metrics.json``).
 
+    A preset with an ``evaluation`` (the deep ones) also gets its own conventions printed and in
+    ``out/conventions.json`` (eta at each outlier threshold, per magnitude and z bin;
+    :mod:`deepdip.report.conventions`), and with an ``external_test`` the CNN and every baseline
+    also predict ``n // 4`` galaxies of that deeper preset, those fainter than the training limit.
+
     Args:
         out: output folder (created; steps already done there are reused).
         n: galaxies in the mock survey.

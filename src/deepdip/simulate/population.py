@@ -215,7 +215,8 @@ def _sample_skypy(survey, pop, n, rng, ctx, area_deg2: float | None = None):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # skypy imports astropy's deprecated TestRunner
-        from skypy.galaxies import schechter_lf
+        from skypy.galaxies.luminosity import schechter_lf_magnitude
+        from skypy.galaxies.redshift import schechter_lf_redshift
         from skypy.galaxies.spectrum import dirichlet_coefficients
 
     # SkyPy draws from numpy's global generator: seed it from ours so that a block is
@@ -234,8 +235,13 @@ def _sample_skypy(survey, pop, n, rng, ctx, area_deg2: float | None = None):
             if pop.get("M_star_z_max") is not None:  # M* stops brightening beyond this redshift
                 z_stop = float(pop["M_star_z_max"])
                 m_star = _frozen_beyond(m_star, z_stop)
-            z, M = schechter_lf(zgrid, m_star, Exponential1D(*q["phi_star"]), q["alpha"],
-                                pop["m_lim_B"], area, cosmology())
+            # skypy.galaxies.schechter_lf's two steps (the same draws), so that a small area that
+            # holds no galaxy of this kind gives none instead of failing in astropy
+            z = schechter_lf_redshift(zgrid, m_star, Exponential1D(*q["phi_star"]), q["alpha"],
+                                      pop["m_lim_B"], area, cosmology())
+            if len(z) == 0:
+                continue
+            M = schechter_lf_magnitude(z, m_star, q["alpha"], pop["m_lim_B"], cosmology())
             frac = dirichlet_coefficients(z, np.array(q["alpha0"]), np.array(q["alpha1"]),
                                           weight=np.array(q["weight"]))
             # absolute B magnitude -> mass formed, through the rest-frame Bessell B of each mixture
@@ -244,6 +250,8 @@ def _sample_skypy(survey, pop, n, rng, ctx, area_deg2: float | None = None):
             zs.append(z)
     finally:
         np.random.set_state(saved)
+    if not zs:
+        return np.empty(0), np.empty((0, len(ctx["rest_maggies"]))), np.empty((0, len(survey.bands)))
     z = np.concatenate(zs)
     coeffs = np.concatenate(cs)
     order = rng.permutation(len(z))  # mix blue and red before the caller truncates to n
