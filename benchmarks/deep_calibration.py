@@ -184,13 +184,12 @@ def report(res) -> str:
 
 
 def with_params(base, **population):
-    """``base`` with some population settings replaced (a Survey is immutable)."""
-    from deepdip.surveys import Survey
+    """``base`` with some population settings replaced (a Survey is a frozen dataclass)."""
+    import dataclasses
 
     params = json.loads(json.dumps(base.params))
     params["population"].update(population)
-    return Survey(name=base.name, bands=base.bands, filters=base.filters, pixel_scale=base.pixel_scale,
-                  stamp_size=base.stamp_size, zmin=base.zmin, zmax=base.zmax, nbins=base.nbins, params=params)
+    return dataclasses.replace(base, params=params)
 
 
 def scan_population(base, caps, alphas, area, seed, m_lim_B):

@@ -113,13 +113,16 @@ def scores(cat_path: Path, keep_ids=None, mag_edges=None) -> dict:
     import pandas as pd
 
     from deepdip.catalog import read_catalog
-    from deepdip.report.conventions import score_catalog
+    from deepdip.report.conventions import convention_scores
 
-    out = score_catalog(cat_path, conv(mag_edges), keep_ids)
-    table = read_catalog(cat_path).table
+    cat = read_catalog(cat_path)   # once: the scores and the figures' points
+    table, pdf = cat.table, cat.pdf
     if keep_ids is not None:
-        table = table[np.isin(table["id"].to_numpy(), keep_ids)]
-    out["_points"] = pd.DataFrame({"z_spec": table["z_spec"], "z_phot": table["z_mean"]})
+        sel = np.isin(table["id"].to_numpy(), keep_ids)
+        table, pdf = table[sel].reset_index(drop=True), pdf[sel]
+    zp, zs = table["z_mean"].to_numpy(), table["z_spec"].to_numpy()
+    out = convention_scores(zp, zs, pdf, cat.zgrid, conv(mag_edges), magnitude=table["mag_i"].to_numpy())
+    out["_points"] = pd.DataFrame({"z_spec": zs, "z_phot": zp})
     return out
 
 

@@ -1,6 +1,7 @@
 """Deep presets (issue 12): population draws per sky area, the calibrated knobs, the lsst preset,
 the deep-survey metric conventions and the deep demo with its external test."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -8,15 +9,14 @@ import pytest
 
 from deepdip.errors import DeepdipError
 from deepdip.simulate import population
-from deepdip.surveys import Survey, load_survey
+from deepdip.surveys import load_survey
 
 
 def _with(base, population_update=None, morphology_update=None):
     params = json.loads(json.dumps(base.params))
     params["population"].update(population_update or {})
     params.setdefault("morphology", {}).update(morphology_update or {})
-    return Survey(base.name, base.bands, base.filters, base.pixel_scale, base.stamp_size, base.zmin, base.zmax,
-                  base.nbins, params)
+    return dataclasses.replace(base, params=params)
 
 
 def test_draw_area_counts_every_galaxy_per_area_before_the_selection():

@@ -103,11 +103,7 @@ def sample_population(survey, n: int, rng: np.random.Generator, ctx: dict) -> di
         raise DeepdipError(f"survey {survey.name!r}: too few galaxies pass its selection "
                            f"({survey['mag_limit_band']} <= {survey['mag_limit']}, {survey.zmin} <= z < {survey.zmax})")
     z, coeffs, flux = (np.concatenate(p)[:n] for p in zip(*parts))
-    out = {"z": z}
-    for b, band in enumerate(survey.bands):
-        out[f"mag_{band}"] = zp - 2.5 * np.log10(flux[:, b])
-    out.update(_physical(coeffs, ctx))
-    out.update(_morphology(survey, z, out["abs_mag_r"], out["is_early"], rng, ctx))
+    out = _galaxy_columns(survey, z, coeffs, flux, rng, ctx)
     out.update(structure.columns(survey, coeffs, z, out["bulge_frac"], ctx))  # bulge, disk, knot SEDs
     out["ebv"] = reddening.sample_ebv(survey, n, rng)
     out["flux"] = flux * reddening.transmission(ctx["ext_coeffs"], out["ebv"])
@@ -199,11 +195,15 @@ def draw_area(survey, area_deg2: float, rng: np.random.Generator, ctx: dict) -> 
     parts = [_sample_skypy(survey, pop, 0, rng, ctx, area_deg2=area_deg2 / pieces) for _ in range(pieces)]
     z, coeffs, flux = (np.concatenate(p) for p in zip(*parts))
     ok = (z >= max(ZMIN, survey.zmin)) & (z < survey.zmax)
-    z, coeffs, flux = z[ok], coeffs[ok], flux[ok]
+    out = _galaxy_columns(survey, z[ok], coeffs[ok], flux[ok], rng, ctx)
+    out["abs_mag_B"] = -2.5 * np.log10(coeffs[ok] @ ctx["rest_maggies"][:, 2])
+    return out
+
+
+def _galaxy_columns(survey, z, coeffs, flux, rng, ctx) -> dict:
+    """``z``, ``mag_<band>`` (no Galactic extinction), physical truths and morphology of galaxies."""
     zp = float(survey["zero_point"])
-    out = {"z": z, **{f"mag_{b}": zp - 2.5 * np.log10(np.maximum(flux[:, k], 1e-30))
-                      for k, b in enumerate(survey.bands)}}
-    out["abs_mag_B"] = -2.5 * np.log10(coeffs @ ctx["rest_maggies"][:, 2])
+    out = {"z": z, **{f"mag_{band}": zp - 2.5 * np.log10(flux[:, b]) for b, band in enumerate(survey.bands)}}
     out.update(_physical(coeffs, ctx))
     out.update(_morphology(survey, z, out["abs_mag_r"], out["is_early"], rng, ctx))
     return out
