@@ -119,3 +119,16 @@ def test_a_draw_too_small_to_hold_a_galaxy_gives_none_and_sampling_still_complet
     assert len(pop["z"]) == 0
     full = population.sample_population(survey, 30, np.random.default_rng(5), ctx)
     assert len(full["z"]) == 30
+
+
+@pytest.mark.parametrize("update, key", [({"population": {"M_star_z_max": "high"}}, "M_star_z_max"),
+                                         ({"population": {"M_star_z_max": -1}}, "M_star_z_max"),
+                                         ({"morphology": {"size_evolution_beta": "fast"}}, "size_evolution_beta")])
+def test_bad_deep_population_knobs_are_refused_in_one_line(tmp_path, update, key):
+    from deepdip.errors import DeepdipValueError
+    from deepdip.surveys import check_simulatable
+
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"extends": "cfhtls-wide", "name": "bad", **update}))
+    with pytest.raises(DeepdipValueError, match=key):
+        check_simulatable(load_survey(path))

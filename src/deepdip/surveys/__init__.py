@@ -183,6 +183,14 @@ def check_simulatable(survey: Survey) -> None:
             what = "one value" if key == "sky_mag_arcsec2" else "one non-negative value"
             raise DeepdipValueError(f"survey preset {label}: 'noise' needs {key!r}, {what} per band ({nb}), "
                                     f"got {values!r}")
+    cap = survey["population"].get("M_star_z_max")
+    if cap is not None and not (_number(cap) and cap > 0):
+        raise DeepdipValueError(f"survey preset {label}: population 'M_star_z_max' must be a positive redshift or "
+                                f"null, got {cap!r}")
+    beta = survey.get("morphology", {}).get("size_evolution_beta", 0.0)
+    if not _number(beta):
+        raise DeepdipValueError(f"survey preset {label}: morphology 'size_evolution_beta' must be a number, "
+                                f"got {beta!r}")
     for key in ("sky_mag_scatter", "sky_sigma_scatter"):
         if key in noise and not (_number(noise[key]) and noise[key] >= 0):
             raise DeepdipValueError(f"survey preset {label}: noise {key!r} must be a non-negative number, "
