@@ -123,7 +123,11 @@ def test_a_draw_too_small_to_hold_a_galaxy_gives_none_and_sampling_still_complet
 
 @pytest.mark.parametrize("update, key", [({"population": {"M_star_z_max": "high"}}, "M_star_z_max"),
                                          ({"population": {"M_star_z_max": -1}}, "M_star_z_max"),
-                                         ({"morphology": {"size_evolution_beta": "fast"}}, "size_evolution_beta")])
+                                         ({"morphology": {"size_evolution_beta": "fast"}}, "size_evolution_beta"),
+                                         ({"morphology": {"size_wavelength_slope": {"mean": 0.2}}},
+                                          "size_wavelength_slope"),
+                                         ({"morphology": {"size_wavelength_slope": {"mean": 0.2, "scatter": -1}}},
+                                          "size_wavelength_slope")])
 def test_bad_deep_population_knobs_are_refused_in_one_line(tmp_path, update, key):
     from deepdip.errors import DeepdipValueError
     from deepdip.surveys import check_simulatable

@@ -109,12 +109,17 @@ def test_deep_preset_population_reaches_high_redshift():
 
 def test_fourier_renderer_matches_galsim():
     base = load_survey("sdss")
+    # sizes that change with wavelength (beta = 0.4 +- 0.3), so the per-band half-light radii are checked too
+    morph = dict(base["morphology"], size_wavelength_slope={"mean": 0.4, "scatter": 0.3})
     params = dict(base.params, noise={"sky_sigma": [0] * 5, "poisson_var_per_nmgy": [0] * 5},
-                  neighbours={"density_arcmin2": 0.0})
+                  neighbours={"density_arcmin2": 0.0}, morphology=morph)
     survey = Survey(base.name, base.bands, base.filters, base.pixel_scale, 48, base.zmin, base.zmax, base.nbins, params)
     ctx = population.prepare(survey)
     pop = population.sample_population(survey, 4, np.random.default_rng(5), ctx)
     images, truth = rendering.render_block(survey, pop, np.random.default_rng(6), ctx)
+    size_factor = rendering.size_factors(survey, truth["size_wavelength_slope"], ctx["wave_eff"])
+    assert np.all(np.abs(size_factor[:, 0] - 1) > 0.01)  # u differs from r,
+    assert np.all(size_factor[:, 2] == 1)  # the reference band
     share, knot_share = structure.shares(pop, survey.bands)
     # the knots' positions: render_block's draws after the seeing (no sky scatter here) and the offsets
     rng = np.random.default_rng(6)
@@ -123,12 +128,13 @@ def test_fourier_renderer_matches_galsim():
     assert knot_share.min() > 0
     for k in range(4):
         beta = pop["pa"][k] * galsim.degrees
-        hb = rendering.BULGE_SIZE_RATIO * pop["hlr"][k]
-        disk = galsim.Exponential(half_light_radius=pop["hlr"][k]).shear(q=pop["q_disk"][k], beta=beta)
-        bulge = galsim.DeVaucouleurs(half_light_radius=hb, trunc=rendering.BULGE_TRUNCATION * hb).shear(
-            q=pop["q_bulge"][k], beta=beta)
         knots = galsim.Sum([galsim.DeltaFunction(flux=1 / len(knot_xy[k])).shift(*xy) for xy in knot_xy[k]])
         for b in (0, 2):
+            hlr = pop["hlr"][k] * size_factor[k, b]
+            hb = rendering.BULGE_SIZE_RATIO * hlr
+            disk = galsim.Exponential(half_light_radius=hlr).shear(q=pop["q_disk"][k], beta=beta)
+            bulge = galsim.DeVaucouleurs(half_light_radius=hb, trunc=rendering.BULGE_TRUNCATION * hb).shear(
+                q=pop["q_bulge"][k], beta=beta)
             gal = (1 - share[k, b] - knot_share[k, b]) * disk + share[k, b] * bulge + knot_share[k, b] * knots
             psf = galsim.Kolmogorov(fwhm=truth[f"psf_fwhm_{'ugriz'[b]}"][k])
             ref = (galsim.Convolve(gal, psf) * pop["flux"][k, b]).drawImage(
@@ -354,6 +360,52 @@ def _split(kappa, knot_fraction=0.2, n=60, seed=4):
     z, bulge_frac = rng.uniform(0.01, 0.4, n), rng.uniform(0.02, 0.95, n)
     parts = structure.split(coeffs, z, bulge_frac, ctx["survey"], 2, ctx["rest_maggies"], kappa, knot_fraction)
     return parts, coeffs, z, bulge_frac, ctx
+
+
+def _with_slope(survey, slope, **params):
+    morph = {k: v for k, v in survey["morphology"].items() if k != "size_wavelength_slope"}
+    if slope is not None:
+        morph["size_wavelength_slope"] = {"mean": slope[0], "scatter": slope[1]}
+    return Survey(survey.name, survey.bands, survey.filters, survey.pixel_scale, 40, survey.zmin, survey.zmax,
+                  survey.nbins, dict(survey.params, morphology=morph, **params))
+
+
+def _render(survey, n=40, seed=8):
+    ctx = population.prepare(survey)
+    pop = population.sample_population(survey, n, np.random.default_rng(seed), ctx)
+    return rendering.render_block(survey, pop, np.random.default_rng(seed + 1), ctx), pop, ctx
+
+
+def test_size_wavelength_slope_moves_light_within_the_bands_it_changes_and_keeps_the_random_stream():
+    base = load_survey("sdss")
+    (flat, _), _, _ = _render(_with_slope(base, (0.0, 0.0)))
+    (sloped, truth), pop, ctx = _render(_with_slope(base, (0.5, 0.3)))
+    slope = truth["size_wavelength_slope"]
+    assert np.std(slope) > 0.1 and abs(np.mean(slope) - 0.5) < 0.15
+    # the reference band's pixels, noise included, are those of the same galaxies without the slope: the
+    # slope's one draw per galaxy leaves every other random number where it was (sdss-flat relies on it)
+    assert np.array_equal(flat[:, 2], sloped[:, 2])
+    # bluewards a positive slope spreads the light: less of it in the central pixels, the total unchanged
+    noise_free = {"noise": {"sky_sigma": [0] * 5, "poisson_var_per_nmgy": [0] * 5},
+                  "neighbours": {"density_arcmin2": 0}}
+    (clean_flat, _), _, _ = _render(_with_slope(base, (0.0, 0.0), **noise_free))
+    (clean, _), _, _ = _render(_with_slope(base, (0.5, 0.3), **noise_free))
+    factor = rendering.size_factors(base, slope, ctx["wave_eff"])
+    centre = (slice(None), 1, slice(17, 23), slice(17, 23))  # g band, central 6 x 6 pixels
+    peak_ratio = clean[centre].sum((1, 2)) / clean_flat[centre].sum((1, 2))
+    larger = factor[:, 1] > 1.05
+    assert larger.sum() > 10 and np.all(peak_ratio[larger] < 1)
+    small = pop["hlr"] * factor.max(1) < 1.0  # light well inside the 40-pixel stamp
+    assert np.allclose(clean[small].sum((2, 3)), clean_flat[small].sum((2, 3)), rtol=0.02)
+    # without the key nothing is drawn: the noise-free images equal the zero-slope ones exactly
+    (no_key, truth0), _, _ = _render(_with_slope(base, None, **noise_free))
+    assert np.array_equal(no_key, clean_flat) and np.all(truth0["size_wavelength_slope"] == 0)
+
+
+def test_sdss_flat_draws_the_same_random_numbers_as_sdss():
+    flat, sdss = load_survey("sdss-flat"), load_survey("sdss")
+    assert flat["morphology"]["size_wavelength_slope"] == {"mean": 0.0, "scatter": 0.0}
+    assert "size_wavelength_slope" in sdss["morphology"]
 
 
 @pytest.mark.parametrize("kappa", [0.0, 1.5])

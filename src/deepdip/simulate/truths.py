@@ -13,10 +13,11 @@ PROVENANCE_KEY = "truth_columns"
 
 # Per-galaxy truths written by simulate_block, besides the per-band ones below: the physical
 # properties of deepdip.simulate.population (_physical, _morphology) and the observing truths of
-# deepdip.simulate.rendering (true PSF, true centroid offset, true neighbour count).
+# deepdip.simulate.rendering (true PSF, true centroid offset, true neighbour count, the slope of size
+# with wavelength).
 _SCALAR_TRUTHS = ("z_true", "abs_mag_r", "rest_u_r", "is_early", "stellar_mass", "sfr", "hlr", "bulge_frac",
                   "q_disk", "q_bulge", "pa", "offset_x", "offset_y", "n_neighbours",
-                  "bulge_rest_u_r", "disk_rest_u_r")
+                  "bulge_rest_u_r", "disk_rest_u_r", "size_wavelength_slope")
 # Per-band truths of the colour structure (deepdip.simulate.structure): the bulge's and the knots'
 # shares of the galaxy's flux in each band.
 _BAND_TRUTHS = ("mag", "psf_fwhm", "bulge_share", "knot_share")

@@ -191,6 +191,11 @@ def check_simulatable(survey: Survey) -> None:
     if not _number(beta):
         raise DeepdipValueError(f"survey preset {label}: morphology 'size_evolution_beta' must be a number, "
                                 f"got {beta!r}")
+    slope = survey.get("morphology", {}).get("size_wavelength_slope")
+    if slope is not None and not (isinstance(slope, dict) and _number(slope.get("mean"))
+                                  and _number(slope.get("scatter")) and slope["scatter"] >= 0):
+        raise DeepdipValueError(f"survey preset {label}: morphology 'size_wavelength_slope' must be "
+                                f"{{\"mean\": number, \"scatter\": non-negative number}}, got {slope!r}")
     for key in ("sky_mag_scatter", "sky_sigma_scatter"):
         if key in noise and not (_number(noise[key]) and noise[key] >= 0):
             raise DeepdipValueError(f"survey preset {label}: noise {key!r} must be a non-negative number, "
