@@ -116,7 +116,8 @@ def sdss_section(s, command) -> list[str]:
         lines[-1] += (
             " On the mock the model colours are redder than the galaxies' true total colours by "
             + model_bias
-            + "): the r-band profile applied to every band weighs each galaxy's centre, where the red bulge sits. "
+            + "): the r-band profile applied to every band weighs each galaxy's centre, where the red bulge sits, "
+            "and misses the outer light of the bluer bands (half-light radii that grow bluewards). "
             "The population is therefore **calibrated through the measurement**: its mixture is fitted to the real "
             "calibration-half features minus the mock's measurement bias (`deepdip.simulate.calibrate."
             f"MeasurementBias`, measured on {cal['note']}; median measured − true "
@@ -127,6 +128,9 @@ def sdss_section(s, command) -> list[str]:
             + ", ".join(f"{o[0]:+.3f}" for o in offsets) + ", g-r " + ", ".join(f"{o[1]:+.3f}" for o in offsets)
             + " in the redshift bins below. The true-magnitude AUC above is higher for the same reason: the "
             "population's true colours are now bluer than the real measured ones, by the measurement's bias. "
+            "Only the bias's conditional mean is subtracted: its scatter between galaxies of the same true "
+            "features (their own size-wavelength slopes, bulge fractions, noise) is not deconvolved, a suspected "
+            "(not measured) reason why the joint AUC exceeds every single feature's. "
             + redshift_structure)
     elif model_fit and mmt:
         lines[-1] += (
