@@ -343,25 +343,28 @@ def compare(real_stats: dict, mock_stats: dict, sets, factors, keep=None, seed: 
     return out
 
 
-def mock_store(path: Path, n: int, seed: int, reuse: bool) -> float:
-    """Simulate the legacy-23 mock into ``path`` unless ``reuse`` and it is already there (same preset, n and seed);
-    returns the seconds spent."""
+def mock_store(path: Path, n: int, seed: int, reuse: bool, preset: str = "legacy-23") -> float:
+    """Simulate the ``preset`` mock into ``path`` unless ``reuse`` and it is already there (same preset, n and
+    seed); returns the seconds spent."""
     from deepdip.simulate import simulate_store
     from deepdip.store import CutoutStore
 
     if reuse and path.exists():
         with CutoutStore(path) as store:
             prov = json.loads(store.attrs["provenance"])
-        if (prov.get("survey_preset"), prov.get("n"), prov.get("seed")) == ("legacy-23", n, seed):
+        from deepdip.surveys import load_survey
+
+        # the provenance holds the preset's parameters: the same parameters, n and seed are the same mock
+        if (prov.get("survey_preset"), prov.get("n"), prov.get("seed")) == (load_survey(preset).params, n, seed):
             return 0.0
-    info = simulate_store("legacy-23", n, seed=seed, out=path, workers=1, progress=False, overwrite=True)
+    info = simulate_store(preset, n, seed=seed, out=path, workers=1, progress=False, overwrite=True)
     print(f"simulated {n} (seed {seed}) in {info['seconds']:.0f} s", file=sys.stderr, flush=True)
     return float(info["seconds"])
 
 
 def run(args) -> dict:
     t0 = time.perf_counter()
-    t_sim = mock_store(Path(args.store), args.n, args.seed, args.reuse)
+    t_sim = mock_store(Path(args.store), args.n, args.seed, args.reuse, args.preset)
     real, mock = read_real(), read_mock(Path(args.store))
     mreal, mmock = measure(real["images"]), measure(mock["images"])
     sreal, smock = statistics(mreal), statistics(mmock)
@@ -392,7 +395,7 @@ def run(args) -> dict:
                                        point_source(kolmogorov_psfs(mock_fwhm)), sets, factors, stats=colours)
     if args.check_seed >= 0:  # the mock's own sampling: the main comparison on a second, independent mock
         other = Path(args.store).with_name(Path(args.store).stem + f"_seed{args.check_seed}.h5")
-        t_sim += mock_store(other, args.n, args.check_seed, args.reuse)
+        t_sim += mock_store(other, args.n, args.check_seed, args.reuse, args.preset)
         mock2 = read_mock(other)
         sets2, fac2 = match(real, mock2)
         variants["other_seed"] = compare(sreal, statistics(measure(mock2["images"])), sets2, fac2)
@@ -582,6 +585,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=3000, help="mock galaxies (default 3000)")
     p.add_argument("--seed", type=int, default=2311)
+    p.add_argument("--preset", default="legacy-23", help="the mock's preset: a name or a JSON file (default "
+                   "legacy-23; e.g. benchmarks/presets/legacy-23-sdss-structure.json, a what-if)")
     p.add_argument("--store", default="/tmp/deepdip_realism_legacy23.h5")
     p.add_argument("--check-seed", type=int, default=2312, help="seed of a second mock for the main comparison "
                    "(negative: none)")
