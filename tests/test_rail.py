@@ -170,13 +170,18 @@ def test_rail_evaluators_agree_with_deepdip_evaluate(tables, tmp_path, monkeypat
     levels = np.linspace(0, 1, min(100, len(pit)))   # qp shrinks its 100 levels to the number of PITs
     want = PIT._produce_output_ensemble(np.quantile(pit, levels), levels)
     got = results["single_distribution_summary"].data["pit"]
-    for key in ("quants", "locs"):
-        # A galaxy whose z_spec lies beyond all its PDF's mass has PIT 1; qp's CDF of the interpolated
-        # ensemble overshoots there (1.00013 for one test galaxy): PITs are probabilities, compared in [0, 1].
-        np.testing.assert_allclose(np.clip(np.ravel(got.objdata[key] if key in got.objdata else got.metadata[key]),
-                                           0.0, 1.0),
-                                   np.ravel(want.objdata[key] if key in want.objdata else want.metadata[key]),
-                                   atol=1e-6)
+
+    def levels_inside(ensemble):
+        """(quantile level, PIT) pairs of a PIT ensemble, those at PIT 0 or 1 left out: a galaxy whose z_spec
+        lies beyond all its PDF's mass has PIT exactly 1 in deepdip, and qp's CDF of the interpolated ensemble
+        lands on either side of 1 there (1.00013, or 1 - 1e-9, which qp's (0, 1) mask then keeps)."""
+        pick = lambda key: np.ravel(ensemble.objdata[key] if key in ensemble.objdata else ensemble.metadata[key])  # noqa: E731
+        quants, locs = pick("quants"), pick("locs")
+        keep = (locs > 1e-6) & (locs < 1 - 1e-6)
+        return quants[keep], locs[keep]
+
+    for ours, theirs in zip(levels_inside(want), levels_inside(got)):
+        np.testing.assert_allclose(theirs, ours, atol=1e-6)
     written = json.loads((tmp_path / "report_zmean" / "metrics.json").read_text())["knn"]
     # CDE loss: qp evaluates the density on a grid of points (trapezoid for the integral of f^2, the point
     # nearest z_spec for f(z_spec)), deepdip exactly for the piecewise-uniform density. On the bin centres
@@ -191,11 +196,15 @@ def test_rail_evaluators_agree_with_deepdip_evaluate(tables, tmp_path, monkeypat
         assert written["pit_ks"] == pytest.approx(qp_pit.evaluate_PIT_KS().statistic, abs=2e-6)
         assert written["pit_cvm"] == pytest.approx(qp_pit.evaluate_PIT_CvM().statistic, abs=1e-5)
         # qp's Anderson-Darling drops PIT values outside [0, 1]: the overshoot above (a PIT of 1.00013) loses
-        # that galaxy there. Without the galaxies qp drops, deepdip's statistic is qp's.
+        # that galaxy there. The statistic is rank-based with midranks for ties, and the PIT values agree only
+        # to 1e-6: galaxies at PIT exactly 1 in deepdip (tied with the uniform sample's end) are not all exactly
+        # 1 in qp, which moves the statistic (0.41 against 0.56 on one mock). So: the same values, and the same
+        # statistic on the same values.
         samples = np.asarray(qp_pit._pit_samps)
         assert np.allclose(np.clip(samples, 0.0, 1.0), pit, atol=1e-6)   # the same galaxies in the same order
-        kept = samples <= 1.0
-        assert metrics.pit_ad(pit[kept]) == pytest.approx(qp_pit.evaluate_PIT_anderson_ksamp().statistic, abs=1e-4)
+        kept = (samples >= 0.0) & (samples <= 1.0)
+        assert metrics.pit_ad(samples[kept]) == pytest.approx(qp_pit.evaluate_PIT_anderson_ksamp().statistic,
+                                                              abs=1e-9)
         if kept.all():
             assert written["pit_ad"] == pytest.approx(qp_pit.evaluate_PIT_anderson_ksamp().statistic, abs=1e-4)
 
