@@ -109,11 +109,15 @@ def test_deep_preset_population_reaches_high_redshift():
 
 def test_fourier_renderer_matches_galsim():
     base = load_survey("sdss")
+    # a 96-pixel (38") stamp: these draws hold 3-6" galaxies (u-band sizes up to 8"), whose light on a smaller
+    # stamp wraps around the doubled grid at the stamp's edges (the renderer's stated limit, not tested here)
+    STAMP = 96  # noqa: N806
     # sizes that change with wavelength (beta = 0.4 +- 0.3), so the per-band half-light radii are checked too
     morph = dict(base["morphology"], size_wavelength_slope={"mean": 0.4, "scatter": 0.3})
     params = dict(base.params, noise={"sky_sigma": [0] * 5, "poisson_var_per_nmgy": [0] * 5},
                   neighbours={"density_arcmin2": 0.0}, morphology=morph)
-    survey = Survey(base.name, base.bands, base.filters, base.pixel_scale, 48, base.zmin, base.zmax, base.nbins, params)
+    survey = Survey(base.name, base.bands, base.filters, base.pixel_scale, STAMP, base.zmin, base.zmax, base.nbins,
+                    params)
     ctx = population.prepare(survey)
     pop = population.sample_population(survey, 4, np.random.default_rng(5), ctx)
     images, truth = rendering.render_block(survey, pop, np.random.default_rng(6), ctx)
@@ -138,11 +142,12 @@ def test_fourier_renderer_matches_galsim():
             gal = (1 - share[k, b] - knot_share[k, b]) * disk + share[k, b] * bulge + knot_share[k, b] * knots
             psf = galsim.Kolmogorov(fwhm=truth[f"psf_fwhm_{'ugriz'[b]}"][k])
             ref = (galsim.Convolve(gal, psf) * pop["flux"][k, b]).drawImage(
-                nx=48, ny=48, scale=survey.pixel_scale, offset=(truth["offset_x"][k], truth["offset_y"][k])).array
-            # 1.1e-3 of the peak at most, at the centre of a de Vaucouleurs cusp under 0.83" seeing: the
-            # renderer keeps the k grid within the pixel's Nyquist band, GalSim folds what lies beyond
-            # (the same difference at 10x tighter GalSim accuracy; 0.6e-3 under the former 0.92")
-            assert np.abs(images[k, b] - ref).max() < 1.5e-3 * ref.max()
+                nx=STAMP, ny=STAMP, scale=survey.pixel_scale, offset=(truth["offset_x"][k], truth["offset_y"][k])).array
+            # 2.0e-3 of the peak at most, 2" off the centre (a star-forming knot, most likely: a point source,
+            # undersampled under 0.83" seeing on 0.396" pixels, knot_fraction 0.35 of the disk's light): the renderer keeps the k grid
+            # within the pixel's Nyquist band, GalSim folds what lies beyond; 1.1e-3 with knot_fraction 0.2, at a
+            # de Vaucouleurs cusp, where 10x tighter GalSim accuracy gave the same difference
+            assert np.abs(images[k, b] - ref).max() < 2.5e-3 * ref.max()
 
 
 def test_cli(small_sdss, tmp_path):
@@ -183,10 +188,16 @@ def test_population_follows_real_sdss():
     survey = load_survey("sdss")
     pop = population.sample_population(survey, 4000, np.random.default_rng(3), population.prepare(survey))
     assert np.median(pop["z"]) == pytest.approx(np.median(z_real), abs=0.01)
+    # the population is calibrated through the mock's measurement: its true colours are the real (measured)
+    # ones less the measurement's shift, which the population file records (deepdip.simulate.calibrate)
+    from deepdip.simulate.calibrate import POPULATION_FILE
+
+    shift = json.loads(POPULATION_FILE.read_text())["measurement"]["median_measured_minus_true"]
     for lo, hi in ((0.03, 0.08), (0.08, 0.15)):
         m, r = (pop["z"] >= lo) & (pop["z"] < hi), (z_real >= lo) & (z_real < hi)
         for band in (1, 2):  # g-r and r-i medians
-            mock = np.median(pop[f"mag_{'ugriz'[band]}"][m] - pop[f"mag_{'ugriz'[band + 1]}"][m])
+            a, b = "ugriz"[band], "ugriz"[band + 1]
+            mock = np.median(pop[f"mag_{a}"][m] - pop[f"mag_{b}"][m]) + shift[f"{a}-{b}"]
             assert mock == pytest.approx(np.median(mag_real[r, band] - mag_real[r, band + 1]), abs=0.03)
 
 
