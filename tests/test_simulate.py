@@ -145,8 +145,8 @@ def test_fourier_renderer_matches_galsim():
                 nx=STAMP, ny=STAMP, scale=survey.pixel_scale, offset=(truth["offset_x"][k], truth["offset_y"][k])).array
             # 2.0e-3 of the peak at most, 2" off the centre (a star-forming knot, most likely: a point source,
             # undersampled under 0.83" seeing on 0.396" pixels, knot_fraction 0.35 of the disk's light): the
-            # renderer keeps the k grid within the pixel's Nyquist band, GalSim folds what lies beyond; 1.1e-3 with knot_fraction 0.2, at a
-            # de Vaucouleurs cusp, where 10x tighter GalSim accuracy gave the same difference
+            # renderer keeps the k grid within the pixel's Nyquist band, GalSim folds what lies beyond; 1.1e-3
+            # with knot_fraction 0.2, at a de Vaucouleurs cusp, where 10x tighter GalSim accuracy gave the same
             assert np.abs(images[k, b] - ref).max() < 2.5e-3 * ref.max()
 
 
