@@ -6,8 +6,8 @@ light), each with its own SED (their flux shares per band from :mod:`deepdip.sim
 a red bulge, a bluer disk, young knots, so colour gradients depend on z and the SED); both
 components are larger at shorter wavelength where the preset sets a ``size_wavelength_slope``
 (colour gradients inside each component, :func:`size_factors`); each band has its own Kolmogorov
-PSF whose FWHM scales with the cutout's seeing; neighbours (exponential disks from the same population, dimmed along the galaxy counts) fall anywhere in
-the stamp. Pixels are nanomaggies.
+PSF whose FWHM scales with the cutout's seeing; neighbours (exponential disks from the same
+population, dimmed along the galaxy counts) fall anywhere in the stamp. Pixels are nanomaggies.
 
 Observing conditions are drawn per cutout (:func:`observing_conditions`): a seeing factor
 (log-normal, preset ``psf_fwhm_scatter``, one draw shared by the bands, each band scaled by its
