@@ -146,10 +146,9 @@ def grid_points(kappas, slopes) -> list[tuple[float, tuple[float, float]]]:
     return [(0.0, (0.0, 0.0))] + [(k, tuple(s)) for k in kappas if k != 0 for s in slopes]
 
 
-def run_grid(kappas, knots, n, seed, stamp, log, slopes=((0.0, 0.0),), points=None) -> list[dict]:
-    """Mock statistics at every (kappa, knot fraction, size-wavelength slope) of the grid, one seed.
-
-    ``points``: the (kappa, slope) pairs to run per knot fraction (by default :func:`grid_points`)."""
+def run_grid(points, knots, n, seed, stamp, log) -> list[dict]:
+    """Mock statistics at every (kappa, slope) of ``points`` for every knot fraction, one seed (the first
+    point's r-band fits are reused by the others: see :func:`grid_points`)."""
     from deepdip.simulate import BLOCK_SIZE, population, rendering
 
     blocks = range(max(1, n // BLOCK_SIZE))
@@ -159,7 +158,7 @@ def run_grid(kappas, knots, n, seed, stamp, log, slopes=((0.0, 0.0),), points=No
     rows = []
     for fk in knots:
         fits: dict = {}  # block -> the r-band fit and r_P (the same for every kappa and slope)
-        for kappa, slope in (points if points is not None else grid_points(kappas, slopes)):
+        for kappa, slope in points:
             t0 = time.perf_counter()
             survey = survey_for(kappa, fk, stamp, slope)
             parts = []
@@ -292,13 +291,13 @@ def size_ratio_check(res: dict, ratios, n: int, seed: int, stamp: int, log) -> l
     the renderer's constant, not calibrated here)."""
     from deepdip.simulate import rendering
 
+    best = res["best"]
+    point = (best["kappa"], (best.get("slope_mean", 0.0), best.get("slope_scatter", 0.0)))
     saved, out = rendering.BULGE_SIZE_RATIO, []
     try:
         for ratio in ratios:
             rendering.BULGE_SIZE_RATIO = float(ratio)
-            best = res["best"]
-            point = (best["kappa"], (best.get("slope_mean", 0.0), best.get("slope_scatter", 0.0)))
-            row = run_grid(None, [best["knot_fraction"]], n, seed, stamp, log, points=[point])[0]
+            row = run_grid([point], [best["knot_fraction"]], n, seed, stamp, log)[0]
             row["bulge_size_ratio"] = float(ratio)
             row["loss"] = loss(row["stats"], res["real"]["calibration"])
             out.append(row)
@@ -307,9 +306,19 @@ def size_ratio_check(res: dict, ratios, n: int, seed: int, stamp: int, log) -> l
     return out
 
 
-def _points_one_knot_fraction(job):
-    fk, points, n, seed, stamp = job
-    return run_grid(None, [fk], n, seed, stamp, log, points=points)
+def _one_knot_fraction(job):
+    points, fk, n, seed, stamp = job
+    return run_grid(points, [fk], n, seed, stamp, log)
+
+
+def run_jobs(jobs, workers: int) -> list[dict]:
+    """The rows of :func:`_one_knot_fraction` jobs, in job order, on ``workers`` processes."""
+    if workers > 1 and len(jobs) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
+            return [row for rows in pool.map(_one_knot_fraction, jobs) for row in rows]
+    return [row for job in jobs for row in _one_knot_fraction(job)]
 
 
 def seed_check(res: dict, seed: int, n: int, stamp: int, workers: int, top: int = 4) -> list[dict]:
@@ -320,14 +329,8 @@ def seed_check(res: dict, seed: int, n: int, stamp: int, workers: int, top: int 
     for fk in sorted({r["knot_fraction"] for r in ranked}):
         points = [(r["kappa"], (r.get("slope_mean", 0.0), r.get("slope_scatter", 0.0)))
                   for r in ranked if r["knot_fraction"] == fk]
-        jobs.append((fk, points, n, seed, stamp))
-    if workers > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
-            rows = [row for part in pool.map(_points_one_knot_fraction, jobs) for row in part]
-    else:
-        rows = [row for job in jobs for row in _points_one_knot_fraction(job)]
+        jobs.append((points, fk, n, seed, stamp))
+    rows = run_jobs(jobs, workers)
     for row in rows:
         row["loss"] = loss(row["stats"], res["real"]["calibration"])
         row["seed"] = seed
@@ -476,11 +479,6 @@ def log(row):
           file=sys.stderr, flush=True)
 
 
-def _grid_one_knot_fraction(job):
-    kappas, fk, n, seed, stamp, slopes = job
-    return run_grid(kappas, [fk], n, seed, stamp, log, slopes)
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n-calib", type=int, default=1600, help="mock galaxies per grid point")
@@ -523,21 +521,16 @@ def main():
                "stamp": args.stamp, "kappas": kappas, "knots": args.knots, "slope_means": args.slope_mean,
                "slope_scatters": args.slope_scatter, "n_calib": args.n_calib, "real": real_statistics(REAL)}
         t0 = time.perf_counter()
-        jobs = [(kappas, fk, args.n_calib, args.seed_calib, args.stamp, slopes) for fk in args.knots]
-        if args.workers > 1:
-            from concurrent.futures import ProcessPoolExecutor
-
-            with ProcessPoolExecutor(min(args.workers, len(jobs))) as pool:
-                grid = [row for rows in pool.map(_grid_one_knot_fraction, jobs) for row in rows]
-        else:
-            grid = [row for job in jobs for row in _grid_one_knot_fraction(job)]
+        points = grid_points(kappas, slopes)
+        grid = run_jobs([(points, fk, args.n_calib, args.seed_calib, args.stamp) for fk in args.knots],
+                        args.workers)
         for row in grid:
             row["loss"] = loss(row["stats"], res["real"]["calibration"])
         best = min(grid, key=lambda r: r["loss"])
         same_knots = [r for r in grid if r["knot_fraction"] == best["knot_fraction"]]
         off = next(r for r in same_knots if r["kappa"] == 0.0)
-        flat_sizes = min((r for r in same_knots if r["kappa"] == best["kappa"] and r["slope_mean"] == 0
-                          and r["slope_scatter"] == 0), key=lambda r: r["loss"], default=None)
+        flat_sizes = next((r for r in same_knots if r["kappa"] == best["kappa"] and r["slope_mean"] == 0
+                           and r["slope_scatter"] == 0), None)
         res["grid"] = grid
         res["best"] = {"kappa": best["kappa"], "knot_fraction": best["knot_fraction"],
                        "slope_mean": best["slope_mean"], "slope_scatter": best["slope_scatter"],
@@ -547,7 +540,7 @@ def main():
         points = [(best["kappa"], chosen), (0.0, (0.0, 0.0))]  # the chosen values, the structure off
         if chosen != (0, 0):
             points.append((best["kappa"], (0.0, 0.0)))  # and the chosen kappa without slope
-        rows = run_grid(None, [best["knot_fraction"]], args.n_valid, args.seed_valid, args.stamp, log, points=points)
+        rows = run_grid(points, [best["knot_fraction"]], args.n_valid, args.seed_valid, args.stamp, log)
         res["validation"] = {"n": rows[0]["n"], "mock": rows[0], "off": rows[1]}
         if len(rows) > 2:
             res["validation"]["no_slope"] = rows[2]
