@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -377,8 +378,7 @@ def _with_slope(survey, slope, **params):
     morph = {k: v for k, v in survey["morphology"].items() if k != "size_wavelength_slope"}
     if slope is not None:
         morph["size_wavelength_slope"] = {"mean": slope[0], "scatter": slope[1]}
-    return Survey(survey.name, survey.bands, survey.filters, survey.pixel_scale, 40, survey.zmin, survey.zmax,
-                  survey.nbins, dict(survey.params, morphology=morph, **params))
+    return dataclasses.replace(survey, stamp_size=40, params=dict(survey.params, morphology=morph, **params))
 
 
 def _render(survey, n=40, seed=8):
