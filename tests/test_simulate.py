@@ -342,6 +342,41 @@ def test_a_preset_extends_another_by_name(tmp_path):
         load_survey(path)
 
 
+def test_a_population_refitted_on_a_stores_labelled_galaxies_generates_the_faint_gap(small_store, tmp_path):
+    """Issue 13's honest generator: the mixture fitted on a store's bright galaxies, named by a preset file
+    relative to it, drawn only fainter than ``mag_bright_limit``; the mock records that mixture's digest."""
+    import hashlib
+
+    from deepdip.simulate.calibrate import fit_population, reference_from_store
+    from deepdip.surveys import check_simulatable
+
+    store = CutoutStore(small_store)
+    bright = np.flatnonzero(store.column("mag_r") < 17.3)
+    ref = reference_from_store(store, bright)
+    assert np.all(np.isfinite(ref["flux"])) and np.all(ref["z"] == store.column("z_spec")[bright])
+    params = fit_population(ref, np.arange(len(bright)), max_components=4, source={"source": "test store"})
+    assert params["source"] == "test store" and params["n_fit"] == len(bright)
+    (tmp_path / "pop.json").write_text(json.dumps(params))
+    preset = tmp_path / "gap.json"
+    preset.write_text(json.dumps({"extends": "sdss", "name": "gap", "stamp_size": 20, "mag_bright_limit": 17.3,
+                                  "population": {"file": "pop.json"}}))
+    survey = load_survey(preset)
+    assert survey["population"]["file"] == str((tmp_path / "pop.json").resolve())
+    assert survey["population"]["model"] == "gmm"  # the rest of sdss's population block is kept
+    out = tmp_path / "gap.h5"
+    simulate_store(str(preset), 12, seed=5, out=out, workers=1, progress=False)
+    gap = CutoutStore(out)
+    assert np.all(gap.column("mag_r") > 17.3) and np.all(gap.column("mag_r") <= 17.8)
+    digest = hashlib.sha256((tmp_path / "pop.json").read_bytes()).hexdigest()
+    assert gap.provenance["population_sha256"] == digest
+
+    preset.write_text(json.dumps({"extends": "sdss", "name": "gap", "mag_bright_limit": 18.0}))
+    with pytest.raises(DeepdipError, match="mag_bright_limit"):
+        check_simulatable(load_survey(preset))
+    with pytest.raises(DeepdipError, match="population file"):
+        population.population_file(str(tmp_path / "none.json"))
+
+
 def test_sdss_noise_model_predicts_the_real_frame(tmp_path):
     """The calibrated model at the real field's own sky against its blank patches (skips without the frames)."""
     from astropy.io import fits

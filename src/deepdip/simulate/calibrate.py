@@ -68,6 +68,28 @@ def load_sdss_reference(path: str | Path) -> dict:
     }
 
 
+def reference_from_store(store, rows: np.ndarray) -> dict:
+    """The labelled galaxies ``rows`` of a ugriz store as a reference for :func:`fit_population`:
+    ``z`` (their z_spec), ``flux`` and ``flux_err`` (extinction-corrected measured fluxes,
+    nanomaggies), the keys :func:`load_sdss_reference` gives for the real catalogue.
+
+    What a user who has only a spectroscopic training set can fit a generator on (issue 13: a
+    population refitted on the labelled galaxies and drawn where they are missing). A galaxy without
+    a z_spec, or a store whose bands are not ugriz, is refused.
+    """
+    from deepdip.photometry import Photometry
+
+    if tuple(store.bands) != SDSS_BANDS:
+        raise DeepdipValueError(f"store {store.path}: bands {''.join(store.bands)}; the population mixture "
+                                f"needs {''.join(SDSS_BANDS)}")
+    rows = np.asarray(rows, dtype=np.int64)
+    z = np.asarray(store.column("z_spec"), dtype=np.float64)[rows]
+    if not np.all(np.isfinite(z)):
+        raise DeepdipValueError(f"store {store.path}: {int(np.sum(~np.isfinite(z)))} of the rows have no z_spec")
+    flux, err = Photometry.from_store(store, rows).dereddened()
+    return {"z": z, "flux": flux, "flux_err": np.where(np.isfinite(err), err, np.inf)}
+
+
 def split_halves(n: int) -> tuple[np.ndarray, np.ndarray]:
     """Row indices of the calibration half and the validation half (fixed, seeded)."""
     perm = np.random.default_rng(SPLIT_SEED).permutation(n)
@@ -86,8 +108,11 @@ def good_rows(ref: dict) -> np.ndarray:
 
 
 def fit_population(ref: dict, rows: np.ndarray, max_components: int = 40, seed: int = 0,
-                   measurement: MeasurementBias | None = None) -> dict:
+                   measurement: MeasurementBias | None = None, source: dict | None = None) -> dict:
     """Fit the mixture on ``rows`` of the reference; the number of components minimises the BIC.
+
+    ``source``: ``{"selection": ..., "source": ...}`` describing another reference than the real SDSS
+    catalogue (e.g. a store's labelled galaxies, :func:`reference_from_store`).
 
     ``measurement``: the mock's measurement bias (:class:`MeasurementBias`), removed from the real
     features before the fit, so that the mock's *measured* photometry, not its true photometry,
@@ -124,6 +149,7 @@ def fit_population(ref: dict, rows: np.ndarray, max_components: int = 40, seed: 
         "selection": {"r_max": 17.77, "note": "SDSS main sample matched to 2MASS (K_ext < ~14.3 Vega)"},
         "source": "kcorrect 5.1.9 data/test/gst_tests_small.fits (SDSS DR main sample x 2MASS), "
                   f"calibration half of split seed {SPLIT_SEED}",
+        **(source or {}),
         **({"measurement": measurement.summary} if measurement is not None else {}),
     }
 

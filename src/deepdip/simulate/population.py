@@ -74,7 +74,8 @@ def prepare(survey) -> dict:
 
 
 def sample_population(survey, n: int, rng: np.random.Generator, ctx: dict) -> dict:
-    """Sample ``n`` galaxies passing the survey selection.
+    """Sample ``n`` galaxies passing the survey selection (``mag_limit_band`` at most ``mag_limit`` and, if
+    the preset sets ``mag_bright_limit``, fainter than it; ``zmin <= z < zmax``).
 
     Returns a dict of 1-D arrays (``z``, ``mag_<band>`` without Galactic extinction,
     ``abs_mag_r`` and ``rest_u_r`` (rest-frame SDSS, AB), ``stellar_mass`` [Msun],
@@ -90,18 +91,22 @@ def sample_population(survey, n: int, rng: np.random.Generator, ctx: dict) -> di
         raise DeepdipError(f"survey {survey.name!r}: unknown population model {pop.get('model')!r}")
     limit_band = survey.bands.index(survey["mag_limit_band"])
     zp = float(survey["zero_point"])
+    bright = survey.get("mag_bright_limit")
     parts, have = [], 0
     for _ in range(MAX_ROUNDS):  # oversample, select, repeat until enough
         z, coeffs, flux = sampler(survey, pop, max(2 * (n - have), 64), rng, ctx)
         mag = zp - 2.5 * np.log10(np.maximum(flux[:, limit_band], 1e-30))
         keep = (mag <= survey["mag_limit"]) & (z >= max(ZMIN, survey.zmin)) & (z < survey.zmax)
+        if bright is not None:  # a generator drawing only the faint end (issue 13's gap)
+            keep &= mag > bright
         parts.append((z[keep], coeffs[keep], flux[keep]))
         have += int(keep.sum())
         if have >= n:
             break
     else:
         raise DeepdipError(f"survey {survey.name!r}: too few galaxies pass its selection "
-                           f"({survey['mag_limit_band']} <= {survey['mag_limit']}, {survey.zmin} <= z < {survey.zmax})")
+                           f"({'' if bright is None else f'{bright} < '}{survey['mag_limit_band']} <= "
+                           f"{survey['mag_limit']}, {survey.zmin} <= z < {survey.zmax})")
     z, coeffs, flux = (np.concatenate(p)[:n] for p in zip(*parts))
     out = _galaxy_columns(survey, z, coeffs, flux, rng, ctx)
     out.update(structure.columns(survey, coeffs, z, out["bulge_frac"], ctx))  # bulge, disk, knot SEDs
@@ -112,6 +117,22 @@ def sample_population(survey, n: int, rng: np.random.Generator, ctx: dict) -> di
 
 # --- gmm: the density learned from real SDSS galaxies -------------------------------------------
 
+def population_file(name: str):
+    """The population data file a preset names: an absolute path (a preset file's own mixture, made
+    absolute by :func:`deepdip.surveys.load_survey`), else a file shipped in ``deepdip/data``."""
+    from pathlib import Path
+
+    path = Path(name)
+    if path.is_absolute():
+        if not path.is_file():
+            raise DeepdipError(f"population file {path} does not exist")
+        return path
+    res = resources.files("deepdip") / "data" / name
+    if not res.is_file():
+        raise DeepdipError(f"population file {name!r} is neither shipped with deepdip nor an existing path")
+    return res
+
+
 def population_digest(survey) -> str | None:
     """SHA-256 of the population data file a preset samples from (recorded in mock provenance)."""
     name = survey.get("population", {}).get("file")
@@ -119,12 +140,12 @@ def population_digest(survey) -> str | None:
         return None
     import hashlib
 
-    return hashlib.sha256((resources.files("deepdip") / "data" / name).read_bytes()).hexdigest()
+    return hashlib.sha256(population_file(name).read_bytes()).hexdigest()
 
 
 @lru_cache(maxsize=4)
 def _gmm_params(name: str) -> dict:
-    return gmm_from_dict(json.loads((resources.files("deepdip") / "data" / name).read_text()))
+    return gmm_from_dict(json.loads(population_file(name).read_text()))
 
 
 def gmm_from_dict(p: dict) -> dict:

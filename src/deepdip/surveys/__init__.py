@@ -73,6 +73,8 @@ def load_survey(name_or_path: str | Path) -> Survey:
     if not isinstance(params, dict):
         raise DeepdipValueError(f"survey preset {label} must be a JSON object of keys, got {type(params).__name__}")
     params = _resolve_extends(params, label, seen=(str(name_or_path),))
+    if label == str(path):
+        params = _resolve_population_files(params, path.parent)
     try:
         survey = Survey(
             name=_get(params, "name", str, label),
@@ -107,6 +109,21 @@ def _resolve_extends(params: dict, label: str, seen: tuple) -> dict:
                                 f"{', '.join(available_surveys())}")
     base = _resolve_extends(json.loads(res.read_text()), repr(base_name), (*seen, base_name))
     return _merge(base, {k: v for k, v in params.items() if k != "extends"})
+
+
+def _resolve_population_files(params: dict, folder: Path) -> dict:
+    """A preset file may name its own population mixture (``population.file``, ``colour_file``) by a
+    path relative to the file's folder: made absolute here, so that the simulator and the mock's
+    provenance find it from anywhere. A name that is no file there stays a shipped file's name."""
+    pop = params.get("population")
+    if not isinstance(pop, dict):
+        return params
+    pop = dict(pop)
+    for key in ("file", "colour_file"):
+        name = pop.get(key)
+        if isinstance(name, str) and name and (folder / name).is_file():
+            pop[key] = str((folder / name).resolve())
+    return {**params, "population": pop}
 
 
 def _merge(base: dict, top: dict) -> dict:
@@ -168,6 +185,10 @@ def check_simulatable(survey: Survey) -> None:
     if survey["mag_limit_band"] not in survey.bands:
         raise DeepdipValueError(f"survey preset {label}: 'mag_limit_band' {survey['mag_limit_band']!r} is not one "
                                 f"of its bands {list(survey.bands)}")
+    bright = survey.get("mag_bright_limit")
+    if bright is not None and not (_number(bright) and bright < survey["mag_limit"]):
+        raise DeepdipValueError(f"survey preset {label}: 'mag_bright_limit' must be a magnitude brighter than "
+                                f"'mag_limit' {survey['mag_limit']}, got {bright!r}")
     noise = survey["noise"]
     model = noise.get("model", "fixed")
     if model not in ("fixed", "ccd"):
