@@ -8,7 +8,11 @@ and each remedy (``--reweight none|lima|zbalance``, and ``generated``: the galax
 ``--labelled``) or the compact CNN (``--methods cnn``: ``deepdip train`` with the same options) and
 evaluate it on the whole test fold: the photometric sample the selection is not.
 The generated galaxies come from the same population model as the test galaxies: on a mock this remedy is
-an upper bound (a perfect generator); on the sky it is as good as the simulator is real.
+an upper bound (a perfect generator); on the sky it is as good as the simulator is real. Remedy ``refit``
+(``--refit-generated SELECTION=STORE``): the gap drawn instead from a mock of the population refitted on
+that selection's labelled galaxies only (``benchmarks/refit_generator.py``): what a survey can do. Remedy
+``prior``: the unremedied catalogue's PDFs moved to the target's n(z) estimated from those PDFs alone
+(label-shift EM, ``deepdip.selection.prior_shift``; no target label used).
 Metrics (``deepdip.metrics``): σ_MAD, η (|Δz|/(1+z) > 0.05), bias, PIT KS; the mean redshift of 4
 tomographic bins in z_phot (edges: the target's z_spec quartiles, the same for every estimator),
 |Δ<z>| of the stacked PDFs against the LSST DESC Y10 requirement 0.002 (1+z); and, for each
@@ -16,8 +20,9 @@ selection, the same inside and outside the region it leaves out (test galaxies t
 label, e.g. the non-LRGs of ``colour:lrg``, the galaxies fainter than r = 17 of ``mag:r<17.0``).
 
 Usage: python benchmarks/training_sets.py STORE --out DIR [--seeds 1 2] [--methods boost rf cnn]
-       [--generated GEN.h5] [--selections all mag:r<17.0 ...] [--remedies none lima zbalance generated]
-       [--cnn-epochs 15]   (e.g. deepdip simulate --survey sdss --n 8000 --seed 77 --out GEN.h5)
+       [--generated GEN.h5] [--selections all mag:r<17.0 ...] [--remedies none lima zbalance prior generated refit]
+       [--refit-generated mag:r<17.0=REFIT/generated.h5] [--cnn-epochs 15]
+       (GEN.h5: e.g. deepdip simulate --survey sdss --n 8000 --seed 77 --out GEN.h5)
 Selections and catalogues in DIR are reused (rerun to tabulate); results in DIR/results.json.
 """
 
@@ -40,7 +45,7 @@ SELECTIONS = {
     "small:random:1000": "random:1000",
     "small:mag:r<17.0&max:3000": "mag:r<17.0&max:3000",
 }
-REMEDIES = ("none", "lima", "zbalance")
+REMEDIES = ("none", "lima", "zbalance", "prior")
 
 
 def make_selection(store_path: Path, name: str, rule: str, seed: int, out: Path) -> Path:
@@ -62,7 +67,7 @@ def fit(store: Path, method: str, selection: Path | None, remedy: str, seed: int
     if not out.exists():
         cmd = [sys.executable, "-m", "deepdip", "baseline", str(store), "--method", method, "--fold", "0",
                "--out", str(out), "--seed", str(seed), "--n-jobs", "1",
-               "--reweight", "none" if remedy == "generated" else remedy]
+               "--reweight", "none" if remedy in ("generated", "refit") else remedy]
         if selection is not None:
             cmd += ["--labelled", str(selection)]
         if augment is not None:
@@ -82,8 +87,29 @@ def fit_cnn(store: Path, selection: Path | None, remedy: str, seed: int, out: Pa
         extra = dict(augment_store=str(augment[0]), augment_labelled=str(augment[1])) if augment else {}
         train(store, fold=0, epochs=epochs, seed=seed, out=run, progress=False, tensorboard=False,
               labelled=None if selection is None else str(selection),
-              reweight="none" if remedy == "generated" else remedy, **extra)
+              reweight="none" if remedy in ("generated", "refit") else remedy, **extra)
         predict_store(run, store, out, rows="test", progress=False)
+    return out
+
+
+def prior_catalog(none_cat: Path, store_path: Path, selection: Path, out: Path) -> Path:
+    """Remedy ``prior``: the unremedied catalogue's PDFs moved to the target's own n(z) (label-shift EM,
+    ``deepdip.selection.prior_shift``), the training prior being the labelled training galaxies' n(z)."""
+    from deepdip.catalog import read_catalog, write_catalog
+    from deepdip.selection import prior_shift, read_selection
+    from deepdip.store import CutoutStore
+
+    if not out.exists():
+        store = CutoutStore(store_path)
+        cat = read_catalog(none_cat)
+        train = store.split_rows("train", fold=0)
+        z_lab = store.column("z_spec")[train[read_selection(selection, store)[train]]]
+        counts = np.bincount(cat.zgrid.bin_index(z_lab), minlength=cat.zgrid.nbins).astype(np.float64)
+        pdf, _ = prior_shift(cat.pdf, counts)
+        t = cat.table
+        write_catalog(out, t["id"].to_numpy(), pdf, cat.zgrid, z_spec=t["z_spec"].to_numpy(),
+                      fold=t["fold"].to_numpy(), method=f"{cat.method}+prior",
+                      config={**cat.config, "prior_shift": "deepdip.selection.prior_shift on the target (test fold)"})
     return out
 
 
@@ -116,12 +142,19 @@ def main():
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     p.add_argument("--methods", nargs="+", default=["boost"])
     p.add_argument("--selections", nargs="+", default=list(SELECTIONS), choices=list(SELECTIONS))
-    p.add_argument("--remedies", nargs="+", default=[*REMEDIES, "generated"],
-                   choices=[*REMEDIES, "generated"])
+    p.add_argument("--remedies", nargs="+", default=[*REMEDIES, "generated", "refit"],
+                   choices=[*REMEDIES, "generated", "refit"])
     p.add_argument("--cnn-epochs", type=int, default=15, help="epochs of the cnn method (compact CNN)")
     p.add_argument("--generated", default=None, help="a second mock of the same survey (other seed) to draw "
                                                      "generated galaxies from")
+    p.add_argument("--refit-generated", nargs="+", default=[], metavar="SELECTION=STORE",
+                   help="remedy 'refit' for SELECTION: the gap drawn from STORE, a mock of the population "
+                        "refitted on that selection's labelled galaxies (benchmarks/refit_generator.py)")
     args = p.parse_args()
+    refit = dict(item.split("=", 1) for item in args.refit_generated)
+    unknown = sorted(set(refit) - set(SELECTIONS))
+    if unknown:
+        p.error(f"--refit-generated: unknown selection(s) {', '.join(unknown)}")
     from deepdip.selection import read_selection, select, write_selection
     from deepdip.store import CutoutStore
 
@@ -140,19 +173,26 @@ def main():
             cut = None if rule is None or rule.startswith(("random", "success")) else rule.split("&max")[0]
             left_out = None if cut is None else ~select(store, cut, seed)[test]
             remedies = list(REMEDIES) if sel is not None else ["none"]
-            augment = None
-            if args.generated and cut is not None:
-                gen = CutoutStore(args.generated)
-                gap = out / f"gen_gap_{name.replace(':', '_')}.parquet"
-                if not gap.exists():
-                    write_selection(gen, select(gen, f"!{cut}", seed), gap, rule=f"!{cut}", seed=seed)
-                augment, remedies = (Path(args.generated), gap), remedies + ["generated"]
+            augment = {}  # remedy -> (generated store, its galaxies in the gap)
+            for remedy, gen_path in (("generated", args.generated), ("refit", refit.get(name))):
+                if gen_path and cut is not None:
+                    gap = out / f"{'gen' if remedy == 'generated' else remedy}_gap_{name.replace(':', '_')}.parquet"
+                    if not gap.exists():
+                        gen = CutoutStore(gen_path)
+                        write_selection(gen, select(gen, f"!{cut}", seed), gap, rule=f"!{cut}", seed=seed)
+                    augment[remedy] = (Path(gen_path), gap)
+                    remedies.append(remedy)
             for method in args.methods:
                 for remedy in (r for r in remedies if r in args.remedies):
                     key = f"{method}|{name}|{remedy}|s{seed}"
                     name_ = key.replace("|", "_").replace(":", "_")
-                    cat = fit(store_path, method, sel, remedy, seed, out / f"{name_}.parquet",
-                              augment if remedy == "generated" else None, args.cnn_epochs)
+                    if remedy == "prior":
+                        none = out / (f"{method}|{name}|none|s{seed}".replace("|", "_").replace(":", "_") + ".parquet")
+                        cat = prior_catalog(fit(store_path, method, sel, "none", seed, none, None, args.cnn_epochs),
+                                            store_path, sel, out / f"{name_}.parquet")
+                    else:
+                        cat = fit(store_path, method, sel, remedy, seed, out / f"{name_}.parquet",
+                                  augment.get(remedy), args.cnn_epochs)
                     results["runs"][key] = scores(cat, left_out, edges)
                     if sel is not None:
                         results["runs"][key]["n_labelled_train"] = int(read_selection(sel, store)[

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from deepdip.errors import DeepdipValueError
-from deepdip.selection import read_selection, select, training_weights, write_selection
+from deepdip.selection import prior_shift, read_selection, select, training_weights, write_selection
 from deepdip.store import CutoutStore, create_store
 
 from .conftest import cli_env
@@ -276,3 +276,29 @@ def test_cnn_trains_on_labelled_plus_generated_galaxies(photometry_store, tmp_pa
     with pytest.raises(DeepdipValueError, match="--augment-labelled"):
         train(store, out=tmp_path / "bad2", augment_labelled=str(gap), **common)
     assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").glob("fold*/member*/model.pt"))
+
+
+def test_prior_shift_recovers_the_target_redshift_distribution_from_its_pdfs_alone():
+    """Label shift: PDFs made with the training prior, galaxies drawn from another n(z); the EM
+    correction moves the stacked n(z) and each PDF to the target's prior without any target label."""
+    rng = np.random.default_rng(0)
+    z = np.linspace(0.005, 0.995, 100)
+    pi_s, pi_t = np.exp(-0.5 * ((z - 0.35) / 0.15) ** 2), np.exp(-0.5 * ((z - 0.5) / 0.1) ** 2)
+    z_true = rng.choice(z, size=4000, p=pi_t / pi_t.sum())
+    x = z_true + rng.normal(0, 0.08, len(z_true))
+    like = np.exp(-0.5 * ((x[:, None] - z[None]) / 0.08) ** 2)
+    biased = like * pi_s
+    biased /= biased.sum(1, keepdims=True)
+    exact = like * pi_t
+    exact /= exact.sum(1, keepdims=True)
+    fixed, est = prior_shift(biased, pi_s * 123.0)  # counts or fractions alike
+    assert np.allclose(fixed.sum(1), 1) and np.all(fixed >= 0)
+    mean = lambda p: float((p.mean(0) * z).sum())  # noqa: E731
+    assert abs(mean(biased) - z_true.mean()) > 0.03           # the uncorrected stack is far off
+    assert abs(mean(fixed) - z_true.mean()) < 0.01            # the corrected one is not
+    assert abs(float((est * z).sum()) - 0.5) < 0.01
+    assert np.abs(fixed @ z - exact @ z).mean() < 0.01        # per galaxy, near the exact posterior mean
+    with pytest.raises(DeepdipValueError, match="training prior"):
+        prior_shift(biased, pi_s[:-1])
+    with pytest.raises(DeepdipValueError, match="non-negative"):
+        prior_shift(biased, -pi_s)

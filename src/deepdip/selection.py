@@ -302,3 +302,55 @@ def training_weights(method: str, store, labelled_rows: np.ndarray, target_rows:
 def _ref_band(store) -> str:
     bands = list(store.bands)
     return "i" if "i" in bands else ("r" if "r" in bands else bands[len(bands) // 2])
+
+
+def prior_shift(pdf: np.ndarray, train_prior: np.ndarray, *, smooth_bins: float = 2.0, max_iter: int = 500,
+                tol: float = 1e-7) -> tuple[np.ndarray, np.ndarray]:
+    """PDFs re-weighted to the target sample's own redshift prior (label-shift correction by EM,
+    Saerens, Latinne & Decaestecker 2002), with the prior estimated from the target's PDFs alone.
+
+    An estimator trained on labelled galaxies with redshift distribution ``train_prior`` (a histogram on
+    the PDFs' bins: counts or fractions) gives p_s(z|x). If the target's n(z), π_t, differs but p(x|z) is
+    the same, p_t(z|x) ∝ p_s(z|x) π_t(z) / π_s(z); π_t is the fixed point of π_t = mean over the target of
+    p_t(z|x) (the maximum-likelihood mixture weights). Both priors are smoothed with a Gaussian of
+    ``smooth_bins`` bins (a histogram of a few thousand redshifts on 180 bins is mostly noise, which the
+    ratio would imprint on every PDF); bins the training set never reached keep a floor (1 % of a flat
+    prior) and the ratio is bounded by :data:`MAX_WEIGHT` either way, because an estimator's PDFs carry mass
+    where its training set had none (smoothing, regularisation) that an unbounded ratio would blow up
+    into a spike. Returns the corrected PDFs (rows sum to 1) and π_t.
+
+    A remedy for a training set unbalanced *in z* only: where the selection also changes p(x|z)
+    (a magnitude limit: the faint galaxies at a given z are missing), it corrects the prior, not the
+    likelihood (docs/training-sets.md measures both cases).
+    """
+    from scipy.ndimage import gaussian_filter1d
+
+    pdf = np.asarray(pdf, dtype=np.float64)
+    prior = np.asarray(train_prior, dtype=np.float64)
+    if pdf.ndim != 2 or prior.shape != (pdf.shape[1],):
+        raise DeepdipValueError(f"prior_shift: PDFs [N, {pdf.shape[-1]}] need a training prior of {pdf.shape[-1]} "
+                                f"bins, got {prior.shape}")
+    if not (np.all(np.isfinite(prior)) and np.all(prior >= 0) and prior.sum() > 0):
+        raise DeepdipValueError("prior_shift: the training prior must be finite, non-negative and not all zero")
+
+    def smoothed(p):
+        p = gaussian_filter1d(p / p.sum(), smooth_bins, mode="nearest") if smooth_bins > 0 else p / p.sum()
+        p = np.maximum(p, 1e-2 / len(p))  # a floor: 1 % of a flat prior
+        return p / p.sum()
+
+    def ratio(pi_t):  # bounded as the training weights are: a bin the labels barely reach cannot take over
+        return np.clip(pi_t / pi_s, 1.0 / MAX_WEIGHT, MAX_WEIGHT)
+
+    pdf = pdf / np.maximum(pdf.sum(axis=1, keepdims=True), 1e-300)
+    pi_s = smoothed(prior)
+    pi_t = pi_s.copy()
+    for _ in range(max_iter):
+        post = pdf * ratio(pi_t)
+        post /= np.maximum(post.sum(axis=1, keepdims=True), 1e-300)
+        new = smoothed(post.mean(axis=0))
+        done = np.abs(new - pi_t).max() < tol
+        pi_t = new
+        if done:
+            break
+    post = pdf * ratio(pi_t)
+    return post / np.maximum(post.sum(axis=1, keepdims=True), 1e-300), pi_t
