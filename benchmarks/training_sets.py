@@ -12,7 +12,8 @@ an upper bound (a perfect generator); on the sky it is as good as the simulator 
 (``--refit-generated SELECTION=STORE``): the gap drawn instead from a mock of the population refitted on
 that selection's labelled galaxies only (``benchmarks/refit_generator.py``): what a survey can do. Remedy
 ``prior``: the unremedied catalogue's PDFs moved to the target's n(z) estimated from those PDFs alone
-(label-shift EM, ``deepdip.selection.prior_shift``; no target label used).
+(label-shift EM, ``deepdip.selection.prior_shift``, against the estimator's stacked PDF on held-out
+labelled galaxies; no target redshift used).
 Metrics (``deepdip.metrics``): σ_MAD, η (|Δz|/(1+z) > 0.05), bias, PIT KS; the mean redshift of 4
 tomographic bins in z_phot (edges: the target's z_spec quartiles, the same for every estimator),
 |Δ<z>| of the stacked PDFs against the LSST DESC Y10 requirement 0.002 (1+z); and, for each
@@ -94,7 +95,9 @@ def fit_cnn(store: Path, selection: Path | None, remedy: str, seed: int, out: Pa
 
 def prior_catalog(none_cat: Path, store_path: Path, selection: Path, out: Path) -> Path:
     """Remedy ``prior``: the unremedied catalogue's PDFs moved to the target's own n(z) (label-shift EM,
-    ``deepdip.selection.prior_shift``), the training prior being the labelled training galaxies' n(z)."""
+    ``deepdip.selection.prior_shift``). The estimator's prior is its stacked PDF over held-out labelled
+    galaxies: those of the test fold the selection labels (their PDFs only, not their z_spec; a survey's
+    held-out spectroscopic validation set). No target redshift is used."""
     from deepdip.catalog import read_catalog, write_catalog
     from deepdip.selection import prior_shift, read_selection
     from deepdip.store import CutoutStore
@@ -102,10 +105,11 @@ def prior_catalog(none_cat: Path, store_path: Path, selection: Path, out: Path) 
     if not out.exists():
         store = CutoutStore(store_path)
         cat = read_catalog(none_cat)
-        train = store.split_rows("train", fold=0)
-        z_lab = store.column("z_spec")[train[read_selection(selection, store)[train]]]
-        counts = np.bincount(cat.zgrid.bin_index(z_lab), minlength=cat.zgrid.nbins).astype(np.float64)
-        pdf, _ = prior_shift(cat.pdf, counts)
+        ids = store.column("id")
+        order = np.argsort(ids)
+        rows = order[np.searchsorted(ids[order], cat.table["id"].to_numpy())]  # catalogue row -> store row
+        labelled = read_selection(selection, store)[rows]
+        pdf, _ = prior_shift(cat.pdf, cat.pdf[labelled].mean(axis=0))
         t = cat.table
         write_catalog(out, t["id"].to_numpy(), pdf, cat.zgrid, z_spec=t["z_spec"].to_numpy(),
                       fold=t["fold"].to_numpy(), method=f"{cat.method}+prior",

@@ -309,19 +309,22 @@ def prior_shift(pdf: np.ndarray, train_prior: np.ndarray, *, smooth_bins: float 
     """PDFs re-weighted to the target sample's own redshift prior (label-shift correction by EM,
     Saerens, Latinne & Decaestecker 2002), with the prior estimated from the target's PDFs alone.
 
-    An estimator trained on labelled galaxies with redshift distribution ``train_prior`` (a histogram on
-    the PDFs' bins: counts or fractions) gives p_s(z|x). If the target's n(z), π_t, differs but p(x|z) is
-    the same, p_t(z|x) ∝ p_s(z|x) π_t(z) / π_s(z); π_t is the fixed point of π_t = mean over the target of
-    p_t(z|x) (the maximum-likelihood mixture weights). Both priors are smoothed with a Gaussian of
-    ``smooth_bins`` bins (a histogram of a few thousand redshifts on 180 bins is mostly noise, which the
+    An estimator trained on labelled galaxies with redshift distribution ``train_prior`` (on the PDFs'
+    bins: counts or fractions) gives p_s(z|x). Pass the estimator's *implied* prior, its stacked PDF over
+    held-out labelled galaxies, rather than their z_spec histogram: EM needs posteriors consistent with
+    the prior they are divided by, and an estimator's PDFs are broader than the histogram (measured in
+    docs/training-sets.md: with the histogram the correction wrecks even a representative training set).
+    If the target's n(z), π_t, differs but p(x|z) is the same, p_t(z|x) ∝ p_s(z|x) π_t(z) / π_s(z); π_t is
+    the fixed point of π_t = mean over the target of p_t(z|x) (the maximum-likelihood mixture weights).
+    Both priors are smoothed with a Gaussian of ``smooth_bins`` bins (a histogram of a few thousand redshifts on 180 bins is mostly noise, which the
     ratio would imprint on every PDF); bins the training set never reached keep a floor (1 % of a flat
     prior) and the ratio is bounded by :data:`MAX_WEIGHT` either way, because an estimator's PDFs carry mass
     where its training set had none (smoothing, regularisation) that an unbounded ratio would blow up
     into a spike. Returns the corrected PDFs (rows sum to 1) and π_t.
 
-    A remedy for a training set unbalanced *in z* only: where the selection also changes p(x|z)
-    (a magnitude limit: the faint galaxies at a given z are missing), it corrects the prior, not the
-    likelihood (docs/training-sets.md measures both cases).
+    Exact for a training set unbalanced *in z* only: where the selection also changes p(x|z) (a
+    magnitude limit: the faint galaxies at a given z are missing; a colour cut) it corrects the prior,
+    not the likelihood (docs/training-sets.md measures both cases).
     """
     from scipy.ndimage import gaussian_filter1d
 
