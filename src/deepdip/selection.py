@@ -316,11 +316,11 @@ def prior_shift(pdf: np.ndarray, train_prior: np.ndarray, *, smooth_bins: float 
     docs/training-sets.md: with the histogram the correction wrecks even a representative training set).
     If the target's n(z), π_t, differs but p(x|z) is the same, p_t(z|x) ∝ p_s(z|x) π_t(z) / π_s(z); π_t is
     the fixed point of π_t = mean over the target of p_t(z|x) (the maximum-likelihood mixture weights).
-    Both priors are smoothed with a Gaussian of ``smooth_bins`` bins (a histogram of a few thousand redshifts on 180 bins is mostly noise, which the
-    ratio would imprint on every PDF); bins the training set never reached keep a floor (1 % of a flat
-    prior) and the ratio is bounded by :data:`MAX_WEIGHT` either way, because an estimator's PDFs carry mass
-    where its training set had none (smoothing, regularisation) that an unbounded ratio would blow up
-    into a spike. Returns the corrected PDFs (rows sum to 1) and π_t.
+    Both priors are smoothed with a Gaussian of ``smooth_bins`` bins (a histogram of a few thousand
+    redshifts on 180 bins is mostly noise, which the ratio would imprint on every PDF); bins the training
+    set never reached keep a floor (1 % of a flat prior) and the ratio is bounded by :data:`MAX_WEIGHT`,
+    because an estimator's PDFs carry mass where its training set had none (smoothing, regularisation)
+    that an unbounded ratio would blow up into a spike. Returns the corrected PDFs (rows sum to 1) and π_t.
 
     Exact for a training set unbalanced *in z* only: where the selection also changes p(x|z) (a
     magnitude limit: the faint galaxies at a given z are missing; a colour cut) it corrects the prior,
