@@ -358,6 +358,7 @@ COMMANDS = {
     "train": ["train", "{store}", "--out", "{out}", "--epochs", "0"],
     "predict": ["predict", "{run}", "{store}", "--out", "{out}.parquet", "--chunk-size", "0"],
     "baseline": ["baseline", "{store}", "--method", "knn", "--fold", "0", "--out", "{out}.parquet", "--k", "0"],
+    "prior-shift": ["prior-shift", "{cat}", "--reference", "{cat}", "--out", "{out}.parquet", "--smooth-bins", "-1"],
     "evaluate": ["evaluate", "{cat}", "--out", "{out}", "--z-bins", "0"],
 }
 

@@ -278,17 +278,22 @@ def test_cnn_trains_on_labelled_plus_generated_galaxies(photometry_store, tmp_pa
     assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").glob("fold*/member*/model.pt"))
 
 
+def _label_shift_pdfs(rng, z, prior_made_with, prior_drawn_from, n=4000):
+    """PDFs p(z|x) ∝ L(x|z) prior_made_with(z) of galaxies whose z follow ``prior_drawn_from``; their z."""
+    z_true = rng.choice(z, size=n, p=prior_drawn_from / prior_drawn_from.sum())
+    x = z_true + rng.normal(0, 0.08, n)
+    like = np.exp(-0.5 * ((x[:, None] - z[None]) / 0.08) ** 2)
+    pdf = like * prior_made_with
+    return pdf / pdf.sum(1, keepdims=True), z_true, like
+
+
 def test_prior_shift_recovers_the_target_redshift_distribution_from_its_pdfs_alone():
     """Label shift: PDFs made with the training prior, galaxies drawn from another n(z); the EM
     correction moves the stacked n(z) and each PDF to the target's prior without any target label."""
     rng = np.random.default_rng(0)
     z = np.linspace(0.005, 0.995, 100)
     pi_s, pi_t = np.exp(-0.5 * ((z - 0.35) / 0.15) ** 2), np.exp(-0.5 * ((z - 0.5) / 0.1) ** 2)
-    z_true = rng.choice(z, size=4000, p=pi_t / pi_t.sum())
-    x = z_true + rng.normal(0, 0.08, len(z_true))
-    like = np.exp(-0.5 * ((x[:, None] - z[None]) / 0.08) ** 2)
-    biased = like * pi_s
-    biased /= biased.sum(1, keepdims=True)
+    biased, z_true, like = _label_shift_pdfs(rng, z, pi_s, pi_t)
     exact = like * pi_t
     exact /= exact.sum(1, keepdims=True)
     fixed, est = prior_shift(biased, pi_s * 123.0)  # counts or fractions alike
@@ -302,3 +307,31 @@ def test_prior_shift_recovers_the_target_redshift_distribution_from_its_pdfs_alo
         prior_shift(biased, pi_s[:-1])
     with pytest.raises(DeepdipValueError, match="non-negative"):
         prior_shift(biased, -pi_s)
+
+
+def test_prior_shift_cli_uses_held_out_labelled_pdfs_and_never_overwrites(tmp_path):
+    from deepdip.catalog import read_catalog, write_catalog
+    from deepdip.cli import main as cli_main
+    from deepdip.zgrid import ZGrid
+
+    rng = np.random.default_rng(1)
+    grid = ZGrid(0.0, 1.0, 100)
+    z = grid.centres
+    pi_s, pi_t = np.exp(-0.5 * ((z - 0.35) / 0.15) ** 2), np.exp(-0.5 * ((z - 0.5) / 0.1) ** 2)
+    target, z_true, _ = _label_shift_pdfs(rng, z, pi_s, pi_t)
+    held_out, _, _ = _label_shift_pdfs(rng, z, pi_s, pi_s, n=2000)   # labelled galaxies: drawn from pi_s
+    write_catalog(tmp_path / "target.parquet", np.arange(4000), target, grid, z_spec=z_true, method="knn")
+    write_catalog(tmp_path / "ref.parquet", np.arange(4000, 6000), held_out, grid, method="knn")
+    out = tmp_path / "shifted.parquet"
+    args = ["prior-shift", str(tmp_path / "target.parquet"), "--reference", str(tmp_path / "ref.parquet"),
+            "--out", str(out)]
+    assert cli_main(args) == 0
+    cat = read_catalog(out)
+    assert cat.method == "knn+prior" and np.array_equal(cat.ids, np.arange(4000))
+    assert abs(cat.table["z_mean"].mean() - z_true.mean()) < 0.01 < abs((target @ z).mean() - z_true.mean())
+    before = out.read_bytes()
+    assert cli_main(args) != 0 and out.read_bytes() == before      # an existing --out is kept
+    bad = subprocess.run([sys.executable, "-m", "deepdip", *args[:4], "--reference-labelled",
+                          str(tmp_path / "none.parquet"), "--out", str(tmp_path / "x.parquet")],
+                         env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1 and "selection file" in bad.stderr

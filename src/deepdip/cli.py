@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("deepdip.predict.cli", "predict redshift PDFs for a store into a photo-z catalogue"),
     "embed": ("deepdip.embed", "the CNN's representation of every galaxy (Parquet) and its 2-D map"),
     "baseline": ("deepdip.baselines.cli", "fit a catalogue baseline (kNN, RF, boosted trees, BPZ)"),
+    "prior-shift": ("deepdip.prior_cli", "move a catalogue's PDFs to its own sample's redshift prior (label shift)"),
     "evaluate": ("deepdip.report.cli", "compare photo-z catalogues: metrics.json + HTML report"),
     "demo": ("deepdip.demo", "the whole chain on a mock survey it generates itself"),
 }

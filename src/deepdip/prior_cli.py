@@ -1,0 +1,83 @@
+"""``deepdip prior-shift``: move a photo-z catalogue's PDFs to its own sample's redshift prior.
+
+The remedy for a training set whose n(z) differs from the photometric sample's (issue 13): the
+label-shift EM of :func:`deepdip.selection.prior_shift`, against the estimator's implied prior, its
+stacked PDF over held-out labelled galaxies (``--reference``: a catalogue of them predicted by the same
+estimator, or ``--reference`` the target catalogue itself with ``--reference-labelled`` the selection
+file that says which of its galaxies have spectra). No redshift of the target is read.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__.split("\n\n", 1)[1].replace("\n", " ")
+    parser.add_argument("catalog", help="photo-z catalogue of the target sample (.parquet)")
+    parser.add_argument("--reference", required=True,
+                        help="catalogue of held-out labelled galaxies, same estimator and grid (may be CATALOG)")
+    parser.add_argument("--reference-labelled", default=None, metavar="SELECTION",
+                        help="selection file (deepdip select): only its labelled galaxies of --reference count")
+    parser.add_argument("--smooth-bins", type=float, default=2.0,
+                        help="Gaussian smoothing of both priors, in bins [2]")
+    parser.add_argument("--out", required=True, help="catalogue to write (.parquet)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing file at --out")
+
+
+def labelled_ids(path) -> np.ndarray:
+    """The ids a selection file marks as labelled (read without its store)."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from deepdip.errors import DeepdipValueError
+    from deepdip.selection import SELECTION_FORMAT
+
+    try:
+        table = pq.read_table(path)
+        meta = json.loads((table.schema.metadata or {}).get(b"deepdip", b"{}"))
+    except FileNotFoundError:
+        raise DeepdipValueError(f"no selection file {path}") from None
+    except Exception as exc:  # noqa: BLE001 - not Parquet, truncated, bad metadata: one message
+        raise DeepdipValueError(f"{path} is not a readable selection file: {str(exc).splitlines()[0]}") from None
+    if meta.get("format") != SELECTION_FORMAT or not {"id", "labelled"} <= set(table.column_names):
+        raise DeepdipValueError(f"{path} is not a deepdip selection file (write one with deepdip select)")
+    labelled = table.column("labelled").to_numpy(zero_copy_only=False).astype(bool)
+    return table.column("id").to_numpy()[labelled]
+
+
+def run(args) -> int:
+    from deepdip.atomic import check_output
+    from deepdip.catalog import POINT_COLUMNS, RESERVED, read_catalog, write_catalog
+    from deepdip.errors import DeepdipValueError, check_number
+    from deepdip.selection import prior_shift
+
+    check_number("--smooth-bins", args.smooth_bins, minimum=0.0, allow_none=False)
+    check_output(args.out, inputs=(args.catalog, args.reference), overwrite=args.overwrite)
+    cat = read_catalog(args.catalog)
+    ref = cat if args.reference == args.catalog else read_catalog(args.reference)
+    if ref.zgrid != cat.zgrid:
+        raise DeepdipValueError(f"--reference {args.reference}: its redshift grid differs from {args.catalog}'s")
+    keep = np.ones(len(ref.ids), dtype=bool)
+    if args.reference_labelled:
+        keep = np.isin(ref.ids, labelled_ids(args.reference_labelled))
+    if not keep.any():
+        raise DeepdipValueError(f"--reference {args.reference}: no galaxy of it is labelled in "
+                                f"{args.reference_labelled}")
+    pdf, target_prior = prior_shift(cat.pdf, ref.pdf[keep].mean(axis=0), smooth_bins=args.smooth_bins)
+    t = cat.table
+    extra = {c: t[c].to_numpy() for c in t.columns if c not in RESERVED and c not in POINT_COLUMNS}
+    config = {**cat.config, "prior_shift": {"reference": str(args.reference), "n_reference": int(keep.sum()),
+                                            "reference_labelled": args.reference_labelled,
+                                            "smooth_bins": args.smooth_bins}}
+    write_catalog(args.out, cat.ids, pdf, cat.zgrid, z_spec=t["z_spec"].to_numpy() if "z_spec" in t else None,
+                  fold=t["fold"].to_numpy() if "fold" in t else None, method=f"{cat.method}+prior",
+                  config=config, extra=extra or None, overwrite=args.overwrite)
+    centres = cat.zgrid.centres
+    print(f"wrote {args.out}: {len(cat.ids)} PDFs moved to the sample's prior (mean z {target_prior @ centres:.4f}; "
+          f"the estimator's, from {int(keep.sum())} reference galaxies: "
+          f"{(ref.pdf[keep].mean(axis=0) / ref.pdf[keep].mean(axis=0).sum()) @ centres:.4f})")
+    return 0
