@@ -154,6 +154,7 @@ def main():
     p.add_argument("--refit-generated", nargs="+", default=[], metavar="SELECTION=STORE",
                    help="remedy 'refit' for SELECTION: the gap drawn from STORE, a mock of the population "
                         "refitted on that selection's labelled galaxies (benchmarks/refit_generator.py)")
+    p.add_argument("--figure", default=None, help="PNG: bias per z and r bin and stacked n(z), first seed")
     args = p.parse_args()
     refit = dict(item.split("=", 1) for item in args.refit_generated)
     unknown = sorted(set(refit) - set(SELECTIONS))
@@ -208,6 +209,57 @@ def main():
                           flush=True)
 
     print(tables(results, args.seeds))
+    if args.figure:
+        figure(store_path, out, args.seeds[0], Path(args.figure))
+
+
+def figure(store_path: Path, out: Path, seed: int, path: Path) -> None:
+    """Bias of the PDF mean, Δz/(1+z), in bins of z_spec and of r, and the stacked n(z) against the true one,
+    for ``mag:r<17.0`` and ``colour:lrg`` (rows) and every remedy run for seed ``seed`` (boost solid, cnn
+    dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from deepdip.catalog import read_catalog
+    from deepdip.selection import _magnitudes
+    from deepdip.store import CutoutStore
+
+    store = CutoutStore(store_path)
+    test = np.flatnonzero(store.column("fold") == 0)
+    r_mag = _magnitudes(store, test)["r"]
+    remedies = ["none", "lima", "zbalance", "prior", "refit", "generated"]
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
+    for row, sel in enumerate(("mag:r<17.0", "colour:lrg")):
+        ax_z, ax_r, ax_n = axes[row]
+        zs = store.column("z_spec", test)
+        ax_n.hist(zs, bins=60, range=(0, 0.4), density=True, histtype="stepfilled", color="0.85", label="truth")
+        for k, remedy in enumerate(remedies):
+            for method, style in (("boost", "-"), ("cnn", "--")):
+                cat_path = out / (f"{method}|{sel}|{remedy}|s{seed}".replace("|", "_").replace(":", "_") + ".parquet")
+                if not cat_path.exists():
+                    continue
+                cat = read_catalog(cat_path)
+                zp, zt = cat.table["z_mean"].to_numpy(), cat.table["z_spec"].to_numpy()
+                d = (zp - zt) / (1 + zt)
+                kw = {"color": f"C{k}", "ls": style, "lw": 1.2}
+                for ax, x, edges in ((ax_z, zt, np.linspace(0, 0.3, 11)), (ax_r, r_mag, np.linspace(14.5, 17.8, 12))):
+                    idx = np.digitize(x, edges) - 1
+                    ok = [b for b in range(len(edges) - 1) if np.sum(idx == b) >= 20]
+                    ax.plot([0.5 * (edges[b] + edges[b + 1]) for b in ok], [np.mean(d[idx == b]) for b in ok],
+                            label=f"{method} {remedy}", **kw)
+                widths = np.diff(cat.zgrid.edges)
+                ax_n.plot(cat.zgrid.centres, cat.pdf.mean(0) / widths, **kw)
+        ax_z.set(xlabel="z_spec", ylabel="mean Δz/(1+z)", title=f"{sel}: bias vs redshift")
+        ax_r.set(xlabel="r (dereddened)", ylabel="mean Δz/(1+z)", title=f"{sel}: bias vs magnitude")
+        ax_n.set(xlabel="z", ylabel="n(z)", title=f"{sel}: stacked PDFs (seed {seed})", xlim=(0, 0.35))
+        for ax in (ax_z, ax_r):
+            ax.axhline(0, color="k", lw=0.5)
+        ax_z.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 def tables(results: dict, seeds) -> str:
