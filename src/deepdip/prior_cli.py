@@ -27,33 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing file at --out")
 
 
-def labelled_ids(path) -> np.ndarray:
-    """The ids a selection file marks as labelled (read without its store)."""
-    import json
-
-    import pyarrow.parquet as pq
-
-    from deepdip.errors import DeepdipValueError
-    from deepdip.selection import SELECTION_FORMAT
-
-    try:
-        table = pq.read_table(path)
-        meta = json.loads((table.schema.metadata or {}).get(b"deepdip", b"{}"))
-    except FileNotFoundError:
-        raise DeepdipValueError(f"no selection file {path}") from None
-    except Exception as exc:  # noqa: BLE001 - not Parquet, truncated, bad metadata: one message
-        raise DeepdipValueError(f"{path} is not a readable selection file: {str(exc).splitlines()[0]}") from None
-    if meta.get("format") != SELECTION_FORMAT or not {"id", "labelled"} <= set(table.column_names):
-        raise DeepdipValueError(f"{path} is not a deepdip selection file (write one with deepdip select)")
-    labelled = table.column("labelled").to_numpy(zero_copy_only=False).astype(bool)
-    return table.column("id").to_numpy()[labelled]
-
-
 def run(args) -> int:
     from deepdip.atomic import check_output
     from deepdip.catalog import POINT_COLUMNS, RESERVED, read_catalog, write_catalog
     from deepdip.errors import DeepdipValueError, check_number
-    from deepdip.selection import prior_shift
+    from deepdip.selection import prior_shift, selection_table
 
     check_number("--smooth-bins", args.smooth_bins, minimum=0.0, allow_none=False)
     check_output(args.out, inputs=(args.catalog, args.reference), overwrite=args.overwrite)
@@ -63,7 +41,8 @@ def run(args) -> int:
         raise DeepdipValueError(f"--reference {args.reference}: its redshift grid differs from {args.catalog}'s")
     keep = np.ones(len(ref.ids), dtype=bool)
     if args.reference_labelled:
-        keep = np.isin(ref.ids, labelled_ids(args.reference_labelled))
+        ids, labelled = selection_table(args.reference_labelled)
+        keep = np.isin(ref.ids, ids[labelled])
     if not keep.any():
         raise DeepdipValueError(f"--reference {args.reference}: no galaxy of it is labelled in "
                                 f"{args.reference_labelled}")

@@ -206,6 +206,16 @@ def write_selection(store, labelled: np.ndarray, out, *, rule: str, seed: int, o
 
 def read_selection(path, store) -> np.ndarray:
     """bool ``[N]`` in ``store``'s row order from a selection file; refuses a file of another store."""
+    ids, labelled = selection_table(path)
+    store_ids = store.column("id")
+    if len(ids) != len(store_ids) or not np.array_equal(np.sort(ids), np.sort(store_ids)):
+        raise DeepdipValueError(f"selection file {path} is for another store (its ids differ from {store.path}'s)")
+    order = np.argsort(ids)
+    return labelled[order][np.searchsorted(ids[order], store_ids)].astype(bool)
+
+
+def selection_table(path) -> tuple[np.ndarray, np.ndarray]:
+    """A selection file's ``id`` and ``labelled`` columns, read without its store (checked: one-line errors)."""
     import pyarrow.parquet as pq
 
     path = Path(path)
@@ -218,12 +228,7 @@ def read_selection(path, store) -> np.ndarray:
         raise DeepdipValueError(f"{path} is not a readable selection file: {str(exc).splitlines()[0]}") from None
     if meta.get("format") != SELECTION_FORMAT or not {"id", "labelled"} <= set(table.column_names):
         raise DeepdipValueError(f"{path} is not a deepdip selection file (write one with deepdip select)")
-    ids, labelled = table.column("id").to_numpy(), table.column("labelled").to_numpy(zero_copy_only=False)
-    store_ids = store.column("id")
-    if len(ids) != len(store_ids) or not np.array_equal(np.sort(ids), np.sort(store_ids)):
-        raise DeepdipValueError(f"selection file {path} is for another store (its ids differ from {store.path}'s)")
-    order = np.argsort(ids)
-    return labelled[order][np.searchsorted(ids[order], store_ids)].astype(bool)
+    return table.column("id").to_numpy(), table.column("labelled").to_numpy(zero_copy_only=False).astype(bool)
 
 
 # ------------------------------------------------------------------------------------- remedies
