@@ -240,6 +240,29 @@ def test_dask_explicit_rows_keep_their_order_and_use_the_default_client(run, toy
     _assert_same(got, expect)
 
 
+@pytest.mark.parametrize("method", ["knn", "boost"])
+def test_baseline_on_dask_writes_the_in_process_catalogue(method, photometry_store, client, tmp_path):
+    """Issue 17: the catalogue baselines predict on a real LocalCluster (API and CLI), the same catalogue."""
+    from deepdip.baselines import baseline_class
+
+    store = CutoutStore(photometry_store)
+    est = baseline_class(method)().fit(store, 0)
+    rows = store.split_rows("all", fold=0)
+    expect = read_catalog(est.predict_catalog(store, rows, tmp_path / "local.parquet", progress=False))
+    with distributed.get_task_stream(client=client) as stream:
+        got = read_catalog(est.predict_catalog(store, rows, tmp_path / "dask.parquet", chunk_size=23, client=client,
+                                               progress=False))
+    _assert_same(got, expect)
+    assert len([t for t in stream.data if str(t["key"]).startswith(f"deepdip-{method}")]) >= len(rows) // 23
+    if method == "knn":
+        res = subprocess.run([sys.executable, "-m", "deepdip", "baseline", photometry_store, "--method", "knn",
+                              "--fold", "0",
+                              "--rows", "all", "--out", tmp_path / "cli.parquet", "--dask", client.scheduler.address,
+                              "--chunk-size", "40"], env=cli_env(), capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+        _assert_same(read_catalog(tmp_path / "cli.parquet"), expect)
+
+
 def test_dask_bad_input_is_a_clear_error(run, toy, tmp_path):
     out = tmp_path / "x.parquet"
     with pytest.raises(DeepdipError, match="no Dask client"):

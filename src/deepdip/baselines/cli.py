@@ -99,6 +99,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-model", metavar="FILE.npz", default=None,
                         help="also write the fitted model there (read back with "
                              "deepdip.baselines.load_baseline; --overwrite replaces an existing one)")
+    parser.add_argument("--dask", metavar="SCHEDULER", default=None,
+                        help="predict the chunks on a Dask cluster: a scheduler address (tcp://host:8786), a "
+                             "scheduler.json file, or local:N for N worker processes here; the fit stays in this "
+                             "process and the catalogue is the same as without --dask (workers must read STORE "
+                             "at the same path)")
+    parser.add_argument("--chunk-size", type=int, default=None, metavar="N",
+                        help="galaxies per prediction chunk (default 4096)")
     table = parser.add_argument_group("table options (--table only)")
     for flag, kwargs in TABLE_OPTIONS.items():
         table.add_argument(flag, dest="table_" + flag[2:].replace("-", "_"), **{"default": None, **kwargs})
@@ -134,7 +141,13 @@ def run(args) -> int:
     table_given = [flag for flag in TABLE_OPTIONS if getattr(args, "table_" + flag[2:].replace("-", "_")) is not None]
     if (args.store is None) == (args.table is None):
         raise DeepdipError("give a cutout store (STORE) or a photometric table (--table CAT), one of the two")
+    from deepdip.errors import check_number
+    from deepdip.estimators import DEFAULT_CHUNK
+
+    check_number("--chunk-size", args.chunk_size, minimum=1, integer=True)
     if args.table is not None:
+        if args.dask or args.chunk_size is not None:
+            raise DeepdipError("--dask and --chunk-size apply to a store (a --table is predicted in memory)")
         return _run_table(args)
     if table_given:
         raise DeepdipError(f"{table_given[0]} applies to --table input only (a store knows its bands and columns)")
@@ -150,7 +163,8 @@ def run(args) -> int:
     est.fit(store, args.fold)
     fit_s = time.perf_counter() - t0
     rows = store.split_rows(args.rows, fold=args.fold)
-    est.predict_catalog(store, rows, args.out, overwrite=args.overwrite)
+    est.predict_catalog(store, rows, args.out, overwrite=args.overwrite, client=args.dask,
+                        chunk_size=args.chunk_size or DEFAULT_CHUNK)
     if args.save_model is not None:
         est.save(args.save_model, overwrite=args.overwrite)
     print(f"{args.method}: fitted on {est.n_train_} galaxies in {fit_s:.1f} s, predicted {len(rows)} "
