@@ -23,3 +23,35 @@ def test_bench_cnn_smoke_runs_every_path_and_reports_mfu(tmp_path):
     kinds = {(r["precision"], r["layout"], r["mode"]) for r in got["rows"]}
     assert len(kinds) == 8 and all(r["images_per_s"] > 0 and 0 < r["mfu_own"] for r in got["rows"])
     assert [r["workers"] for r in got["loader"]] == [0, 1, 2] and all(r["images_per_s"] > 0 for r in got["loader"])
+
+
+def test_pasquet19_full_scale_recipe_runs_at_ci_size_and_resumes(tmp_path):
+    """examples/pasquet19_full_scale.sh (issue 17, item 6) end to end on 600 galaxies, one fold, one member,
+    one epoch; run again, it keeps the store and the finished member and rewrites only the products."""
+    out = tmp_path / "p19"
+    env = {**cli_env(), "N": "600", "FOLDS": "0", "ENSEMBLE": "1", "EPOCHS": "1", "OUT": str(out), "WORKERS": "2",
+           "DEEPDIP": f"{sys.executable} -m deepdip"}
+    script = ROOT / "examples" / "pasquet19_full_scale.sh"
+    first = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert (out / "cnn.parquet").is_file() and (out / "boost.parquet").is_file()
+    assert (out / "report" / "index.html").is_file()
+    model = next((out / "run").rglob("*.pt"))
+    stamp = (out / "store").stat().st_mtime_ns, model.stat().st_mtime_ns
+    again = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert ((out / "store").stat().st_mtime_ns, model.stat().st_mtime_ns) == stamp
+
+
+def test_project_scale_projects_from_measured_costs():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from project_scale import project
+
+    m = {"workers": 2, "matmul_fp32_flops": 3e11,
+         "simulate": {"galaxies": 400, "galaxies_per_s": 50.0, "store_bytes_per_galaxy": 82e3},
+         "models": {"pasquet19": {"forward_flops": 1.5e9, "train_images_per_s": 25.0, "infer_images_per_s": 100.0},
+                    "compact": {"forward_flops": 3.4e7, "train_images_per_s": 1600.0, "infer_images_per_s": 6000.0}}}
+    text = "\n".join(project(m, [100.0]))
+    # 5 x 6 x 30 x 400,000 = 3.6e8 training images x 4.5 GFLOP = 1.62e18 FLOP: 4.5 GPU-hours at 100 TFLOP/s
+    assert "3.6e+08 training images" in text and "training 4.5 GPU-hours" in text
+    assert "store: 41 GB" in text and "0.98 PB" in text
