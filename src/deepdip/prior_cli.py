@@ -46,7 +46,8 @@ def run(args) -> int:
     if not keep.any():
         raise DeepdipValueError(f"--reference {args.reference}: no galaxy of it is labelled in "
                                 f"{args.reference_labelled}")
-    pdf, target_prior = prior_shift(cat.pdf, ref.pdf[keep].mean(axis=0), smooth_bins=args.smooth_bins)
+    reference_prior = ref.pdf[keep].mean(axis=0)
+    pdf, target_prior = prior_shift(cat.pdf, reference_prior, smooth_bins=args.smooth_bins)
     t = cat.table
     extra = {c: t[c].to_numpy() for c in t.columns if c not in RESERVED and c not in POINT_COLUMNS}
     config = {**cat.config, "prior_shift": {"reference": str(args.reference), "n_reference": int(keep.sum()),
@@ -58,5 +59,5 @@ def run(args) -> int:
     centres = cat.zgrid.centres
     print(f"wrote {args.out}: {len(cat.ids)} PDFs moved to the sample's prior (mean z {target_prior @ centres:.4f}; "
           f"the estimator's, from {int(keep.sum())} reference galaxies: "
-          f"{(ref.pdf[keep].mean(axis=0) / ref.pdf[keep].mean(axis=0).sum()) @ centres:.4f})")
+          f"{reference_prior / reference_prior.sum() @ centres:.4f})")
     return 0
