@@ -98,8 +98,8 @@ def prior_catalog(none_cat: Path, store_path: Path, selection: Path, out: Path) 
     ``deepdip.selection.prior_shift``). The estimator's prior is its stacked PDF over held-out labelled
     galaxies: those of the test fold the selection labels (their PDFs only, not their z_spec; a survey's
     held-out spectroscopic validation set). No target redshift is used."""
-    from deepdip.catalog import read_catalog, write_catalog
-    from deepdip.selection import prior_shift, read_selection
+    from deepdip.catalog import read_catalog
+    from deepdip.selection import prior_shift_catalog, read_selection
     from deepdip.store import CutoutStore
 
     if not out.exists():
@@ -109,11 +109,8 @@ def prior_catalog(none_cat: Path, store_path: Path, selection: Path, out: Path) 
         order = np.argsort(ids)
         rows = order[np.searchsorted(ids[order], cat.table["id"].to_numpy())]  # catalogue row -> store row
         labelled = read_selection(selection, store)[rows]
-        pdf, _ = prior_shift(cat.pdf, cat.pdf[labelled].mean(axis=0))
-        t = cat.table
-        write_catalog(out, t["id"].to_numpy(), pdf, cat.zgrid, z_spec=t["z_spec"].to_numpy(),
-                      fold=t["fold"].to_numpy(), method=f"{cat.method}+prior",
-                      config={**cat.config, "prior_shift": "deepdip.selection.prior_shift on the target (test fold)"})
+        prior_shift_catalog(cat, out, cat.pdf[labelled],
+                            provenance={"reference": "the test fold's galaxies labelled by the selection"})
     return out
 
 

@@ -29,9 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from deepdip.atomic import check_output
-    from deepdip.catalog import POINT_COLUMNS, RESERVED, read_catalog, write_catalog
+    from deepdip.catalog import read_catalog
     from deepdip.errors import DeepdipValueError, check_number
-    from deepdip.selection import prior_shift, selection_table
+    from deepdip.selection import prior_shift_catalog, selection_table
 
     check_number("--smooth-bins", args.smooth_bins, minimum=0.0, allow_none=False)
     check_output(args.out, inputs=(args.catalog, args.reference), overwrite=args.overwrite)
@@ -46,18 +46,11 @@ def run(args) -> int:
     if not keep.any():
         raise DeepdipValueError(f"--reference {args.reference}: no galaxy of it is labelled in "
                                 f"{args.reference_labelled}")
-    reference_prior = ref.pdf[keep].mean(axis=0)
-    pdf, target_prior = prior_shift(cat.pdf, reference_prior, smooth_bins=args.smooth_bins)
-    t = cat.table
-    extra = {c: t[c].to_numpy() for c in t.columns if c not in RESERVED and c not in POINT_COLUMNS}
-    config = {**cat.config, "prior_shift": {"reference": str(args.reference), "n_reference": int(keep.sum()),
-                                            "reference_labelled": args.reference_labelled,
-                                            "smooth_bins": args.smooth_bins}}
-    write_catalog(args.out, cat.ids, pdf, cat.zgrid, z_spec=t["z_spec"].to_numpy() if "z_spec" in t else None,
-                  fold=t["fold"].to_numpy() if "fold" in t else None, method=f"{cat.method}+prior",
-                  config=config, extra=extra or None, overwrite=args.overwrite)
+    _, target_prior, reference_prior = prior_shift_catalog(
+        cat, args.out, ref.pdf[keep], smooth_bins=args.smooth_bins, overwrite=args.overwrite,
+        provenance={"reference": str(args.reference), "reference_labelled": args.reference_labelled})
     centres = cat.zgrid.centres
     print(f"wrote {args.out}: {len(cat.ids)} PDFs moved to the sample's prior (mean z {target_prior @ centres:.4f}; "
           f"the estimator's, from {int(keep.sum())} reference galaxies: "
-          f"{reference_prior / reference_prior.sum() @ centres:.4f})")
+          f"{reference_prior @ centres:.4f})")
     return 0

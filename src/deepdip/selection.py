@@ -362,3 +362,31 @@ def prior_shift(pdf: np.ndarray, train_prior: np.ndarray, *, smooth_bins: float 
             break
     post = pdf * ratio(pi_t)
     return post / np.maximum(post.sum(axis=1, keepdims=True), 1e-300), pi_t
+
+
+def prior_shift_catalog(catalog, out, reference_pdf: np.ndarray, *, smooth_bins: float = 2.0,
+                        provenance: dict | None = None, overwrite: bool = False):
+    """Write ``catalog`` (a :class:`deepdip.catalog.PhotozCatalog`) to ``out`` with its PDFs moved to its
+    own sample's prior by :func:`prior_shift`.
+
+    ``reference_pdf`` holds the estimator's PDFs of held-out labelled galaxies (rows on the catalogue's
+    grid); their mean is the estimator's implied prior. Every other column of the catalogue is kept; the
+    method becomes ``<method>+prior`` and the config records ``provenance`` (what the reference was) and
+    the smoothing. Returns (path written, the target prior π_t, the reference prior).
+    """
+    from deepdip.catalog import POINT_COLUMNS, RESERVED, write_catalog
+
+    reference_pdf = np.asarray(reference_pdf, dtype=np.float64)
+    if reference_pdf.ndim != 2 or not len(reference_pdf):
+        raise DeepdipValueError("prior_shift_catalog: no reference galaxies")
+    reference_prior = reference_pdf.mean(axis=0)
+    pdf, target_prior = prior_shift(catalog.pdf, reference_prior, smooth_bins=smooth_bins)
+    t = catalog.table
+    extra = {c: t[c].to_numpy() for c in t.columns if c not in RESERVED and c not in POINT_COLUMNS}
+    config = {**catalog.config, "prior_shift": {**(provenance or {}), "n_reference": len(reference_pdf),
+                                                "smooth_bins": smooth_bins}}
+    path = write_catalog(out, catalog.ids, pdf, catalog.zgrid,
+                         z_spec=t["z_spec"].to_numpy() if "z_spec" in t else None,
+                         fold=t["fold"].to_numpy() if "fold" in t else None, method=f"{catalog.method}+prior",
+                         config=config, extra=extra or None, overwrite=overwrite)
+    return path, target_prior, reference_prior / reference_prior.sum()
