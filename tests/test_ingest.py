@@ -574,6 +574,26 @@ def test_finetune_regularisers_keep_the_network_nearer_its_start(one_thread):
     assert np.isfinite(moved(rehearsed)) and moved(rehearsed) != pytest.approx(plain)   # the mock galaxies took part
 
 
+
+def test_adapt_batch_norm_takes_the_statistics_of_the_new_pixels_and_nothing_else(one_thread):
+    """AdaBN: the running means become those of the real cutouts (brighter here), the weights are untouched,
+    the original network is not modified, and the copy is in inference mode."""
+    import torch
+    adapt = sim_to_real_study().adapt_batch_norm
+    from deepdip.models.net import PhotozNet
+
+    torch.manual_seed(0)
+    net = PhotozNet("compact", in_chans=2, num_bins=16, img_size=16).eval()
+    bright = np.random.default_rng(3).normal(5.0, 1.0, (10, 2, 16, 16)).astype(np.float32)
+    before = {n: b.clone() for n, b in net.named_buffers()}
+    adapted = adapt(net, bright, np.full(10, 0.03, np.float32))
+    assert all(torch.equal(before[n], b) for n, b in net.named_buffers())  # the original untouched
+    assert all(torch.equal(p, q) for p, q in zip(net.parameters(), adapted.parameters()))
+    first = next(m for m in adapted.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    original = next(m for m in net.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert not torch.allclose(first.running_mean, original.running_mean)
+    assert not adapted.training and first.momentum == original.momentum
+
 # -- the extinction coefficients a store records (deepdip.extinction) -------------------------------------
 
 def _transmission_case(folder, n=6):
