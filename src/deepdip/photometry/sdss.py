@@ -174,9 +174,12 @@ def _transform(p: np.ndarray, psf_k: np.ndarray, table, g: dict, derivatives: bo
 
 def _image(k: np.ndarray, g: dict) -> np.ndarray:
     """Stamps [..., S, S] of Fourier transforms [..., nky, nkx]."""
-    img = scipy.fft.irfft2(k, s=(g["grid"], g["grid"]))  # float32 throughout (numpy's is ~1.5x slower here)
+    # irfft2 in its two passes, the second only on the stamp's rows: the stamp is a quarter of the
+    # grid, so half the row transforms are never needed (same numbers as irfft2 and the crop).
+    # scipy.fft keeps float32 throughout (numpy's is ~1.5x slower here).
     lo, size = g["lo"], g["size"]
-    return img[..., lo:lo + size, lo:lo + size]
+    rows = scipy.fft.ifft(k, axis=-2)[..., lo:lo + size, :]
+    return scipy.fft.irfft(rows, n=g["grid"], axis=-1)[..., lo:lo + size]
 
 
 def _draw(p: np.ndarray, psf_k: np.ndarray, table, g: dict) -> np.ndarray:
