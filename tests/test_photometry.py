@@ -216,13 +216,13 @@ def test_petrosian_flux_of_an_exponential_is_the_analytic_one():
 
 def test_sdss_profile_table_lookup_is_np_interp_on_the_same_nodes():
     """The fits' table lookup (index arithmetic on the geometric grid) is the piecewise-linear
-    function np.interp gives on the same nodes, 0 beyond the last, to float32 rounding, at the
+    function np.interp gives on the same nodes, 0 from the last on, to float32 rounding, at the
     nodes, between them, below the first geometric node and at the ends."""
     from deepdip.photometry import sdss
 
     rng = np.random.default_rng(0)
     nodes = sdss._K_TABLE
-    k = np.concatenate([[0.0, sdss._K_LO, sdss._K_HI, 1.0001 * sdss._K_HI, 5e3], nodes[1::97],
+    k = np.concatenate([[0.0, sdss._K_LO, 0.9999 * sdss._K_HI, 1.0001 * sdss._K_HI, 5e3], nodes[1::97],
                         rng.uniform(0, 2 * sdss._K_LO, 2000),
                         np.exp(rng.uniform(np.log(sdss._K_LO), np.log(sdss._K_HI), 20000))]).astype(np.float32)
     values = np.cos(3 * nodes) / (1 + nodes) + 1e-3 * np.sin(40 * nodes)  # wiggles on every scale
@@ -231,6 +231,8 @@ def test_sdss_profile_table_lookup_is_np_interp_on_the_same_nodes():
     assert got.dtype == np.float32
     assert np.abs(got - ref).max() < 2e-6
     assert np.all(got[k > sdss._K_HI] == 0)
+    seg = sdss._KTable.segments(k)
+    assert np.all(sdss._KTable(values).at(k, seg) == got)  # one segment search serves every table
 
 
 def test_sdss_model_fit_jacobian_matches_finite_differences():

@@ -49,9 +49,10 @@ _TOLERANCE = 1e-5  # relative chi^2 gain below which a fit has converged (64 x 6
 
 
 class _KTable:
-    """f(k) tabulated at ``_K_TABLE`` and interpolated linearly between its nodes, 0 beyond the last.
+    """f(k) tabulated at ``_K_TABLE`` and interpolated linearly between its nodes, 0 from the last on.
 
-    The same piecewise-linear function as ``np.interp(k, _K_TABLE, values, right=0)``, evaluated by
+    The same piecewise-linear function as ``np.interp(k, _K_TABLE, values, right=0)`` (but for k = _K_HI
+    exactly, where the tables are < 1e-4 of their peak and no fit's k reaches), evaluated by
     index arithmetic on the geometric grid (a log and two gathers) instead of a binary search per
     element: the fits evaluate it on every Fourier pixel of every step, where np.interp cost as much
     as the inverse FFTs. float32 in and out, as the transforms are.
@@ -63,15 +64,25 @@ class _KTable:
         # segment s joins nodes s and s + 1; the extra last segment is the zero beyond _K_HI
         self.slope = np.append(slope, 0.0).astype(np.float32)
         self.intercept = np.append(values[:-1] - slope * _K_TABLE[:-1], 0.0).astype(np.float32)
-        self._log_lo = np.float32(np.log(_K_LO))
-        self._per_log = np.float32((_K_STEPS - 1) / np.log(_K_HI / _K_LO))
+
+    @staticmethod
+    def segments(k: np.ndarray) -> np.ndarray:
+        """The segment of each k: 0 below _K_LO (from k = 0 to the first geometric node), s between
+        nodes s and s + 1, _K_STEPS (the zero) from _K_HI on. Computed once for all tables at the same k."""
+        pos = np.log(np.maximum(k, np.float32(1e-30)))
+        pos *= np.float32((_K_STEPS - 1) / np.log(_K_HI / _K_LO))
+        pos += np.float32(1 - np.log(_K_LO) * (_K_STEPS - 1) / np.log(_K_HI / _K_LO))  # 1 at _K_LO
+        return np.clip(pos.astype(np.int32), 0, _K_STEPS)
+
+    def at(self, k: np.ndarray, seg: np.ndarray) -> np.ndarray:
+        out = self.slope.take(seg)  # take: ~1.4x faster than fancy indexing here
+        out *= k
+        out += self.intercept.take(seg)
+        return out
 
     def __call__(self, k: np.ndarray) -> np.ndarray:
         k = np.asarray(k, dtype=np.float32)
-        pos = (np.log(np.maximum(k, np.float32(_K_LO))) - self._log_lo) * self._per_log
-        seg = np.where(k < _K_LO, 0, np.minimum(pos.astype(np.int32) + 1, _K_STEPS - 1))
-        seg[k > _K_HI] = _K_STEPS
-        return self.intercept[seg] + self.slope[seg] * k
+        return self.at(k, self.segments(k))
 
 
 @lru_cache(maxsize=1)
@@ -158,11 +169,12 @@ def _transform(p: np.ndarray, psf_k: np.ndarray, table, g: dict, derivatives: bo
     x, y = (g["centre"] + p[:, 0]) * scale, (g["centre"] + p[:, 1]) * scale
     shifted = psf_k * (np.exp(-1j * g["kx"] * col(x)).astype(np.complex64)
                        * np.exp(-1j * g["ky"] * col(y)).astype(np.complex64))
-    model = table[0](kappa) * shifted
+    seg = _KTable.segments(kappa)
+    model = table[0].at(kappa, seg) * shifted
     if not derivatives:
         return model
     # d kappa / d ln r_e = kappa; d kappa / d e_j = kappa (d f / d e_j) / (2 f)
-    slope = table[1](kappa) * kappa * shifted
+    slope = table[1].at(kappa, seg) * kappa * shifted
     ds = np.where(small, 1 / 3 + eta**2 / 30, (safe * np.cosh(safe) - np.sinh(safe)) / safe**3)  # s'(eta) / eta
     lin = col(e1) * g["C"] + col(e2) * g["D"]
     half_over_f = 0.5 / np.maximum(f, 1e-30)
