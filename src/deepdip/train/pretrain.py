@@ -1,9 +1,12 @@
 """Self-supervised pretraining of a deepdip backbone on every cutout of a store, labelled or not (issue 15).
 
-SimCLR (Chen et al. 2020), the contrastive method Hayat et al. (2021) used on SDSS cutouts: two random
-views of each galaxy go through the backbone and a projection MLP; the NT-Xent loss pulls the two views
-of a galaxy together and pushes the other galaxies of the batch away. The views differ by what changes a
-galaxy's image but not its redshift (astronomy augmentations, :func:`astro_views`):
+SimCLR (Chen et al. 2020): two random views of each galaxy go through the backbone and a projection MLP;
+the NT-Xent loss pulls the two views of a galaxy together and pushes the other galaxies of the batch away.
+Hayat et al. (2021) used the same contrastive loss on SDSS cutouts in its momentum-encoder form (MoCo: the
+negatives come from a queue of earlier batches, many negatives at a small batch; their released loader keeps
+``encoder_q`` weights, github.com/mahayat/ssl-sky-surveys), with ~1.2 M unlabelled galaxies; here the
+negatives are the batch's other galaxies only. The views differ by what changes a galaxy's image but not its
+redshift (astronomy augmentations, :func:`astro_views`):
 
 - one of the 8 dihedral orientations;
 - a sub-pixel shift of up to ``shift`` pixels (bilinear);
