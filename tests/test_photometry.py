@@ -231,8 +231,26 @@ def test_sdss_profile_table_lookup_is_np_interp_on_the_same_nodes():
     assert got.dtype == np.float32
     assert np.abs(got - ref).max() < 2e-6
     assert np.all(got[k > sdss._K_HI] == 0)
+    with np.errstate(invalid="raise"):  # an infinite k lands in the zero segment, no wrapped cast
+        assert sdss._KTable.segments(np.array([np.inf], np.float32))[0] == sdss._K_STEPS
     seg = sdss._KTable.segments(k)
     assert np.all(sdss._KTable(values).at(k, seg) == got)  # one segment search serves every table
+
+
+def test_sdss_model_image_is_the_inverse_transform_cropped_to_the_stamp():
+    """The fits' two-pass inverse FFT (rows of the stamp only in the second pass) is irfft2 + crop."""
+    from deepdip.photometry import sdss
+
+    rng = np.random.default_rng(5)
+    for size in (24, 23):
+        g = sdss._grid(size, 0.396)
+        k = (rng.normal(size=(3, 2, g["grid"], g["grid"] // 2 + 1))
+             + 1j * rng.normal(size=(3, 2, g["grid"], g["grid"] // 2 + 1))).astype(np.complex64)
+        full = np.fft.irfft2(k.astype(np.complex128), s=(g["grid"], g["grid"]))
+        lo = g["lo"]
+        got = sdss._image(k, g)
+        assert got.dtype == np.float32 and got.shape == (3, 2, size, size)
+        np.testing.assert_allclose(got, full[..., lo:lo + size, lo:lo + size], atol=1e-6 * np.abs(full).max())
 
 
 def test_sdss_model_fit_jacobian_matches_finite_differences():

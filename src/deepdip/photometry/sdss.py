@@ -72,9 +72,11 @@ class _KTable:
         pos = np.log(np.maximum(k, np.float32(1e-30)))
         pos *= np.float32((_K_STEPS - 1) / np.log(_K_HI / _K_LO))
         pos += np.float32(1 - np.log(_K_LO) * (_K_STEPS - 1) / np.log(_K_HI / _K_LO))  # 1 at _K_LO
-        return np.clip(pos.astype(np.int32), 0, _K_STEPS)
+        np.clip(pos, 0, _K_STEPS, out=pos)  # before the cast: an infinite k must not wrap to a negative int
+        return pos.astype(np.int32)
 
     def at(self, k: np.ndarray, seg: np.ndarray) -> np.ndarray:
+        """f at finite k (the fits' k always are: an infinite one would give 0 x inf)."""
         out = self.slope.take(seg)  # take: ~1.4x faster than fancy indexing here
         out *= k
         out += self.intercept.take(seg)
@@ -186,9 +188,10 @@ def _transform(p: np.ndarray, psf_k: np.ndarray, table, g: dict, derivatives: bo
 
 def _image(k: np.ndarray, g: dict) -> np.ndarray:
     """Stamps [..., S, S] of Fourier transforms [..., nky, nkx]."""
-    # irfft2 in its two passes, the second only on the stamp's rows: the stamp is a quarter of the
-    # grid, so half the row transforms are never needed (same numbers as irfft2 and the crop).
-    # scipy.fft keeps float32 throughout (numpy's is ~1.5x slower here).
+    # irfft2 in its two passes, the second only on the stamp's rows: the stamp holds half the grid's
+    # rows, so half the row transforms are never needed (irfft2 and the crop to float32 rounding: the
+    # 1/G normalisations are applied per pass). scipy.fft keeps float32 throughout (numpy's is ~1.5x
+    # slower here).
     lo, size = g["lo"], g["size"]
     rows = scipy.fft.ifft(k, axis=-2)[..., lo:lo + size, :]
     return scipy.fft.irfft(rows, n=g["grid"], axis=-1)[..., lo:lo + size]
