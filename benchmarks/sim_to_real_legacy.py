@@ -123,13 +123,15 @@ def finetune(net, images, ebv, z, zgrid, *, epochs: int = 40, lr: float = 1e-4, 
     return net
 
 
-def adapt_batch_norm(net, images, ebv):
+def adapt_batch_norm(net, images, ebv, batch: int = 4096):
     """AdaBN (Li et al. 2016): a copy of ``net`` whose batch-norm statistics are re-estimated on
     ``images`` (labels unused), in their 8 dihedral orientations, one pass; no weight changes.
 
     The unsupervised domain adaptation that fits a few dozen *unlabelled* real cutouts: the
     convolutions stay as the mock taught them, only the per-channel scale of their inputs follows the
-    real pixels.
+    real pixels. Up to ``batch`` images (orientations included) go in one forward pass and give the
+    exact statistics; more are split into near-equal chunks whose statistics are averaged (the mean
+    stays exact, the variance misses the spread between the chunks' means).
     """
     import torch
 
@@ -137,6 +139,8 @@ def adapt_batch_norm(net, images, ebv):
 
     net = copy.deepcopy(net).eval()
     norms = [m for m in net.backbone.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        raise DeepdipError(f"--adabn: the {type(net.backbone).__name__} backbone has no batch-norm layer to adapt")
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
@@ -144,8 +148,10 @@ def adapt_batch_norm(net, images, ebv):
         m.train()
     x = torch.as_tensor(np.ascontiguousarray(images, dtype=np.float32))
     e = torch.as_tensor(np.asarray(ebv, dtype=np.float32)[:, None])
+    views, views_ebv = torch.cat([dihedral(x, k) for k in range(8)]), e.repeat(8, 1)
     with torch.no_grad():
-        net(torch.cat([dihedral(x, k) for k in range(8)]), e.repeat(8, 1))  # one batch: exact statistics
+        for rows in np.array_split(np.arange(len(views)), -(-len(views) // batch)):
+            net(views[rows], views_ebv[rows])
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum  # as before, should the copy be fine-tuned
         m.eval()

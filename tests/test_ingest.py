@@ -6,6 +6,7 @@ store holds what went in, and that each kind of bad input gets its own clear mes
 
 from __future__ import annotations
 
+import copy
 import csv
 import importlib.util
 from pathlib import Path
@@ -576,23 +577,47 @@ def test_finetune_regularisers_keep_the_network_nearer_its_start(one_thread):
 
 
 def test_adapt_batch_norm_takes_the_statistics_of_the_new_pixels_and_nothing_else(one_thread):
-    """AdaBN: the running means become those of the real cutouts (brighter here), the weights are untouched,
-    the original network is not modified, and the copy is in inference mode."""
+    """AdaBN: the first batch-norm's running mean and variance become those of its input on the new
+    cutouts in their 8 orientations (not a blend with the old statistics: they start far off here),
+    the weights are untouched, the original network is not modified, the copy is in inference mode
+    with its momentum back; in chunks the mean stays exact. A backbone without batch norm is refused."""
     import torch
-    adapt = sim_to_real_study().adapt_batch_norm
+    study = sim_to_real_study()
+    from deepdip.errors import DeepdipError
+    from deepdip.models.dihedral import dihedral
     from deepdip.models.net import PhotozNet
 
     torch.manual_seed(0)
     net = PhotozNet("compact", in_chans=2, num_bins=16, img_size=16).eval()
+    original = next(m for m in net.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    original.running_mean.fill_(7.0)
+    original.running_var.fill_(30.0)
+    original.num_batches_tracked.fill_(100)  # a cumulative average without the reset would barely move
     bright = np.random.default_rng(3).normal(5.0, 1.0, (10, 2, 16, 16)).astype(np.float32)
+    ebv = np.full(10, 0.03, np.float32)
+    seen = []
+    hook = original.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
+    with torch.no_grad():
+        x = torch.as_tensor(bright)
+        net(torch.cat([dihedral(x, k) for k in range(8)]), torch.as_tensor(ebv[:, None]).repeat(8, 1))
+    hook.remove()
+    expected_mean, expected_var = seen[0].mean((0, 2, 3)), seen[0].var((0, 2, 3), unbiased=True)
     before = {n: b.clone() for n, b in net.named_buffers()}
-    adapted = adapt(net, bright, np.full(10, 0.03, np.float32))
+    adapted = study.adapt_batch_norm(net, bright, ebv)
     assert all(torch.equal(before[n], b) for n, b in net.named_buffers())  # the original untouched
     assert all(torch.equal(p, q) for p, q in zip(net.parameters(), adapted.parameters()))
     first = next(m for m in adapted.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
-    original = next(m for m in net.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
-    assert not torch.allclose(first.running_mean, original.running_mean)
+    torch.testing.assert_close(first.running_mean, expected_mean, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(first.running_var, expected_var, rtol=1e-4, atol=1e-5)
     assert not adapted.training and first.momentum == original.momentum
+    chunked = study.adapt_batch_norm(net, bright, ebv, batch=40)  # 80 views in two chunks of 40
+    first = next(m for m in chunked.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    torch.testing.assert_close(first.running_mean, expected_mean, rtol=1e-4, atol=1e-5)
+    plain = copy.deepcopy(net)
+    plain.backbone = torch.nn.Sequential()  # no batch norm anywhere
+    with pytest.raises(DeepdipError, match="no batch-norm layer"):
+        study.adapt_batch_norm(plain, bright, ebv)
+
 
 # -- the extinction coefficients a store records (deepdip.extinction) -------------------------------------
 
