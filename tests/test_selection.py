@@ -335,3 +335,13 @@ def test_prior_shift_cli_uses_held_out_labelled_pdfs_and_never_overwrites(tmp_pa
                           str(tmp_path / "none.parquet"), "--out", str(tmp_path / "x.parquet")],
                          env=cli_env(), capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1 and "selection file" in bad.stderr
+    # the library call: the catalogue's own file is refused as the output even with overwrite
+    from deepdip.errors import DeepdipError
+    from deepdip.selection import prior_shift_catalog
+    source = tmp_path / "target.parquet"
+    kept = source.read_bytes()
+    with pytest.raises(DeepdipError):
+        prior_shift_catalog(read_catalog(source), source, held_out, overwrite=True, inputs=(source,))
+    assert source.read_bytes() == kept
+    with pytest.raises(DeepdipError, match=r"\[galaxies, bins\]"):
+        prior_shift_catalog(read_catalog(source), tmp_path / "y.parquet", held_out[0])

@@ -194,7 +194,8 @@ class CatalogWriter:
 
 
 def write_catalog(path, ids, pdf, zgrid: ZGrid, *, z_spec=None, fold=None, method: str,
-                  config: dict | None = None, extra: dict | None = None, overwrite: bool = False) -> Path:
+                  config: dict | None = None, extra: dict | None = None, overwrite: bool = False,
+                  inputs=()) -> Path:
     """Write a whole photo-z catalogue at once (see :class:`CatalogWriter` for chunks).
 
     Parameters
@@ -222,7 +223,7 @@ def write_catalog(path, ids, pdf, zgrid: ZGrid, *, z_spec=None, fold=None, metho
     -------
     Path
     """
-    with CatalogWriter(path, zgrid, method=method, config=config, overwrite=overwrite) as writer:
+    with CatalogWriter(path, zgrid, method=method, config=config, overwrite=overwrite, inputs=inputs) as writer:
         writer.write(ids, pdf, z_spec=z_spec, fold=fold, extra=extra)
     return Path(path)
 

@@ -48,6 +48,7 @@ def run(args) -> int:
                                 f"{args.reference_labelled}")
     _, target_prior, reference_prior = prior_shift_catalog(
         cat, args.out, ref.pdf[keep], smooth_bins=args.smooth_bins, overwrite=args.overwrite,
+        inputs=(args.catalog, args.reference),
         provenance={"reference": str(args.reference), "reference_labelled": args.reference_labelled})
     centres = cat.zgrid.centres
     print(f"wrote {args.out}: {len(cat.ids)} PDFs moved to the sample's prior (mean z {target_prior @ centres:.4f}; "

@@ -365,19 +365,23 @@ def prior_shift(pdf: np.ndarray, train_prior: np.ndarray, *, smooth_bins: float 
 
 
 def prior_shift_catalog(catalog, out, reference_pdf: np.ndarray, *, smooth_bins: float = 2.0,
-                        provenance: dict | None = None, overwrite: bool = False):
+                        provenance: dict | None = None, overwrite: bool = False, inputs=()):
     """Write ``catalog`` (a :class:`deepdip.catalog.PhotozCatalog`) to ``out`` with its PDFs moved to its
     own sample's prior by :func:`prior_shift`.
 
     ``reference_pdf`` holds the estimator's PDFs of held-out labelled galaxies (rows on the catalogue's
     grid); their mean is the estimator's implied prior. Every other column of the catalogue is kept; the
     method becomes ``<method>+prior`` and the config records ``provenance`` (what the reference was) and
-    the smoothing. Returns (path written, the target prior π_t, the reference prior).
+    the smoothing. ``inputs``: files ``out`` must not be (e.g. the catalogue's own file), even with
+    ``overwrite``. Returns (path written, the target prior π_t, the reference prior).
     """
     from deepdip.catalog import POINT_COLUMNS, RESERVED, write_catalog
 
     reference_pdf = np.asarray(reference_pdf, dtype=np.float64)
-    if reference_pdf.ndim != 2 or not len(reference_pdf):
+    if reference_pdf.ndim != 2:
+        raise DeepdipValueError(f"prior_shift_catalog: reference_pdf must be [galaxies, bins], got shape "
+                                f"{reference_pdf.shape}")
+    if not len(reference_pdf):
         raise DeepdipValueError("prior_shift_catalog: no reference galaxies")
     reference_prior = reference_pdf.mean(axis=0)
     pdf, target_prior = prior_shift(catalog.pdf, reference_prior, smooth_bins=smooth_bins)
@@ -388,5 +392,5 @@ def prior_shift_catalog(catalog, out, reference_pdf: np.ndarray, *, smooth_bins:
     path = write_catalog(out, catalog.ids, pdf, catalog.zgrid,
                          z_spec=t["z_spec"].to_numpy() if "z_spec" in t else None,
                          fold=t["fold"].to_numpy() if "fold" in t else None, method=f"{catalog.method}+prior",
-                         config=config, extra=extra or None, overwrite=overwrite)
+                         config=config, extra=extra or None, overwrite=overwrite, inputs=inputs)
     return path, target_prior, reference_prior / reference_prior.sum()
