@@ -129,9 +129,10 @@ def adapt_batch_norm(net, images, ebv, batch: int = 4096):
 
     The unsupervised domain adaptation that fits a few dozen *unlabelled* real cutouts: the
     convolutions stay as the mock taught them, only the per-channel scale of their inputs follows the
-    real pixels. Up to ``batch`` images (orientations included) go in one forward pass and give the
-    exact statistics; more are split into near-equal chunks whose statistics are averaged (the mean
-    stays exact, the variance misses the spread between the chunks' means).
+    real pixels. Up to ``batch`` views (images x 8 orientations) go in one forward pass and give the
+    exact statistics; more images are split into near-equal chunks, each with its 8 orientations, whose
+    statistics are averaged (the mean stays exact, the variance misses the spread between the chunks'
+    means); only one chunk's views are in memory at a time.
     """
     import torch
 
@@ -148,10 +149,10 @@ def adapt_batch_norm(net, images, ebv, batch: int = 4096):
         m.train()
     x = torch.as_tensor(np.ascontiguousarray(images, dtype=np.float32))
     e = torch.as_tensor(np.asarray(ebv, dtype=np.float32)[:, None])
-    views, views_ebv = torch.cat([dihedral(x, k) for k in range(8)]), e.repeat(8, 1)
+    per_chunk = max(1, batch // 8)  # images per forward pass
     with torch.no_grad():
-        for rows in np.array_split(np.arange(len(views)), -(-len(views) // batch)):
-            net(views[rows], views_ebv[rows])
+        for rows in np.array_split(np.arange(len(x)), -(-len(x) // per_chunk)):
+            net(torch.cat([dihedral(x[rows], k) for k in range(8)]), e[rows].repeat(8, 1))
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum  # as before, should the copy be fine-tuned
         m.eval()

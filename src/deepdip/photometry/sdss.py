@@ -43,6 +43,9 @@ BORDER = 4  # pixels of the stamp edge giving the sky noise (as deepdip.photomet
 COG_STEP = 0.5  # pixels between the radii of the curve of growth
 _K_LO, _K_HI, _K_STEPS = 1e-3, 1e3, 2500
 _K_TABLE = np.concatenate([[0.0], np.geomspace(_K_LO, _K_HI, _K_STEPS)])  # k x half-light radius
+# segment of k on that grid = ln k x _K_PER_LOG + _K_SEG_OFFSET, floored (1 at _K_LO)
+_K_PER_LOG = np.float32((_K_STEPS - 1) / np.log(_K_HI / _K_LO))
+_K_SEG_OFFSET = np.float32(1 - np.log(_K_LO) * (_K_STEPS - 1) / np.log(_K_HI / _K_LO))
 # caps of the LM steps of the parameters (x, y [px], ln r_e, eta_1, eta_2)
 _MAX_MOVE = np.array([2.0, 2.0, 0.5, 0.5, 0.5])
 _TOLERANCE = 1e-5  # relative chi^2 gain below which a fit has converged (64 x 64 stamps: flux changes < 0.1 sigma)
@@ -70,8 +73,8 @@ class _KTable:
         """The segment of each k: 0 below _K_LO (from k = 0 to the first geometric node), s between
         nodes s and s + 1, _K_STEPS (the zero) from _K_HI on. Computed once for all tables at the same k."""
         pos = np.log(np.maximum(k, np.float32(1e-30)))
-        pos *= np.float32((_K_STEPS - 1) / np.log(_K_HI / _K_LO))
-        pos += np.float32(1 - np.log(_K_LO) * (_K_STEPS - 1) / np.log(_K_HI / _K_LO))  # 1 at _K_LO
+        pos *= _K_PER_LOG
+        pos += _K_SEG_OFFSET
         np.clip(pos, 0, _K_STEPS, out=pos)  # before the cast: an infinite k must not wrap to a negative int
         return pos.astype(np.int32)
 
