@@ -58,6 +58,8 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     p.add_argument("--model", default="compact")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--sim-workers", type=int, default=1,
+                   help="processes simulating the mock (the store is the same for any number) [1]")
     p.add_argument("--out", required=True, help="work folder (mock, runs, catalogues, results.json)")
     args = p.parse_args(argv)
 
@@ -71,7 +73,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     mock = out / "mock.h5"
     if not mock.exists():
-        simulate_store("sdss", n=args.n, seed=1, out=mock, workers=1)
+        simulate_store("sdss", n=args.n, seed=1, out=mock, workers=args.sim_workers)
     store = CutoutStore(mock)
     results: dict = {"command": "python benchmarks/bench_precision.py " + " ".join(argv or []), "n": args.n,
                      "epochs": args.epochs, "model": args.model, "auto": auto_choice(store, args.model), "runs": []}

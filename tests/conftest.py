@@ -110,3 +110,13 @@ def _restore_torch_threads():
     n = torch.get_num_threads()
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True)
+def _own_precision_cache(tmp_path, monkeypatch):
+    """Each test its own per-machine decision cache (``--precision auto``, the default): a decision
+    taken with faked timings never reaches another test, nor the user's ``~/.cache``. Set in the
+    environment, so the CLI subprocesses of a test share the test's cache."""
+    from deepdip.hardware import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "deepdip-cache"))

@@ -1,5 +1,7 @@
 """Redshift grid, survey presets, atomic writes and the command-line frame."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -110,6 +112,7 @@ def _fake_steps(monkeypatch, fp32_s, bf16_s):
     from deepdip import hardware
 
     monkeypatch.setattr(hardware, "bf16_native", lambda device: True)
+    monkeypatch.setattr(hardware, "MIN_STEP_FLOP", 0)      # the test networks are tiny
     monkeypatch.setattr(hardware, "_step", lambda net, x, e, opt, *, bf16, train: bf16_s if bf16 else fp32_s)
 
 
@@ -152,6 +155,66 @@ def test_precision_auto_without_native_bf16_times_nothing(monkeypatch):
     got, probe = hardware.choose_precision(lambda_net(torch.nn.Linear(3, 2)), torch.zeros(4, 3), torch.zeros(4, 1),
                                            train=False)
     assert got == "32-true" and "no native bf16" in probe["reason"]
+
+
+def test_precision_auto_decides_once_per_machine(monkeypatch, tmp_path):
+    """A timed decision is cached under its key: the next call with the same network and batch reads
+    it without timing (so a default of ``auto`` cannot flip between two runs), a different batch
+    shape or mode is timed afresh, and an unreadable cache only costs a new probe."""
+    import torch
+
+    from deepdip import hardware
+
+    _fake_steps(monkeypatch, 1.0, 0.5)
+    net, x, e = lambda_net(torch.nn.Linear(3, 2)), torch.zeros(4, 3), torch.zeros(4, 1)
+    got, probe = hardware.choose_precision(net, x, e, train=True)
+    assert got == "bf16-mixed" and probe["cached"] is False
+    cache = hardware.cache_dir() / "precision.json"
+    assert str(cache).startswith(str(tmp_path)) and probe["key"] in json.loads(cache.read_text())
+
+    _fake_steps(monkeypatch, 0.5, 1.0)                      # the machine now "times" the other way
+    again, probe2 = hardware.choose_precision(net, x, e, train=True)
+    assert again == "bf16-mixed" and probe2["cached"] is True and probe2["speedup"] == 2.0
+    assert hardware.choose_precision(net, torch.zeros(8, 3), torch.zeros(8, 1), train=True)[0] == "32-true"
+    assert hardware.choose_precision(net, x, e, train=False)[0] == "32-true"
+    assert hardware.choose_precision(net, x, e, train=True, use_cache=False)[0] == "32-true"
+
+    cache.write_text("{not json")
+    assert hardware.choose_precision(net, x, e, train=True)[1]["cached"] is False
+
+
+def test_precision_auto_keeps_fp32_untimed_for_a_step_with_little_arithmetic(monkeypatch):
+    """The work is counted, not timed: the same decision on every machine, however loaded."""
+    import torch
+
+    from deepdip import hardware
+    from deepdip.models.net import PhotozNet
+
+    monkeypatch.setattr(hardware, "bf16_native", lambda device: True)
+    monkeypatch.setattr(hardware, "_step", lambda *a, **k: pytest.fail("a tiny step was timed"))
+    net = PhotozNet(model="compact", in_chans=5, num_bins=60, img_size=16, model_kwargs={"widths": [8, 16, 16, 32]})
+    x, e = torch.zeros(128, 5, 16, 16), torch.zeros(128, 1)
+    flop = hardware.step_flop(net, x, e, train=True)
+    assert flop == 3 * hardware.step_flop(net, x, e, train=False) > 0
+    got, probe = hardware.choose_precision(net, x, e, train=True)
+    assert flop < hardware.MIN_STEP_FLOP and got == "32-true" and "too little" in probe["reason"]
+    assert not (hardware.cache_dir() / "precision.json").exists()
+    real = PhotozNet(model="compact", in_chans=5, num_bins=180, img_size=64)   # the sdss default is timed
+    real_flop = hardware.step_flop(real, torch.zeros(128, 5, 64, 64), torch.zeros(128, 1), train=True)
+    assert real_flop > 2 * hardware.MIN_STEP_FLOP
+
+
+def test_precision_is_auto_by_default_except_in_the_demo():
+    import inspect
+
+    from deepdip.demo import run_demo
+    from deepdip.predict.config import PredictConfig
+    from deepdip.predict.core import predict_store
+    from deepdip.train.config import TrainConfig
+
+    assert TrainConfig().precision == PredictConfig().precision == "auto"
+    assert inspect.signature(predict_store).parameters["precision"].default == "auto"
+    assert inspect.signature(run_demo).parameters["precision"].default == "32-true"
 
 
 def test_precision_auto_is_recorded_and_reused_by_the_run(monkeypatch, tmp_path):

@@ -293,7 +293,7 @@ def test_cli_predict_dask(run, toy, client, tmp_path):
                           "--dask", address, "--chunk-size", "40", "--precision", "32-true", "--no-progress"],
                          env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
-    expect = read_catalog(predict_store(run, toy, tmp_path / "local.parquet", progress=False))
+    expect = read_catalog(predict_store(run, toy, tmp_path / "local.parquet", precision="32-true", progress=False))
     _assert_same(read_catalog(tmp_path / "cli.parquet"), expect)
     bad = subprocess.run([sys.executable, "-m", "deepdip", "predict", run, toy, "--out", tmp_path / "x.parquet",
                           "--dask", "local:0"], env=env, capture_output=True, text=True)
@@ -304,9 +304,12 @@ def test_cli_predict_dask(run, toy, client, tmp_path):
 def test_lightning_catalogue_equals_predict_store(run, toy, tmp_path):
     """One CPU process under Lightning: the catalogue of the in-process executor (rows, order,
     columns, metadata, PDFs), each fold's rows by that fold's ensemble, no temporary left."""
-    expect = read_catalog(predict_store(run, toy, tmp_path / "local.parquet", rows="test", progress=False))
+    # One explicit precision for both (under auto each executor records why it chose, in its own words).
+    expect = read_catalog(predict_store(run, toy, tmp_path / "local.parquet", rows="test", precision="32-true",
+                                        progress=False))
     got = read_catalog(predict_store_lightning(run, toy, tmp_path / "pl.parquet", rows="test", accelerator="cpu",
-                                               devices=1, chunk_size=23, num_workers=0, progress=False))
+                                               devices=1, chunk_size=23, num_workers=0, precision="32-true",
+                                               progress=False))
     _assert_same(got, expect)
     assert_folds_predicted_by_their_own_models(got, run, toy)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["local.parquet", "pl.parquet"]
@@ -318,11 +321,12 @@ def test_cli_predict_lightning_ddp_two_processes(run, toy, tmp_path):
     env = cli_env()
     res = subprocess.run([sys.executable, "-m", "deepdip", "predict", run, toy, "--out", tmp_path / "ddp.parquet",
                           "--rows", "all", "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp",
-                          "--chunk-size", "40", "--threads", "1", "--no-progress"],
+                          "--chunk-size", "40", "--threads", "1", "--precision", "32-true", "--no-progress"],
                          env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert res.stdout.count("wrote") == 1, res.stdout
-    expect = read_catalog(predict_store(run, toy, tmp_path / "local.parquet", rows="all", progress=False))
+    expect = read_catalog(predict_store(run, toy, tmp_path / "local.parquet", rows="all", precision="32-true",
+                                        progress=False))
     _assert_same(read_catalog(tmp_path / "ddp.parquet"), expect)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp.parquet", "local.parquet"]
     bad = subprocess.run([sys.executable, "-m", "deepdip", "predict", run, toy, "--out", tmp_path / "x.parquet",

@@ -16,7 +16,10 @@ numbers. What else could vary, and why it does not:
   process, the DataLoader workers only read; no early stopping; the torch thread count is fixed by
   the core count (see ``deepdip.train.member.train_member``);
 - the baselines: one thread each (``n_jobs=1``), LightGBM with ``deterministic=True``; the random
-  forest and boosted trees are seeded.
+  forest and boosted trees are seeded;
+- the precision: fp32 (``precision="32-true"``) unlike ``train``/``predict``, whose default ``auto``
+  takes bf16 where this hardware runs it clearly faster. The demo is the README's reference table,
+  so it computes the same way on every machine; ``--precision auto`` runs it the fast way.
 
 Each step's output is kept in ``DIR``; running the same command again reuses finished steps
 (the store, the trained members, the catalogues), so an interrupted demo continues where it stopped.
@@ -46,7 +49,7 @@ MIN_N = 100   # below this the five folds leave too few training galaxies for an
 
 
 def check_options(out, *, n: int, survey: str, model: str, minutes: float | None, epochs: int | None,
-                  seed: int, workers: int, fold: int, ensemble: int, baselines) -> None:
+                  seed: int, workers: int, fold: int, ensemble: int, baselines, precision: str = "32-true") -> None:
     """Refuse any bad option before any work (a 20,000-galaxy simulation takes a minute or more)."""
     from deepdip.surveys import load_survey
     from deepdip.train.config import MODEL_DEFAULTS
@@ -66,6 +69,10 @@ def check_options(out, *, n: int, survey: str, model: str, minutes: float | None
         whole("epochs", epochs, 1)
     if minutes is not None and not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
         raise DeepdipError(f"--minutes must be a positive number of minutes, got {minutes!r}")
+    from deepdip.hardware import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise DeepdipError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if model not in MODEL_DEFAULTS:
         raise DeepdipError(f"unknown model {model!r}; choose from {', '.join(MODEL_DEFAULTS)}")
     baselines = tuple(baselines)
@@ -82,7 +89,7 @@ def check_options(out, *, n: int, survey: str, model: str, minutes: float | None
 
 def run_demo(out, *, n: int = 20000, survey: str = "sdss", model: str = "compact", minutes: float | None = None,
              epochs: int | None = None, seed: int = 1, workers: int = 2, fold: int = 0, ensemble: int = 1,
-             baselines=BASELINES, progress: bool = True) -> dict:
+             baselines=BASELINES, precision: str = "32-true", progress: bool = True) -> dict:
     """Run the demo into ``out``; return the metrics of every method (also in ``out/metrics.json``).
 
     A preset with an ``evaluation`` (the deep ones) also gets its own conventions printed and in
@@ -104,6 +111,8 @@ def run_demo(out, *, n: int = 20000, survey: str = "sdss", model: str = "compact
         fold: test fold; every method trains on the other folds.
         ensemble: CNN members whose PDFs are averaged.
         baselines: catalogue baselines to compare with.
+        precision: of the CNN's training and prediction (``32-true``, ``bf16-mixed`` or ``auto``);
+            fp32 by default so that the reference numbers do not depend on the machine's bf16.
     """
     from deepdip.baselines import make_baseline
     from deepdip.gallery import write_gallery
@@ -119,7 +128,7 @@ def run_demo(out, *, n: int = 20000, survey: str = "sdss", model: str = "compact
     from deepdip.train.run import train
 
     check_options(out, n=n, survey=survey, model=model, minutes=minutes, epochs=epochs, seed=seed,
-                  workers=workers, fold=fold, ensemble=ensemble, baselines=baselines)
+                  workers=workers, fold=fold, ensemble=ensemble, baselines=baselines, precision=precision)
     baselines = tuple(baselines)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -146,13 +155,14 @@ def run_demo(out, *, n: int = 20000, survey: str = "sdss", model: str = "compact
     t = _step(f"2/5 train the {model} CNN on folds != {fold} ({plan})")
     run_dir = out / f"cnn_{model}"
     train(store, fold=fold, model=model, ensemble=ensemble, epochs=epochs, max_minutes=minutes, out=run_dir,
-          seed=seed, progress=progress)
+          seed=seed, precision=precision, progress=progress)
     timings["train_s"] = time.monotonic() - t
 
     t = _step(f"3/5 predict fold {fold} with the CNN")
     catalogs = {"cnn": out / "cnn.parquet"}
     # The demo's own files in its own folder: a rerun replaces them (the models may have changed).
-    predict_store(run_dir, store, catalogs["cnn"], rows="test", progress=progress, overwrite=True)
+    predict_store(run_dir, store, catalogs["cnn"], rows="test", precision=precision, progress=progress,
+                  overwrite=True)
     timings["predict_s"] = time.monotonic() - t
 
     t = _step(f"4/5 catalogue baselines on the same split: {', '.join(baselines)}")
@@ -170,7 +180,8 @@ def run_demo(out, *, n: int = 20000, survey: str = "sdss", model: str = "compact
     if external is not None:
         t = _step(f"4b/5 external test: {external['n']} {external['survey']} galaxies, those fainter than "
                   f"{conv['magnitude']} = {external['fainter_than']:g} (no training galaxy is)")
-        ext_catalogs = _external_test(external, run_dir, fitted, out, seed, workers, conv["magnitude"], progress)
+        ext_catalogs = _external_test(external, run_dir, fitted, out, seed, workers, conv["magnitude"], precision,
+                                      progress)
         timings["external_s"] = time.monotonic() - t
 
     t = _step("5/5 evaluate and write the report")
@@ -204,7 +215,8 @@ def run_demo(out, *, n: int = 20000, survey: str = "sdss", model: str = "compact
     return metrics
 
 
-def _external_test(spec: dict, run_dir, fitted: dict, out, seed: int, workers: int, band: str, progress: bool) -> dict:
+def _external_test(spec: dict, run_dir, fitted: dict, out, seed: int, workers: int, band: str, precision: str,
+                   progress: bool) -> dict:
     """Predict galaxies fainter than the training set (a deeper mock of the same population) with
     the CNN and every fitted baseline; returns their catalogues (in ``out``)."""
     from deepdip.predict.core import predict_store
@@ -222,7 +234,7 @@ def _external_test(spec: dict, run_dir, fitted: dict, out, seed: int, workers: i
     if len(rows) == 0:
         raise DeepdipError(f"{path}: no galaxy fainter than {band} = {spec['fainter_than']}")
     catalogs = {"cnn": out / "external_cnn.parquet"}
-    predict_store(run_dir, store, catalogs["cnn"], rows=rows, progress=progress, overwrite=True)
+    predict_store(run_dir, store, catalogs["cnn"], rows=rows, precision=precision, progress=progress, overwrite=True)
     for method, est in fitted.items():
         catalogs[method] = out / f"external_{method}.parquet"
         est.predict_catalog(store, rows, catalogs[method], progress=progress, overwrite=True)
@@ -279,10 +291,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=1, help="seed of the mock, folds and training")
     parser.add_argument("--workers", type=int, default=2, help="simulation worker processes (default 2)")
     parser.add_argument("--baselines", default=",".join(BASELINES), help="comma-separated catalogue baselines")
+    parser.add_argument("--precision", default="32-true",
+                        help="CNN precision: 32-true (default: the reference numbers, the same on every machine), "
+                             "bf16-mixed, or auto (bf16 where this hardware runs it clearly faster)")
 
 
 def run(args) -> int:
     baselines = tuple(b for b in args.baselines.split(",") if b)
     run_demo(args.out, n=args.n, survey=args.survey, model=args.model, minutes=args.minutes, epochs=args.epochs,
-             seed=args.seed, workers=args.workers, ensemble=args.ensemble, baselines=baselines)
+             seed=args.seed, workers=args.workers, ensemble=args.ensemble, baselines=baselines,
+             precision=args.precision)
     return 0

@@ -20,9 +20,10 @@ class PredictConfig:
     tta: bool = option(False, "average over the 8 rotations/flips (8x slower)")
     chunk_size: int = option(2048, "galaxies read per chunk", minimum=1, integer=True)
     batch_size: int = option(512, "galaxies per forward pass", minimum=1, integer=True)
-    precision: str = option("32-true", "32-true, bf16-mixed (bfloat16 autocast), or auto: bf16 where a timing probe "
-                                       "of the first network on this hardware finds it clearly faster (recorded in "
-                                       "the catalogue's config)", choices=("auto", "32-true", "bf16-mixed"))
+    precision: str = option("auto", "32-true, bf16-mixed (bfloat16 autocast), or auto: bf16 where a timing probe "
+                                    "of the first network on this hardware finds it clearly faster, fp32 elsewhere "
+                                    "(decided once per machine; recorded in the catalogue's config)",
+                            choices=("auto", "32-true", "bf16-mixed"))
     threads: int | None = option(None, "torch CPU threads (per Dask task with --dask, per process under Lightning)",
                                  minimum=1, integer=True)
     dask: str | None = option(None, "run the chunks on a Dask cluster: a scheduler address (tcp://host:8786), a "

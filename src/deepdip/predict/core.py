@@ -298,7 +298,7 @@ def resolve_precision(precision: str, net, store, rows: np.ndarray, batch_size: 
 
 
 def plan_prediction(run, store, rows="test", *, tta: bool = False, batch_size: int = 512,
-                    precision: str = "32-true"):
+                    precision: str = "auto"):
     """Check a run against a store and choose the rows: the set-up shared by every executor.
 
     Returns
@@ -353,7 +353,7 @@ def plan_prediction(run, store, rows="test", *, tta: bool = False, batch_size: i
 
 
 def predict_store(run, store, out, rows="test", *, tta: bool = False, chunk_size: int = 2048,
-                  batch_size: int = 512, precision: str = "32-true", progress: bool = True, threads: int | None = None,
+                  batch_size: int = 512, precision: str = "auto", progress: bool = True, threads: int | None = None,
                   overwrite: bool = False) -> Path:
     """Predict rows of ``store`` with the models of ``run`` into the photo-z catalogue ``out``.
 

@@ -32,7 +32,7 @@ def _predict_task(predictor, store, rows, folds, threads):
 
 
 def predict_store_dask(run, store, out, rows="test", *, client=None, tta: bool = False, chunk_size: int = 2048,
-                       batch_size: int = 512, precision: str = "32-true", threads: int | None = None,
+                       batch_size: int = 512, precision: str = "auto", threads: int | None = None,
                        max_in_flight: int | None = None, progress: bool = True, timeout: float = 30,
                        overwrite: bool = False) -> Path:
     """:func:`deepdip.predict.predict_store` with the chunks run on Dask workers.

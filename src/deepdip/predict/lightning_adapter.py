@@ -119,7 +119,7 @@ class EnsemblePredictModule(L.LightningModule):
 
 def predict_store_lightning(run, store, out, rows="test", *, accelerator="auto", devices="auto", num_nodes: int = 1,
                             strategy="auto", tta: bool = False, chunk_size: int = 2048, batch_size: int = 512,
-                            precision: str = "32-true", num_workers: int = 1, threads: int | None = None,
+                            precision: str = "auto", num_workers: int = 1, threads: int | None = None,
                             progress: bool = True, overwrite: bool = False) -> Path:
     """:func:`deepdip.predict.predict_store` under Lightning (``accelerator``/``devices``/``strategy``).
 
@@ -135,13 +135,18 @@ def predict_store_lightning(run, store, out, rows="test", *, accelerator="auto",
     if threads:
         torch.set_num_threads(threads)
     torch.set_flush_denormal(True)   # denormal activations are ~100x slower on x86 CPUs
+    why = None
     if precision == "auto":
         # Every process must run the same precision, and they cannot agree on a timing probe
         # before Lightning starts them: bf16 on GPUs that have it, fp32 on CPUs.
         cuda = accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available()
         precision = "bf16-mixed" if cuda and torch.cuda.is_bf16_supported() else "32-true"
+        why = {"reason": "auto under Lightning: bf16 on a GPU that has it, else fp32 (untimed: every process "
+                         "must choose the same)", "chosen": precision}
     predictor, sel, row_folds, zgrid, config = plan_prediction(run, store, rows, tta=tta, batch_size=batch_size,
                                                                precision=precision)
+    if why is not None:
+        config["precision_probe"] = why
     module = EnsemblePredictModule(predictor, store, sel, row_folds, zgrid, config, Path(out), chunk_size=chunk_size,
                                    num_workers=num_workers, overwrite=overwrite)
     trainer = L.Trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,

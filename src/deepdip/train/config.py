@@ -167,9 +167,10 @@ class TrainConfig:
                                    "(first layer mapped band by band by name), its dense head afresh, its "
                                    "normaliser fitted on this store", group=FINETUNING, identity=True)
     # -- hardware ---------------------------------------------------------------------------------
-    precision: str = option("32-true", "Lightning precision: 32-true, bf16-mixed, 16-mixed, or auto (bf16 where "
-                                       "a timing probe of this network on this hardware finds it clearly faster; "
-                                       "the choice is kept in run.json)", group=HARDWARE, check=_check_precision)
+    precision: str = option("auto", "Lightning precision: 32-true, bf16-mixed, 16-mixed, or auto (bf16 where a "
+                                    "timing probe of this network on this hardware finds it clearly faster, fp32 "
+                                    "elsewhere; decided once per machine and kept in run.json)", group=HARDWARE,
+                            check=_check_precision)
     channels_last: bool = option(True, "the NHWC memory layout (faster convolutions on CPUs and GPUs)",
                                  group=HARDWARE)
     accelerator: str = option("auto", "cpu, gpu or auto", group=HARDWARE, check=check_accelerator)
