@@ -13,7 +13,7 @@ import torch
 
 from deepdip.errors import DeepdipError
 from deepdip.models.dihedral import allowed_symmetries, dihedral, random_dihedral
-from deepdip.models.normalize import Normalizer
+from deepdip.models.normalize import Normalizer, asinh
 from deepdip.store import CutoutStore
 from deepdip.train.data import BlockShuffleBatchSampler, make_datamodule
 from deepdip.train.run import member_seed, split_train_val
@@ -79,6 +79,17 @@ def test_normalizer_standardises_bands(stretch):
     assert abs(float(e.mean())) < 1e-4
     if stretch == "asinh":  # the softening is the sky noise
         assert np.allclose(norm.scale.numpy(), 0.05, rtol=0.15)
+
+
+def test_fast_asinh_equals_torch_asinh_to_float32_rounding():
+    x = torch.cat([torch.logspace(-12, 17, 20001), -torch.logspace(-12, 17, 20001), torch.zeros(1),
+                   torch.randn(10000, generator=torch.Generator().manual_seed(0)) * 5])
+    ref = torch.asinh(x.double())
+    rel = (asinh(x).double() - ref).abs() / ref.abs().clamp_min(1e-300)
+    assert rel.max() < 2.5e-7 and asinh(torch.zeros(1)).item() == 0.0
+    assert asinh(torch.tensor([1e30, -1e30])).tolist() == pytest.approx([42.1, -42.1], abs=0.1)  # capped, finite
+    cl = torch.randn(4, 5, 8, 8).contiguous(memory_format=torch.channels_last)
+    assert asinh(cl).is_contiguous(memory_format=torch.channels_last)   # the layout training feeds
 
 
 # -- splits and seeds ---------------------------------------------------------------------------
@@ -232,6 +243,13 @@ def test_same_command_same_model(toy, tmp_path):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     run = json.loads((tmp_path / "a" / "run.json").read_text())
     assert run["model"] == "compact" and run["zgrid"]["nbins"] == 180
+    # Each epoch's training throughput, beside the model file (which stays bit-for-bit repeatable).
+    epochs = json.loads((tmp_path / "a" / "fold0" / "member0" / "throughput.json").read_text())["epochs"]
+    assert [e["epoch"] for e in epochs] == [0, 1]
+    for e in epochs:
+        assert e["images"] > 0 and e["seconds"] >= e["step_seconds"] > 0
+        assert e["images_per_s"] == pytest.approx(e["images"] / e["seconds"], rel=1e-3)
+        assert e["loader_wait_seconds"] == pytest.approx(e["seconds"] - e["step_seconds"], abs=1e-3)
 
 
 def _sessions(member):
@@ -273,6 +291,8 @@ def test_resume_after_kill_matches_unbroken_run(toy, tmp_path):
     assert sessions[-1] == list(range(killed_at + 1, int(epochs))), sessions
     assert torch.load(member / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")["epoch"] \
         == int(epochs) - 1
+    recorded = json.loads((member / "throughput.json").read_text())["epochs"]
+    assert [e["epoch"] for e in recorded] == list(range(int(epochs)))   # the killed session's epochs kept
 
     p = cli(*train_cmd(toy, tmp_path / "unbroken", "--epochs", epochs))
     out, _ = p.communicate(timeout=300)

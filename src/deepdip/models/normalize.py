@@ -37,6 +37,17 @@ from torch import nn
 STRETCHES = ("asinh", "pasquet")
 
 
+def asinh(x: torch.Tensor) -> torch.Tensor:
+    """``torch.asinh(x)`` as ``sign(x) log1p(|x| + x^2 / (1 + sqrt(1 + x^2)))``: the same to float32
+    rounding (relative error <= 1.2e-7 from 1e-12 to 1e17, like ``torch.asinh``'s), but 3-4x faster
+    on CPUs, where ATen's ``asinh`` is scalar code (33 ms against 9-13 ms for a training batch of
+    128 x 5 x 64 x 64 on 2 threads: a seventh of a compact training step). ``|x|`` is capped at
+    1e18 (asinh 42.1) so that ``x^2`` cannot overflow."""
+    a = x.abs().clamp_max_(1e18)
+    a2 = a * a
+    return torch.log1p(a + a2 / (1 + torch.sqrt(a2 + 1))).copysign_(x)
+
+
 def bands_present(images: torch.Tensor) -> torch.Tensor:
     """``[N, B]`` float: 1 where a galaxy's band holds any non-zero, finite pixel (deepdip stores
     zero a missing band's pixels), else 0."""
@@ -77,7 +88,7 @@ class Normalizer(nn.Module):
         # then in place: this runs on every pixel of every batch (a quarter of a compact step).
         x = torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
         if self.stretch == "asinh":
-            return x.mul_((1.0 / self.scale).view(1, -1, 1, 1)).asinh_()
+            return asinh(x.mul_((1.0 / self.scale).view(1, -1, 1, 1)))
         return torch.sign(x) * (torch.sqrt(x.abs() + 1.0) - 1.0)
 
     def _aperture_masks(self, h: int, w: int, device) -> torch.Tensor:
@@ -98,7 +109,7 @@ class Normalizer(nn.Module):
         masks = self._aperture_masks(h, w, x.device)                              # [R, H, W]
         flux = torch.einsum("nbhw,rhw->nbr", x, masks)                            # [N, B, R]
         noise = self.scale.view(1, -1, 1) * masks.sum(dim=(1, 2)).sqrt().view(1, 1, -1)
-        lupt = torch.asinh(flux / noise)                                          # [N, B, R]
+        lupt = asinh(flux / noise)                                                # [N, B, R]
         colours = lupt[:, :-1] - lupt[:, 1:]                                      # [N, B-1, R]
         return torch.cat([lupt.flatten(1), colours.flatten(1)], dim=1)
 

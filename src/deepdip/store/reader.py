@@ -176,7 +176,10 @@ class CutoutStore:
         rows = self._rows(rows)
         out = None
         shard_of = np.searchsorted(self._offsets, rows, side="right") - 1
-        for shard in np.unique(shard_of):
+        shards = np.unique(shard_of)
+        if len(shards) == 1:   # one shard (a single file, or rows of one part): no copy into place
+            return self._read_sorted(self._handle(int(shards[0]))[dataset], rows - self._offsets[shards[0]])
+        for shard in shards:
             sel = np.flatnonzero(shard_of == shard)
             local = rows[sel] - self._offsets[shard]
             data = self._read_sorted(self._handle(int(shard))[dataset], local)
@@ -190,13 +193,21 @@ class CutoutStore:
 
     @staticmethod
     def _read_sorted(ds: h5py.Dataset, local: np.ndarray) -> np.ndarray:
-        uniq, inverse = np.unique(local, return_inverse=True)
+        if len(local) == 0:
+            return ds[0:0]
+        # The training loader asks for sorted, distinct rows (a block of the store): then no
+        # reordering copy is made, and none for picking when the rows are one contiguous range.
+        in_order = bool(np.all(local[1:] > local[:-1]))
+        uniq, inverse = (local, None) if in_order else np.unique(local, return_inverse=True)
         lo, hi = int(uniq[0]), int(uniq[-1]) + 1
         # h5py point selection is slow; when the rows are dense enough, read the span and pick.
-        if hi - lo <= 4 * len(uniq):
-            block = ds[lo:hi]
-            return block[uniq - lo][inverse]
-        return ds[uniq][inverse]
+        if hi - lo == len(uniq):
+            data = ds[lo:hi]
+        elif hi - lo <= 4 * len(uniq):
+            data = ds[lo:hi][uniq - lo]
+        else:
+            data = ds[uniq]
+        return data if inverse is None else data[inverse]
 
     def images(self, rows=None) -> np.ndarray:
         """float32 ``[n, B, H, W]`` cutouts of ``rows`` (int array, bool mask or slice)."""

@@ -40,6 +40,7 @@ def train_member(store, fold: int, member: int, member_dir: Path, cfg: TrainConf
     from deepdip.train.data import make_datamodule
     from deepdip.train.finetune import load_initial_weights, transfer_weights
     from deepdip.train.module import PhotozModule
+    from deepdip.train.throughput import TrainThroughput
 
     quiet_lightning()
     devices, accelerator, num_workers = cfg.devices, cfg.accelerator, cfg.num_workers
@@ -106,7 +107,7 @@ def train_member(store, fold: int, member: int, member_dir: Path, cfg: TrainConf
     ckpt_dir = member_dir / "checkpoints"
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min",
                                  save_top_k=1, save_last=True, every_n_epochs=1, enable_version_counter=False)
-    callbacks: list[Callback] = [checkpoint]
+    callbacks: list[Callback] = [checkpoint, TrainThroughput(member_dir / "throughput.json")]
     if hp.get("patience"):   # None or 0: train the planned epochs (a deterministic length)
         callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=hp["patience"]))
     if cfg.progress:
