@@ -104,8 +104,9 @@ def main(argv=None) -> None:
             model = ModelFile(tmp_path / "run0" / "fold0" / "member0" / "model.pt")
             photoz, num_bins = model.net, len(model.zgrid.centres)
             photoz = photoz.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-            backbone = create_model(args.model, in_chans=images.shape[1], num_bins=num_bins,
-                                    img_size=images.shape[-1])
+            net_cfg = model.config["net"]   # the trained network's own backbone settings
+            backbone = create_model(net_cfg["model"], in_chans=images.shape[1], num_bins=num_bins,
+                                    img_size=images.shape[-1], **(net_cfg.get("model_kwargs") or {}))
             backbone = backbone.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
             torch.manual_seed(0)
             bare_photoz = step_rate(photoz, images, extra, target % num_bins, seconds=args.seconds, bf16=bf16)

@@ -25,6 +25,26 @@ def test_bench_cnn_smoke_runs_every_path_and_reports_mfu(tmp_path):
     assert [r["workers"] for r in got["loader"]] == [0, 1, 2] and all(r["images_per_s"] > 0 for r in got["loader"])
 
 
+def test_bench_train_throughput_compares_train_with_the_bare_step(tmp_path):
+    """benchmarks/bench_train_throughput.py (issue 17, item 1) on a toy store: every figure measured and > 0."""
+    from deepdip.train.toydata import make_toy_store
+
+    from .conftest import TINY_MODEL
+
+    store = make_toy_store(tmp_path / "toy.h5", n=300, size=16)
+    out = tmp_path / "tt.json"
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_train_throughput.py"), "--store", str(store),
+                          "--epochs", "2", "--rounds", "1", "--batch", "32", "--seconds", "0.05",
+                          "--train-kwargs", json.dumps({"model_kwargs": TINY_MODEL}), "--out", str(out)],
+                         capture_output=True, text=True, env=cli_env(), timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    got = json.loads(out.read_text())
+    row = got["rounds"][0]
+    assert row["bare_backbone"] > 0 and row["bare_photoz"] > 0 and row["train"] > 0
+    assert [e["epoch"] for e in row["train_epochs"]] == [0, 1]
+    assert "of the PhotozNet step" in res.stdout
+
+
 def test_pasquet19_full_scale_recipe_runs_at_ci_size_and_resumes(tmp_path):
     """examples/pasquet19_full_scale.sh (issue 17, item 6) end to end on 600 galaxies, one fold, one member,
     one epoch; run again, it keeps the store and the finished member and rewrites only the products."""
