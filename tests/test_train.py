@@ -63,6 +63,18 @@ def test_random_dihedral_keeps_each_image_with_its_label():
     assert torch.equal(y, y2)
 
 
+@pytest.mark.parametrize("shape", [(8, 8), (6, 10)])
+def test_random_dihedral_draws_as_before(shape):
+    """The gather through pixel maps gives, image by image, the orientation the earlier per-orientation
+    code drew from the same generator (so training runs are unchanged bit for bit); rectangles keep
+    their shape (0, 180 degrees and the flips only)."""
+    x = torch.randn(40, 3, *shape)
+    ks = allowed_symmetries(*shape)
+    draw = torch.randint(len(ks), (len(x),), generator=torch.Generator().manual_seed(5))
+    expect = torch.stack([dihedral(x[i], ks[int(draw[i])]) for i in range(len(x))])
+    assert torch.equal(random_dihedral(x, torch.Generator().manual_seed(5)), expect)
+
+
 # -- normalisation ------------------------------------------------------------------------------
 @pytest.mark.parametrize("stretch", ["asinh", "pasquet"])
 def test_normalizer_standardises_bands(stretch):
