@@ -73,6 +73,8 @@ def test_random_dihedral_draws_as_before(shape):
     draw = torch.randint(len(ks), (len(x),), generator=torch.Generator().manual_seed(5))
     expect = torch.stack([dihedral(x[i], ks[int(draw[i])]) for i in range(len(x))])
     assert torch.equal(random_dihedral(x, torch.Generator().manual_seed(5)), expect)
+    nhwc = random_dihedral(x, torch.Generator().manual_seed(5), channels_last=True)
+    assert torch.equal(nhwc, expect) and nhwc.is_contiguous(memory_format=torch.channels_last)
 
 
 # -- normalisation ------------------------------------------------------------------------------

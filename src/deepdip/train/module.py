@@ -137,7 +137,8 @@ class PhotozModule(L.LightningModule):
         step_seed = (self.hparams.seed * 1_000_003 + self.global_step * 101 + self.global_rank) % 2**62
         torch.manual_seed(step_seed + 1)
         if self.hparams.augment:
-            images = random_dihedral(images, torch.Generator().manual_seed(step_seed))
+            images = random_dihedral(images, torch.Generator().manual_seed(step_seed),
+                                     channels_last=bool(self.hparams.channels_last))
         if self.hparams.get("band_dropout", 0.0) > 0:
             images = drop_bands(images, self.hparams.band_dropout, torch.Generator().manual_seed(step_seed + 2),
                                 mode=self.hparams.get("band_dropout_mode", "subset"))
