@@ -64,15 +64,18 @@ def renderer_accuracy(n: int = 100) -> dict:
     mine, truth = rendering.render_block(s, pop, np.random.default_rng(1), ctx)
     split = structure.shares(pop, s.bands)
     share = split[0] if split is not None else rendering.bulge_share_per_band(s, pop["bulge_frac"], ctx["wave_eff"])
+    # the components' sizes per band (larger bluewards where the preset has size-wavelength slopes)
+    factor = rendering.size_factors(s, truth["size_wavelength_slope"], ctx["wave_eff"])   # [n, B]
     ref = np.zeros_like(mine)
     t0 = time.perf_counter()
     for k in range(n):
         beta = pop["pa"][k] * galsim.degrees
-        hb = rendering.BULGE_SIZE_RATIO * pop["hlr"][k]
-        disk = galsim.Exponential(half_light_radius=pop["hlr"][k]).shear(q=pop["q_disk"][k], beta=beta)
-        bulge = galsim.DeVaucouleurs(half_light_radius=hb, trunc=rendering.BULGE_TRUNCATION * hb).shear(
-            q=pop["q_bulge"][k], beta=beta)
         for b, band in enumerate(s.bands):
+            hd = pop["hlr"][k] * factor[k, b]
+            hb = rendering.BULGE_SIZE_RATIO * hd
+            disk = galsim.Exponential(half_light_radius=hd).shear(q=pop["q_disk"][k], beta=beta)
+            bulge = galsim.DeVaucouleurs(half_light_radius=hb, trunc=rendering.BULGE_TRUNCATION * hb).shear(
+                q=pop["q_bulge"][k], beta=beta)
             gal = ((1 - share[k, b]) * disk + share[k, b] * bulge) * pop["flux"][k, b]
             galsim.Convolve(gal, galsim.Kolmogorov(fwhm=truth[f"psf_fwhm_{band}"][k])).drawImage(
                 image=galsim.Image(ref[k, b], scale=s.pixel_scale), offset=(truth["offset_x"][k], truth["offset_y"][k]))
