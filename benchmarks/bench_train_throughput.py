@@ -26,20 +26,24 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from deepdip.hardware import cpu_model
 from deepdip.models import create_model
 from deepdip.models.modelfile import ModelFile
 from deepdip.store import CutoutStore
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_cnn import timed  # noqa: E402  (a sibling script: the one timing loop of the CNN benchmarks)
+
 
 def step_rate(net, images, extra, target, *, seconds: float, bf16: bool) -> float:
-    """Images/s of training steps (forward, cross-entropy, backward, AdamW) after two warm-up steps."""
+    """Images/s of training steps (forward, cross-entropy, backward, AdamW), timed as ``bench_cnn.py`` does."""
     net.train()
     opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-4)
 
@@ -50,12 +54,7 @@ def step_rate(net, images, extra, target, *, seconds: float, bf16: bool) -> floa
         loss.backward()
         opt.step()
 
-    step(), step()
-    n, t0 = 0, time.perf_counter()
-    while n < 3 or time.perf_counter() - t0 < seconds:
-        step()
-        n += 1
-    return n * len(images) / (time.perf_counter() - t0)
+    return len(images) / timed(step, seconds)
 
 
 def train_rate(store_path: Path, out: Path, args) -> tuple[float, dict]:
@@ -96,22 +95,23 @@ def main(argv=None) -> None:
         images, extra = torch.as_tensor(store.images(rows)), torch.as_tensor(store.column("ebv", rows))[:, None]
         target = torch.randint(0, 180, (len(rows),), generator=torch.Generator().manual_seed(0))
         images = images.contiguous(memory_format=torch.channels_last)
-        result: dict = {"machine": {"cpu": _cpu(), "cores": os.cpu_count(), "torch": torch.__version__},
+        result: dict = {"machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__},
                         "args": vars(args), "rounds": []}
+        photoz = backbone = None
         for r in range(args.rounds):
             t_rate, record = train_rate(store_path, tmp_path / f"run{r}", args)
             threads = torch.get_num_threads()   # as deepdip train set them
-            model = ModelFile(tmp_path / "run0" / "fold0" / "member0" / "model.pt")
-            photoz, num_bins = model.net, len(model.zgrid.centres)
-            photoz = photoz.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-            net_cfg = model.config["net"]   # the trained network's own backbone settings
-            backbone = create_model(net_cfg["model"], in_chans=images.shape[1], num_bins=num_bins,
-                                    img_size=images.shape[-1], **(net_cfg.get("model_kwargs") or {}))
-            backbone = backbone.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            if photoz is None:   # the references: the first trained member's network, and its backbone
+                model = ModelFile(tmp_path / "run0" / "fold0" / "member0" / "model.pt")
+                num_bins, net_cfg = len(model.zgrid.centres), model.config["net"]
+                photoz = model.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+                backbone = create_model(net_cfg["model"], in_chans=images.shape[1], num_bins=num_bins,
+                                        img_size=images.shape[-1], **(net_cfg.get("model_kwargs") or {}))
+                backbone = backbone.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+                target = target % num_bins
             torch.manual_seed(0)
-            bare_photoz = step_rate(photoz, images, extra, target % num_bins, seconds=args.seconds, bf16=bf16)
-            bare_backbone = step_rate(backbone, images, extra, target % num_bins, seconds=args.seconds,
-                                      bf16=bf16)
+            bare_photoz = step_rate(photoz, images, extra, target, seconds=args.seconds, bf16=bf16)
+            bare_backbone = step_rate(backbone, images, extra, target, seconds=args.seconds, bf16=bf16)
             row = {"round": r, "threads": threads, "bare_backbone": bare_backbone, "bare_photoz": bare_photoz,
                    "train": t_rate, "train_epochs": record["epochs"]}
             result["rounds"].append(row)
@@ -129,12 +129,6 @@ def main(argv=None) -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")
-
-
-def _cpu() -> str:
-    from deepdip.hardware import cpu_model
-
-    return cpu_model()
 
 
 if __name__ == "__main__":

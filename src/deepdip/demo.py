@@ -69,10 +69,9 @@ def check_options(out, *, n: int, survey: str, model: str, minutes: float | None
         whole("epochs", epochs, 1)
     if minutes is not None and not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
         raise DeepdipError(f"--minutes must be a positive number of minutes, got {minutes!r}")
-    from deepdip.hardware import PRECISIONS
+    from deepdip.hardware import check_precision
 
-    if precision not in PRECISIONS:
-        raise DeepdipError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    check_precision(precision)
     if model not in MODEL_DEFAULTS:
         raise DeepdipError(f"unknown model {model!r}; choose from {', '.join(MODEL_DEFAULTS)}")
     baselines = tuple(baselines)

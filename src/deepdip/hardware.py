@@ -41,6 +41,14 @@ FP32, BF16 = "32-true", "bf16-mixed"
 #: bf16 must beat fp32 by this factor to be chosen (timing noise on a shared machine is ~10 %).
 MIN_SPEEDUP = 1.25
 PRECISIONS = ("auto", FP32, BF16)
+def check_precision(precision) -> None:
+    """Refuse (:class:`~deepdip.errors.DeepdipError`) a precision deepdip's own executors do not run."""
+    from deepdip.errors import DeepdipError
+
+    if precision not in PRECISIONS:
+        raise DeepdipError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+
+
 #: A step with fewer FLOPs than this keeps fp32 untimed (2 GFLOP: 5-20 ms on the CPUs measured).
 MIN_STEP_FLOP = 2e9
 #: Environment variable naming the folder of the per-machine decision cache.

@@ -284,10 +284,9 @@ class RunPredictor:
 def resolve_precision(precision: str, net, store, rows: np.ndarray, batch_size: int) -> tuple[bool, dict | None]:
     """Whether to run in bf16 for ``precision`` (``32-true``, ``bf16-mixed`` or ``auto``: a timing
     probe of ``net`` on a batch of the rows to predict, :func:`deepdip.hardware.choose_precision`)."""
-    from deepdip.hardware import BF16, FP32, PRECISIONS, choose_precision
+    from deepdip.hardware import BF16, FP32, check_precision, choose_precision
 
-    if precision not in PRECISIONS:
-        raise DeepdipError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    check_precision(precision)
     if precision != "auto":
         return precision == BF16, None
     sample = np.sort(rows[:batch_size])

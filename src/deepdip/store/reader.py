@@ -193,8 +193,6 @@ class CutoutStore:
 
     @staticmethod
     def _read_sorted(ds: h5py.Dataset, local: np.ndarray) -> np.ndarray:
-        if len(local) == 0:
-            return ds[0:0]
         # The training loader asks for sorted, distinct rows (a block of the store): then no
         # reordering copy is made, and none for picking when the rows are one contiguous range.
         in_order = bool(np.all(local[1:] > local[:-1]))
