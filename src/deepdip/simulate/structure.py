@@ -23,6 +23,7 @@ which a fixed colour tilt per band cannot.
 from __future__ import annotations
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from deepdip.simulate.templates import TemplateTable
 
@@ -170,6 +171,9 @@ def knots_transform(xy: np.ndarray, kx: np.ndarray, ky: np.ndarray) -> np.ndarra
     cy, sy = np.cos(ay), np.sin(ay)
     # exp(-i (a + b)) = (cos a cos b - sin a sin b) - i (sin a cos b + cos a sin b)
     out = np.empty((xy.shape[0], ay.shape[1], ax.shape[2]), dtype=np.complex64)
-    out.real = cy @ cx - sy @ sx
-    out.imag = -(sy @ cx + cy @ sx)
+    # one BLAS thread: OpenBLAS's result for a matrix shape can change in the last bit with the thread
+    # count, and the store must not depend on whether a block ran in this process or a 1-thread worker
+    with threadpool_limits(1, user_api="blas"):
+        out.real = cy @ cx - sy @ sx
+        out.imag = -(sy @ cx + cy @ sx)
     return out
