@@ -250,3 +250,12 @@ def test_precision_auto_is_recorded_and_reused_by_the_run(monkeypatch, tmp_path)
     train(store, **{**kw, "fold": 1})                      # the same run, one more fold: no new probe
     assert len(calls) == 1
     assert torch.load(run / "fold1" / "member0" / "model.pt", weights_only=True)["info"]["precision"] == "bf16-mixed"
+
+
+def test_loader_workers_default_to_in_process_reading_on_a_cpu_with_two_cores_per_process(monkeypatch):
+    from deepdip import hardware
+
+    assert hardware.default_loader_workers(on_cpu=False) == 4
+    for cores, processes, want in ((1, 1, 0), (2, 1, 0), (4, 2, 0), (3, 1, 1), (8, 2, 1)):
+        monkeypatch.setattr(hardware, "usable_cores", lambda c=cores: c)
+        assert hardware.default_loader_workers(on_cpu=True, processes=processes) == want, (cores, processes)

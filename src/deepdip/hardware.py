@@ -81,6 +81,35 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS has one, else ``os.cpu_count``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+#: On a CPU, the training process's cores at or below which its batches are read in-process
+CPU_INPROCESS_LOADING_CORES = 2
+
+
+def default_loader_workers(on_cpu: bool, processes: int = 1) -> int:
+    """DataLoader worker processes per training process when ``--workers`` is not given.
+
+    A GPU: 4 (the GPU waits for batches; the CPU cores are free). A CPU with at most
+    ``CPU_INPROCESS_LOADING_CORES`` cores per training process: 0, the batches read in the
+    training process. Measured on 2 cores (docs/benchmarks.md, "Inside deepdip train"): one worker
+    made ``deepdip train`` 70-72 % of the bare step, in-process reading 95-102 % — the worker's reads
+    and inter-process copies ran on the cores the step's threads use, and oneDNN splits each
+    convolution statically over its threads, so a thread that loses its core stalls the step. More
+    cores per process: 1 (not measured on such a machine yet). The result does not depend on the
+    choice: batches, augmentation and dropout are drawn in the training process.
+    """
+    if not on_cpu:
+        return 4
+    return 0 if usable_cores() // max(1, processes) <= CPU_INPROCESS_LOADING_CORES else 1
+
+
 def cache_dir() -> Path:
     """Where per-machine decisions are kept: ``$DEEPDIP_CACHE_DIR``, else ``$XDG_CACHE_HOME/deepdip``,
     else ``~/.cache/deepdip``."""

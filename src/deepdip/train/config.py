@@ -178,8 +178,8 @@ class TrainConfig:
                           check=check_devices)
     num_nodes: int = option(1, "nodes", group=HARDWARE, minimum=1, integer=True)
     strategy: str = option("auto", "auto, ddp, ddp_spawn...", group=HARDWARE, check=check_strategy)
-    num_workers: int | None = option(None, "DataLoader worker processes [1 on CPU, 4 on GPU]", group=HARDWARE,
-                                     flag="--workers", minimum=0, integer=True)
+    num_workers: int | None = option(None, "DataLoader worker processes [4 on GPU; on CPU 0 with <= 2 cores per "
+                                     "process, else 1]", group=HARDWARE, flag="--workers", minimum=0, integer=True)
     threads: int | None = option(None, "torch threads per process [cores / processes]", group=HARDWARE, minimum=1,
                                  integer=True)
     progress: bool = option(True, "the progress bars", group=HARDWARE)

@@ -34,6 +34,7 @@ def train_member(store, fold: int, member: int, member_dir: Path, cfg: TrainConf
     from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
     from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
+    from deepdip.hardware import default_loader_workers
     from deepdip.models.modelfile import net_config, save_model_file
     from deepdip.models.net import PhotozNet
     from deepdip.train.budget import TimeBudget
@@ -54,7 +55,7 @@ def train_member(store, fold: int, member: int, member_dir: Path, cfg: TrainConf
     # drawn in this process from (seed, epoch, step), so the number of workers changes nothing.
     torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // n_proc if on_cpu else torch.get_num_threads()))
     if num_workers is None:
-        num_workers = 1 if on_cpu else 4
+        num_workers = default_loader_workers(on_cpu, n_proc)
     if on_cpu:
         # Tiny gradients and Adam moments become denormal floats, which x86 cores process ~100x
         # slower; flushing them to zero changes nothing measurable in the result.
@@ -107,7 +108,8 @@ def train_member(store, fold: int, member: int, member_dir: Path, cfg: TrainConf
     ckpt_dir = member_dir / "checkpoints"
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min",
                                  save_top_k=1, save_last=True, every_n_epochs=1, enable_version_counter=False)
-    callbacks: list[Callback] = [checkpoint, TrainThroughput(member_dir / "throughput.json")]
+    callbacks: list[Callback] = [checkpoint, TrainThroughput(member_dir / "throughput.json", settings={
+        "loader_workers": int(num_workers), "threads": int(torch.get_num_threads())})]
     if hp.get("patience"):   # None or 0: train the planned epochs (a deterministic length)
         callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=hp["patience"]))
     if cfg.progress:

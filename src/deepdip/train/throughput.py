@@ -23,8 +23,9 @@ from deepdip.atomic import write_json_atomic
 class TrainThroughput(L.Callback):
     """Per-epoch training throughput (rank 0's view; every rank trains the same number of images)."""
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, settings: dict | None = None) -> None:
         self.path = path
+        self.settings = dict(settings or {})  # what the rate depends on (loader workers, threads), written with it
         self.epochs: list[dict] = []
         self._epoch_t0 = self._batch_t0 = self._last_end = 0.0
         self._in_steps = 0.0
@@ -59,7 +60,7 @@ class TrainThroughput(L.Callback):
         self.epochs.append(row)
         self._images = 0
         if self.path is not None and trainer.is_global_zero:
-            write_json_atomic(self.path, {"epochs": self.epochs})
+            write_json_atomic(self.path, {**self.settings, "epochs": self.epochs})
 
     def on_train_start(self, trainer, pl_module) -> None:
         # A resumed member keeps the record of the epochs before the one it resumes at (those its
