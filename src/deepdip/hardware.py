@@ -41,6 +41,8 @@ FP32, BF16 = "32-true", "bf16-mixed"
 #: bf16 must beat fp32 by this factor to be chosen (timing noise on a shared machine is ~10 %).
 MIN_SPEEDUP = 1.25
 PRECISIONS = ("auto", FP32, BF16)
+
+
 def check_precision(precision) -> None:
     """Refuse (:class:`~deepdip.errors.DeepdipError`) a precision deepdip's own executors do not run."""
     from deepdip.errors import DeepdipError
