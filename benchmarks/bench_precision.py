@@ -77,9 +77,17 @@ def main(argv=None) -> int:
     store = CutoutStore(mock)
     results: dict = {"command": "python benchmarks/bench_precision.py " + " ".join(argv or []), "n": args.n,
                      "epochs": args.epochs, "model": args.model, "auto": auto_choice(store, args.model), "runs": []}
+    # A rerun into the same folder resumes: trainings already scored (same n, epochs, model) are kept.
+    earlier = out / "results.json"
+    if earlier.exists():
+        old = json.loads(earlier.read_text())
+        if all(old.get(k) == results[k] for k in ("n", "epochs", "model")):
+            results["runs"] = old["runs"]
     for seed in args.seeds:
         for precision in PRECISIONS:
             tag = f"s{seed}_{precision}"
+            if any(r["seed"] == seed and r["train"] == precision for r in results["runs"]):
+                continue
             t0 = time.perf_counter()
             run = train(store, fold=0, model=args.model, epochs=args.epochs, seed=seed, precision=precision,
                         out=out / tag, threads=args.threads, progress=False, tensorboard=False)
