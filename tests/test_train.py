@@ -143,6 +143,37 @@ def test_batches_keep_each_image_with_its_own_label(toy):
     assert float(z0) == store.column("z_spec", rows[5:6])[0]
 
 
+
+def test_a_training_set_that_fits_its_cache_is_read_from_the_store_once(toy):
+    """With ``cache_bytes`` above the dataset's images, every block is read from the store once and
+    the batches are those of the small cache; below it, the small cache evicts (memory stays bounded)."""
+    from deepdip.train.data import StoreDataset
+    from deepdip.zgrid import ZGrid
+
+    store = CutoutStore(toy)
+    grid = ZGrid(0.0, 0.4, 180)
+    rows = np.arange(len(store))[: 4 * 64 + 10]
+    need = len(rows) * 4 * store.n_bands * int(np.prod(store.image_shape))
+    reads = []
+
+    class Counting(CutoutStore):
+        def images(self, rows=None):
+            reads.append(len(rows))
+            return super().images(rows)
+
+    small = StoreDataset(store, rows, grid, cache_blocks=1)
+    whole = StoreDataset(Counting(toy), rows, grid, cache_blocks=1, cache_bytes=need)
+    bounded = StoreDataset(store, rows, grid, cache_blocks=1, cache_bytes=need - 1)
+    assert whole.holds_all and not bounded.holds_all
+    epochs = [np.random.default_rng(e).permutation(len(rows)) for e in range(3)]
+    for order in epochs:
+        for s in range(0, len(rows), 32):
+            idx = order[s:s + 32].tolist()
+            for a, b, c in zip(whole.__getitems__(idx), small.__getitems__(idx), bounded.__getitems__(idx),
+                               strict=True):
+                assert torch.equal(a, b) and torch.equal(a, c)
+    assert sum(reads) == len(rows) and len(reads) == 5        # five blocks, each read once over three epochs
+    assert whole._loaded.all() and len(bounded._cache) <= 1
 # -- DDP sharding -------------------------------------------------------------------------------
 def _epoch_batches(n, world, epoch, batch_size=32, drop_last=False, shuffle=True, seed=4):
     """Batches of every rank in one epoch: ``[[batch, ...] per rank]``."""
@@ -261,12 +292,13 @@ def test_same_command_same_model_whatever_the_loader_workers(toy, tmp_path):
     assert run["model"] == "compact" and run["zgrid"]["nbins"] == 180
     # Each epoch's training throughput, beside the model file (which stays bit-for-bit repeatable).
     record = json.loads((tmp_path / "a" / "fold0" / "member0" / "throughput.json").read_text())
-    assert record["loader_workers"] == 0 and record["threads"] == 1
+    assert record["loader_workers"] == 0 and record["threads"] == 1 and record["image_cache_bytes"] > 0
     epochs = record["epochs"]
     assert [e["epoch"] for e in epochs] == [0, 1]
     for e in epochs:
         assert e["images"] > 0 and e["seconds"] >= e["step_seconds"] > 0
-        assert e["images_per_s"] == pytest.approx(e["images"] / e["seconds"], rel=1e-3)
+        # "seconds" is rounded to 1e-4 s: on a fast machine a toy epoch takes a few hundredths of a second
+        assert e["images_per_s"] == pytest.approx(e["images"] / e["seconds"], rel=1e-3 + 6e-5 / e["seconds"])
         assert e["loader_wait_seconds"] == pytest.approx(e["seconds"] - e["step_seconds"], abs=1e-3)
 
 

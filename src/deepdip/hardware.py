@@ -112,6 +112,27 @@ def default_loader_workers(on_cpu: bool, processes: int = 1) -> int:
     return 0 if usable_cores() // max(1, processes) <= CPU_INPROCESS_LOADING_CORES else 1
 
 
+#: Most memory the training images of one training run are kept in, decoded (see image_cache_bytes)
+IMAGE_CACHE_MAX_BYTES = 4 * 2**30
+
+
+def image_cache_bytes(readers: int = 1) -> int:
+    """Bytes of decoded training images each of ``readers`` reading processes may keep in memory.
+
+    ``min(IMAGE_CACHE_MAX_BYTES, physical memory / 8)`` shared out over the processes that read
+    batches (every DataLoader worker, or the training process itself, keeps its own cache). A
+    training set that fits is read from the store once, in its first epoch; the later epochs take
+    their batches from memory (on 2 cores the reads were 11-15 % of the epoch, measured in
+    docs/benchmarks.md "Inside deepdip train"). One that does not fit is read block by block every
+    epoch through a small cache, as before: memory stays bounded whatever the store's size.
+    """
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):   # not a POSIX system: the fixed cap
+        physical = 8 * IMAGE_CACHE_MAX_BYTES
+    return int(min(IMAGE_CACHE_MAX_BYTES, physical // 8) // max(1, readers))
+
+
 def cache_dir() -> Path:
     """Where per-machine decisions are kept: ``$DEEPDIP_CACHE_DIR``, else ``$XDG_CACHE_HOME/deepdip``,
     else ``~/.cache/deepdip``."""

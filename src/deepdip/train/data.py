@@ -33,6 +33,7 @@ from deepdip.errors import DeepdipError
 from deepdip.zgrid import ZGrid
 
 BLOCK_ROWS = 64        # the store's HDF5 chunk height (deepdip.store.writer.CHUNK_ROWS)
+IMAGE_ITEMSIZE = 4     # bytes per pixel of the images a StoreDataset returns (float32)
 WINDOW_BLOCKS = 16     # blocks pooled and shuffled together: 1024 rows, 8 batches of 128
 
 
@@ -44,12 +45,14 @@ class StoreDataset(Dataset):
     ``labels`` float32 ``[n, P]`` the physical parameters named by ``properties`` (NaN where
     unknown; ``[n, 0]`` without); ``weight`` float32 ``[n]`` each galaxy's weight in the loss
     (``weights``, e.g. ``--reweight``; ones without).
-    The catalogue columns (a few floats per galaxy) are read once; images stay on disk and are
-    read block by block (``BLOCK_ROWS`` consecutive dataset positions) through a small cache.
+    The catalogue columns (a few floats per galaxy) are read once; images are read block by block
+    (``BLOCK_ROWS`` consecutive dataset positions) through a cache of ``cache_blocks`` blocks, or of
+    every block when all the dataset's images fit in ``cache_bytes``: then each is read from the store
+    once, and later epochs take their batches from memory (the values are the same either way).
     """
 
     def __init__(self, store, rows: np.ndarray, zgrid: ZGrid, extra_columns=("ebv",),
-                 cache_blocks: int = 2 * WINDOW_BLOCKS, properties=(), weights=None):
+                 cache_blocks: int = 2 * WINDOW_BLOCKS, properties=(), weights=None, cache_bytes: int = 0):
         self.store = store
         self.rows = np.asarray(rows, dtype=np.int64)
         if np.any(np.diff(self.rows) <= 0):
@@ -65,15 +68,19 @@ class StoreDataset(Dataset):
             self.labels = np.zeros((len(self.rows), 0), np.float32)
         self.weight = (np.ones(len(self.rows), np.float32) if weights is None
                        else np.asarray(weights, dtype=np.float32).reshape(len(self.rows)))
+        self.image_bytes = len(self.rows) * IMAGE_ITEMSIZE * store.n_bands * int(np.prod(store.image_shape))
+        self.holds_all = self.image_bytes <= cache_bytes
         self.cache_blocks = cache_blocks
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._all: np.ndarray | None = None        # holds_all: every image, filled block by block
+        self._loaded = np.zeros(-(-len(self.rows) // BLOCK_ROWS), dtype=bool)
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getstate__(self):  # workers start with an empty cache
         state = self.__dict__.copy()
-        state["_cache"] = OrderedDict()
+        state["_cache"], state["_all"], state["_loaded"] = OrderedDict(), None, np.zeros_like(self._loaded)
         return state
 
     def _block(self, b: int) -> np.ndarray:
@@ -87,14 +94,28 @@ class StoreDataset(Dataset):
             self._cache.popitem(last=False)
         return images
 
+    def _from_memory(self, idx: np.ndarray) -> np.ndarray:
+        """``holds_all``: the images of ``idx`` from the in-memory copy, reading the blocks not yet in it."""
+        if self._all is None:   # pages are only committed as blocks are written into them
+            self._all = np.empty((len(self.rows), self.store.n_bands, *self.store.image_shape), dtype=np.float32)
+        for b in np.unique(idx // BLOCK_ROWS):
+            if not self._loaded[b]:
+                self._all[b * BLOCK_ROWS:(b + 1) * BLOCK_ROWS] = self.store.images(
+                    self.rows[b * BLOCK_ROWS:(b + 1) * BLOCK_ROWS])
+                self._loaded[b] = True
+        return self._all[idx]   # one gathering copy
+
     def __getitems__(self, indices):
         idx = np.asarray(indices, dtype=np.int64)
-        blocks = idx // BLOCK_ROWS
-        first = np.asarray(self._block(int(blocks[0])))
-        images = np.empty((len(idx), *first.shape[1:]), dtype=np.float32)   # [n, B, H, W]
-        for b in np.unique(blocks):
-            sel = np.flatnonzero(blocks == b)
-            images[sel] = self._block(int(b))[idx[sel] - b * BLOCK_ROWS]
+        if self.holds_all:
+            images = self._from_memory(idx)
+        else:
+            blocks = idx // BLOCK_ROWS
+            first = np.asarray(self._block(int(blocks[0])))
+            images = np.empty((len(idx), *first.shape[1:]), dtype=np.float32)   # [n, B, H, W]
+            for b in np.unique(blocks):
+                sel = np.flatnonzero(blocks == b)
+                images[sel] = self._block(int(b))[idx[sel] - b * BLOCK_ROWS]
         return (torch.from_numpy(images), torch.from_numpy(self.extra[idx]),
                 torch.from_numpy(self.zbin[idx]), torch.from_numpy(self.z[idx]), torch.from_numpy(self.labels[idx]),
                 torch.from_numpy(self.weight[idx]))
@@ -256,9 +277,12 @@ def make_loader(dataset: StoreDataset, *, batch_size: int, shuffle: bool, seed: 
 
 
 def make_datamodule(store, train_rows, val_rows, zgrid: ZGrid, *, batch_size: int, num_workers: int, seed: int,
-                    pin_memory: bool = False, properties=(), weights=None, augment=None):
+                    pin_memory: bool = False, properties=(), weights=None, augment=None, cache_bytes: int = 0):
     """A ``LightningDataModule`` over ``train_rows`` (block-shuffled per epoch) and ``val_rows``;
-    ``augment`` = (another store, its rows) adds those galaxies to the training set (weight 1)."""
+    ``augment`` = (another store, its rows) adds those galaxies to the training set (weight 1).
+    ``cache_bytes``: decoded images each reading process may keep (:func:`deepdip.hardware.image_cache_bytes`),
+    given to the training set, then the added galaxies, then the validation set, each kept whole if it
+    fits in what is left."""
     import lightning as L
 
     class _DataModule(L.LightningDataModule):
@@ -272,12 +296,19 @@ def make_datamodule(store, train_rows, val_rows, zgrid: ZGrid, *, batch_size: in
             check_batches_per_rank(len(train_rows), world, 2, "training")   # batch norm needs 2 rows
             check_batches_per_rank(len(val_rows), world, 1, "validation")
             w_train, w_val = weights if weights is not None else (None, None)
-            self.train_set = StoreDataset(store, train_rows, zgrid, properties=properties, weights=w_train)
+            left = cache_bytes
+
+            def dataset(source, rows, w):
+                nonlocal left
+                part = StoreDataset(source, rows, zgrid, properties=properties, weights=w, cache_bytes=left)
+                left -= part.image_bytes if part.holds_all else 0
+                return part
+
+            self.train_set = dataset(store, train_rows, w_train)
             if augment is not None:
                 other, rows = augment
-                self.train_set = ConcatStoreDataset([self.train_set, StoreDataset(other, rows, zgrid,
-                                                                                  properties=properties)])
-            self.val_set = StoreDataset(store, val_rows, zgrid, properties=properties, weights=w_val)
+                self.train_set = ConcatStoreDataset([self.train_set, dataset(other, rows, None)])
+            self.val_set = dataset(store, val_rows, w_val)
 
         def _rank(self):
             t = self.trainer

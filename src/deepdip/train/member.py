@@ -8,7 +8,6 @@ and TensorBoard) and, for a short time budget, ``budget_plan.json``.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +33,7 @@ def train_member(store, fold: int, member: int, member_dir: Path, cfg: TrainConf
     from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
     from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
-    from deepdip.hardware import default_loader_workers
+    from deepdip.hardware import default_loader_workers, image_cache_bytes, usable_cores
     from deepdip.models.modelfile import net_config, save_model_file
     from deepdip.models.net import PhotozNet
     from deepdip.train.budget import TimeBudget
@@ -53,7 +52,9 @@ def train_member(store, fold: int, member: int, member_dir: Path, cfg: TrainConf
     # count sums in another order, so the thread count is part of what makes a run repeatable. The
     # DataLoader workers only read images: the batch order (sampler), augmentation and dropout are
     # drawn in this process from (seed, epoch, step), so the number of workers changes nothing.
-    torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // n_proc if on_cpu else torch.get_num_threads()))
+    # The cores counted are those this process may run on (its affinity), as for the loader default:
+    # in a container limited to 2 of a host's 64 cores, 64 threads would fight over 2.
+    torch.set_num_threads(cfg.threads or (max(1, usable_cores() // n_proc) if on_cpu else torch.get_num_threads()))
     if num_workers is None:
         num_workers = default_loader_workers(on_cpu, n_proc)
     if on_cpu:
@@ -101,15 +102,20 @@ def train_member(store, fold: int, member: int, member_dir: Path, cfg: TrainConf
         from deepdip.selection import augment_rows
 
         augment = augment_rows(store, config["augment_store"], config.get("augment_labelled"), pixels=True)
+    # Every process that reads batches keeps its own cache: each loader worker of each of this
+    # machine's training processes.
+    cache_bytes = image_cache_bytes(max(1, num_workers) * (devices if isinstance(devices, int) else 1))
     data = make_datamodule(store, train_rows, val_rows, zgrid, batch_size=hp["batch_size"],
                            num_workers=num_workers, seed=seed, pin_memory=not on_cpu,
-                           properties=net_kwargs.get("properties", ()), weights=weights, augment=augment)
+                           properties=net_kwargs.get("properties", ()), weights=weights, augment=augment,
+                           cache_bytes=cache_bytes)
 
     ckpt_dir = member_dir / "checkpoints"
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min",
                                  save_top_k=1, save_last=True, every_n_epochs=1, enable_version_counter=False)
     callbacks: list[Callback] = [checkpoint, TrainThroughput(member_dir / "throughput.json", settings={
-        "loader_workers": int(num_workers), "threads": int(torch.get_num_threads())})]
+        "loader_workers": int(num_workers), "threads": int(torch.get_num_threads()),
+        "image_cache_bytes": int(cache_bytes)})]
     if hp.get("patience"):   # None or 0: train the planned epochs (a deterministic length)
         callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=hp["patience"]))
     if cfg.progress:
