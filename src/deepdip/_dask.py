@@ -7,6 +7,9 @@ from pathlib import Path
 
 from deepdip.errors import DeepdipError
 
+#: The Dask setting that gives workers ``MALLOC_TRIM_THRESHOLD_`` (None: not set, glibc's defaults)
+NO_TRIM_KEY = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
+
 
 @contextlib.contextmanager
 def dask_client(spec=None, *, timeout: float = 30):
@@ -43,7 +46,15 @@ def dask_client(spec=None, *, timeout: float = 30):
         n = spec.partition(":")[2]
         if n and not (n.isdigit() and int(n) > 0):
             raise DeepdipError(f"--dask local:N needs a positive number of workers, got {spec!r}")
-        with LocalCluster(n_workers=int(n) if n else None, threads_per_worker=1, processes=True) as cluster, \
+        # Dask starts its workers with MALLOC_TRIM_THRESHOLD_=65536, which also switches off glibc's
+        # dynamic mmap threshold: every array above 128 kB is then a fresh mmap whose pages fault in
+        # one by one. A simulated block took 1.9x the CPU time it takes in-process (measured in
+        # docs/benchmarks.md, "On Dask"). The workers of a cluster made here get glibc's defaults, as
+        # the process pool's do; a cluster of one's own is configured in its Dask config (same key).
+        import dask
+
+        with dask.config.set({NO_TRIM_KEY: None}), \
+                LocalCluster(n_workers=int(n) if n else None, threads_per_worker=1, processes=True) as cluster, \
                 Client(cluster, set_as_default=False) as client:
             yield client
         return
