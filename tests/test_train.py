@@ -143,7 +143,6 @@ def test_batches_keep_each_image_with_its_own_label(toy):
     assert float(z0) == store.column("z_spec", rows[5:6])[0]
 
 
-
 def test_a_training_set_that_fits_its_cache_is_read_from_the_store_once(toy):
     """With ``cache_bytes`` above the dataset's images, every block is read from the store once and
     the batches are those of the small cache; below it, the small cache evicts (memory stays bounded)."""
@@ -174,6 +173,8 @@ def test_a_training_set_that_fits_its_cache_is_read_from_the_store_once(toy):
                 assert torch.equal(a, b) and torch.equal(a, c)
     assert sum(reads) == len(rows) and len(reads) == 5        # five blocks, each read once over three epochs
     assert whole._loaded.all() and len(bounded._cache) <= 1
+
+
 # -- DDP sharding -------------------------------------------------------------------------------
 def _epoch_batches(n, world, epoch, batch_size=32, drop_last=False, shuffle=True, seed=4):
     """Batches of every rank in one epoch: ``[[batch, ...] per rank]``."""

@@ -33,7 +33,6 @@ from deepdip.errors import DeepdipError
 from deepdip.zgrid import ZGrid
 
 BLOCK_ROWS = 64        # the store's HDF5 chunk height (deepdip.store.writer.CHUNK_ROWS)
-IMAGE_ITEMSIZE = 4     # bytes per pixel of the images a StoreDataset returns (float32)
 WINDOW_BLOCKS = 16     # blocks pooled and shuffled together: 1024 rows, 8 batches of 128
 
 
@@ -68,7 +67,8 @@ class StoreDataset(Dataset):
             self.labels = np.zeros((len(self.rows), 0), np.float32)
         self.weight = (np.ones(len(self.rows), np.float32) if weights is None
                        else np.asarray(weights, dtype=np.float32).reshape(len(self.rows)))
-        self.image_bytes = len(self.rows) * IMAGE_ITEMSIZE * store.n_bands * int(np.prod(store.image_shape))
+        pixels = len(self.rows) * store.n_bands * int(np.prod(store.image_shape))
+        self.image_bytes = pixels * np.dtype(np.float32).itemsize   # as the batches hold them
         self.holds_all = self.image_bytes <= cache_bytes
         self.cache_blocks = cache_blocks
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
@@ -88,11 +88,15 @@ class StoreDataset(Dataset):
         if b in self._cache:
             self._cache.move_to_end(b)
             return self._cache[b]
-        images = self.store.images(self.rows[b * BLOCK_ROWS:(b + 1) * BLOCK_ROWS])
+        images = self._read_block(b)
         self._cache[b] = images
         if len(self._cache) > self.cache_blocks:
             self._cache.popitem(last=False)
         return images
+
+    def _read_block(self, b: int) -> np.ndarray:
+        """Block ``b``'s images from the store: one read of consecutive dataset positions."""
+        return self.store.images(self.rows[b * BLOCK_ROWS:(b + 1) * BLOCK_ROWS])
 
     def _from_memory(self, idx: np.ndarray) -> np.ndarray:
         """``holds_all``: the images of ``idx`` from the in-memory copy, reading the blocks not yet in it."""
@@ -100,8 +104,7 @@ class StoreDataset(Dataset):
             self._all = np.empty((len(self.rows), self.store.n_bands, *self.store.image_shape), dtype=np.float32)
         for b in np.unique(idx // BLOCK_ROWS):
             if not self._loaded[b]:
-                self._all[b * BLOCK_ROWS:(b + 1) * BLOCK_ROWS] = self.store.images(
-                    self.rows[b * BLOCK_ROWS:(b + 1) * BLOCK_ROWS])
+                self._all[b * BLOCK_ROWS:(b + 1) * BLOCK_ROWS] = self._read_block(b)
                 self._loaded[b] = True
         return self._all[idx]   # one gathering copy
 

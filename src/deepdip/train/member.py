@@ -45,7 +45,8 @@ def train_member(store, fold: int, member: int, member_dir: Path, cfg: TrainConf
     quiet_lightning()
     devices, accelerator, num_workers = cfg.devices, cfg.accelerator, cfg.num_workers
     seed = member_seed(config["seed"], fold, member)
-    n_proc = (devices if isinstance(devices, int) else 1) * cfg.num_nodes
+    local_procs = devices if isinstance(devices, int) else 1   # training processes on this machine
+    n_proc = local_procs * cfg.num_nodes
     on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
     # Reproducibility: on a CPU, two runs with the same seed, epochs and thread count give the same
     # weights bit for bit (oneDNN's kernels split work statically over the threads); another thread
@@ -104,7 +105,7 @@ def train_member(store, fold: int, member: int, member_dir: Path, cfg: TrainConf
         augment = augment_rows(store, config["augment_store"], config.get("augment_labelled"), pixels=True)
     # Every process that reads batches keeps its own cache: each loader worker of each of this
     # machine's training processes.
-    cache_bytes = image_cache_bytes(max(1, num_workers) * (devices if isinstance(devices, int) else 1))
+    cache_bytes = image_cache_bytes(max(1, num_workers) * local_procs)
     data = make_datamodule(store, train_rows, val_rows, zgrid, batch_size=hp["batch_size"],
                            num_workers=num_workers, seed=seed, pin_memory=not on_cpu,
                            properties=net_kwargs.get("properties", ()), weights=weights, augment=augment,
