@@ -81,6 +81,51 @@ def test_unguarded_script_with_workers_fails_fast_and_writes_nothing(small_sdss,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["unguarded.py"]  # no store, no temporary
 
 
+def _send_half_a_result(marker: str):
+    """In a pool worker: write the header of a 1 MB result and 7 of its bytes, say so, then hang.
+
+    What a worker stopped in the middle of sending a block back leaves in the executor's pipe.
+    """
+    import struct
+    import time
+
+    frame = sys._getframe()
+    while "result_queue" not in frame.f_locals:  # concurrent.futures.process._process_worker's queue
+        frame = frame.f_back
+    writer = frame.f_locals["result_queue"]._writer
+    writer._send(struct.pack("!i", 1 << 20) + b"partial")
+    with open(marker, "w"):
+        pass
+    time.sleep(600)
+
+
+def test_workers_stopped_while_sending_a_result_do_not_hang_the_shutdown(tmp_path):
+    """An interrupted run stops its workers; one stopped mid-send must not block the pool's shutdown.
+
+    CPython 3.11's manager thread waits for the rest of the message for ever (the parent holds the
+    pipe's write end): a rare hang of `simulate --workers 2` on Ctrl-C under load.
+    """
+    import threading
+    import time
+
+    from deepdip.simulate.pipeline import _start_pool, _stop_workers
+
+    pool, started = _start_pool(1)
+    for future in started:
+        future.result(timeout=120)
+    marker = tmp_path / "sending"
+    pool.submit(_send_half_a_result, str(marker))
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert time.monotonic() < deadline, "the worker never started sending"
+        time.sleep(0.01)
+    _stop_workers(pool)
+    shutdown = threading.Thread(target=pool.shutdown, kwargs={"wait": True, "cancel_futures": True}, daemon=True)
+    shutdown.start()
+    shutdown.join(60)
+    assert not shutdown.is_alive(), "the pool's shutdown hangs on the half-sent result"
+
+
 def test_simulate_store_records_the_one_extinction_law(small_store):
     from deepdip.extinction import EXTINCTION_LAW, extinction_coefficients
 

@@ -119,17 +119,38 @@ def _worker_init(parent_pid: int):
         threading.Thread(target=watch, name="deepdip-parent-watch", daemon=True).start()
 
 
-def _stop_workers(pool: ProcessPoolExecutor):
-    """Stop the workers now (the run failed or was interrupted): do not wait for their blocks."""
-    terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14
-    if terminate is not None:
-        terminate()
+def _stop_workers(pool: ProcessPoolExecutor, timeout: float = 10.0):
+    """Stop the workers now (the run failed or was interrupted): do not wait for their blocks.
+
+    A worker stopped while it was sending a block back leaves half a message in the result pipe.
+    The executor's manager thread then waits for the rest for ever, and ``shutdown(wait=True)``
+    (and the interpreter's exit, which joins that thread) with it: CPython 3.11's executor, seen
+    as a rare hang of an interrupted run. The parent holds the pipe's last write end once the
+    workers are gone; closing it turns that wait into end-of-file, which the manager thread
+    handles as a broken pool and ends.
+    """
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    if not processes:  # an executor without the attribute (a later Python): its own public call
+        terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14
+        if terminate is not None:
+            terminate()
         return
-    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+    for proc in processes:
         try:
             proc.terminate()
         except (OSError, ValueError, AttributeError):
             pass
+    for proc in processes:
+        try:
+            proc.join(timeout)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout)
+        except (OSError, ValueError, AttributeError, AssertionError):
+            pass
+    writer = getattr(getattr(pool, "_result_queue", None), "_writer", None)
+    if writer is not None:
+        writer.close()
 
 
 UNGUARDED = ("the worker processes of simulate_store exited while starting up. Workers are spawned and "
