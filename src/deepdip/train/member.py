@@ -45,8 +45,8 @@ def train_member(store, fold: int, member: int, member_dir: Path, cfg: TrainConf
     quiet_lightning()
     devices, accelerator, num_workers = cfg.devices, cfg.accelerator, cfg.num_workers
     seed = member_seed(config["seed"], fold, member)
-    local_procs = devices if isinstance(devices, int) else 1   # training processes on this machine
-    n_proc = local_procs * cfg.num_nodes
+    # Training processes on this machine: they share its cores (the other nodes' processes have their own).
+    local_procs = devices if isinstance(devices, int) else 1
     on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
     # Reproducibility: on a CPU, two runs with the same seed, epochs and thread count give the same
     # weights bit for bit (oneDNN's kernels split work statically over the threads); another thread
@@ -55,9 +55,9 @@ def train_member(store, fold: int, member: int, member_dir: Path, cfg: TrainConf
     # drawn in this process from (seed, epoch, step), so the number of workers changes nothing.
     # The cores counted are those this process may run on (its affinity), as for the loader default:
     # in a container limited to 2 of a host's 64 cores, 64 threads would fight over 2.
-    torch.set_num_threads(cfg.threads or (max(1, usable_cores() // n_proc) if on_cpu else torch.get_num_threads()))
+    torch.set_num_threads(cfg.threads or (max(1, usable_cores() // local_procs) if on_cpu else torch.get_num_threads()))
     if num_workers is None:
-        num_workers = default_loader_workers(on_cpu, n_proc)
+        num_workers = default_loader_workers(on_cpu, local_procs)
     if on_cpu:
         # Tiny gradients and Adam moments become denormal floats, which x86 cores process ~100x
         # slower; flushing them to zero changes nothing measurable in the result.
