@@ -57,7 +57,7 @@ def train_run(store: Path, out: Path, args, seed: int, band_dropout: float, mode
     from deepdip.train import train
 
     if not any(out.glob("fold0/member0/model.pt")):
-        train(store, fold=0, epochs=args.epochs, max_train=args.max_train, band_dropout=band_dropout,
+        train(store, fold=0, epochs=args.epochs, max_train=args.max_train or None, band_dropout=band_dropout,
               band_dropout_mode=mode, out=out, seed=seed, progress=False, tensorboard=False)
     return out
 
@@ -87,8 +87,9 @@ def recalibrated_copy(run: Path, store_path: Path, out: Path) -> Path:
 def baseline(store: Path, method: str, out: Path, args, seed: int) -> Path:
     if not out.exists():
         subprocess.run([sys.executable, "-m", "deepdip", "baseline", str(store), "--method", method, "--fold", "0",
-                        "--out", str(out), "--max-train", str(args.max_train), "--seed", str(seed),
-                        "--n-jobs", "2"], check=True, capture_output=True)
+                        "--out", str(out), "--seed", str(seed), "--n-jobs", "2",
+                        *(["--max-train", str(args.max_train)] if args.max_train else [])],
+                       check=True, capture_output=True)
     return out
 
 
@@ -123,7 +124,7 @@ def study_seed(store: Path, out: Path, args, seed: int) -> dict:
         run = train_run(store, out / "independent", args, seed, args.independent_dropout, "independent")
         cnns["independent"] = run
         cnns["independent+pit"] = recalibrated_copy(run, store, out / "independent_pit")
-    n = args.max_train
+    n = args.max_train or "all"
 
     def row(key, run, st, name):
         results[key] = scores(run, st, out / f"{name}.parquet")
@@ -160,7 +161,8 @@ def main():
     p.add_argument("--out", required=True)
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     p.add_argument("--drop", nargs="+", default=["u", "g", "r", "i", "z", "uz"])
-    p.add_argument("--max-train", type=int, default=5000)
+    p.add_argument("--max-train", type=int, default=5000,
+                   help="training galaxies of every CNN and baseline; 0: all of the training folds (the demo's scale)")
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--band-dropout", type=float, default=0.3, help="P of the 'dropout' arm (mode subset)")
     p.add_argument("--independent-dropout", type=float, default=0.15,
