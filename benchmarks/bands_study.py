@@ -179,6 +179,25 @@ def main():
         cells = [by_seed[s].get(key) for s in args.seeds]
         print(f"| {key} | " + " | ".join(f"{m['sigma_mad']:.4f} / {100 * m['eta']:.2f} % / {m['pit_ks']:.3f}"
                                         if m else "—" for m in cells) + " |")
+    print_ratios(by_seed, args)
+
+
+def print_ratios(by_seed: dict, args) -> None:
+    """σ_MAD ratios against issue 14's targets, per band-dropout arm and seed (— where an arm is missing)."""
+    def ratio(res, num, den):
+        den = [res[k]["sigma_mad"] for k in den if k in res]
+        return f"{res[num]['sigma_mad'] / min(den):.3f}" if num in res and den else "—"
+
+    sets = ["all"] + [f"-{d}" for d in args.drop]
+    print("\n| ratio (seeds " + " ; ".join(map(str, args.seeds)) + ") | " + " | ".join(sets) + " |")
+    print("|---|" + "---|" * len(sets))
+    for arm in ("dropout+pit", "independent+pit"):
+        for name, den in (("full", lambda s: ["full/all"] if s == "all" else []),
+                          ("specific", lambda s: [] if s == "all" else [f"specific/{s}"]),
+                          ("best baseline", lambda s: [f"rf/{s}", f"boost/{s}"])):
+            cells = [" ; ".join(ratio(by_seed[seed], f"{arm}/{s}", den(s)) for seed in args.seeds) for s in sets]
+            if any(c.strip(" ;—") for c in cells):
+                print(f"| {arm} / {name} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
