@@ -39,7 +39,7 @@ def train_arm(store: Path, out: Path, seed: int, args, settings: dict) -> Path:
     from deepdip.train import train
 
     if not any(out.glob("fold0/member0/model.pt")):
-        train(store, fold=0, epochs=args.epochs, max_train=args.max_train, out=out, seed=seed, progress=False,
+        train(store, fold=0, epochs=args.epochs, max_train=args.max_train or None, out=out, seed=seed, progress=False,
               tensorboard=False, **settings)
     return out
 
@@ -106,7 +106,7 @@ def boost_scores(store_path: Path, seed: int, args, cache: Path) -> dict:
     test_rows = np.flatnonzero(store.column("fold") == 0)
     y_te = property_labels(store, PROPERTIES, test_rows)
     if not cache.exists():
-        train_rows, val_rows = split_train_val(store, 0, seed, 0.1, 5000, args.max_train)
+        train_rows, val_rows = split_train_val(store, 0, seed, 0.1, 5000, args.max_train or None)
         train_rows = np.sort(np.concatenate([train_rows, val_rows]))   # trees need no validation set
         phot_tr, phot_te = Photometry.from_store(store, train_rows), Photometry.from_store(store, test_rows)
         feats = ColourFeatures("r").fit(phot_tr)
@@ -140,7 +140,8 @@ def main():
     p.add_argument("store")
     p.add_argument("--out", required=True)
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--max-train", type=int, default=5000)
+    p.add_argument("--max-train", type=int, default=5000,
+                   help="training galaxies of every CNN and of the trees; 0: all of the training folds")
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     p.add_argument("--reuse-binned", nargs="*", default=[], metavar="SEED=RUN")
